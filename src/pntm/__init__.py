@@ -1,0 +1,3 @@
+"""pntm: Parallelizable Neural Turing Machines."""
+
+__version__ = "0.1.0"
