@@ -1,0 +1,193 @@
+"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``.
+
+Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
+code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
+interrupted run resumes with ``pntm train --out RUN_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pntm import config as config_lib
+from pntm import tasks
+from pntm.device import resolve_device
+from pntm.errors import PntmError, RunDirError
+from pntm.provenance import command_line
+
+# Errors raised by pntm.tasks for bad user input (they derive from ValueError).
+USER_ERRORS = (PntmError, tasks.UnknownTaskError, tasks.UnknownTokenError,
+               tasks.LengthSpecError, tasks.InvalidPromptError)
+
+
+class UsageError(PntmError):
+    """A malformed command line (raised instead of argparse's usage-and-exit)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the whole usage first: keep it to one line
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
+    return value
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="pntm", description="Parallelizable Neural Turing Machines: "
+                            "train and evaluate sequence models on length generalization.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("tasks", help="list the tasks")
+
+    p = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
+    p.add_argument("--task", help="task name (see `pntm tasks`)")
+    p.add_argument("--model", help="pntm, ntm, lstm or transformer")
+    p.add_argument("--config", metavar="FILE.yaml", help="config overrides from a YAML file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--steps", type=positive_int, help="training steps (extends a finished run)")
+    p.add_argument("--seed", type=non_negative_int, help="run seed (default 0)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/TASK-MODEL-sSEED)")
+
+    p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--lengths", metavar="SPEC", help="e.g. 1-40,41-500:10 (default: the run's config)")
+    p.add_argument("--samples", type=positive_int, metavar="K", help="examples per length")
+    p.add_argument("--json", metavar="PATH", help="where to write the report (default RUN_DIR/eval.json)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+
+    p = sub.add_parser("generate", help="greedy-decode the answer to one prompt")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_tasks(args) -> None:
+    for task in tasks.TASKS.values():
+        print(f"{task.name:<22} {task.category:<15} {task.description}")
+
+
+def cmd_train(args, argv: list[str]) -> None:
+    from pntm.runs import RunDir
+    from pntm.train import start_run, train_run
+
+    device = resolve_device(args.device)
+    out = args.out
+    if out is None:
+        cfg = config_lib.build_config(args.task, args.model, config_file=args.config,
+                                      sets=args.sets, steps=args.steps, seed=args.seed)
+        out = f"runs/{cfg['task']}-{cfg['model']}-s{cfg['seed']}"
+    run = RunDir(out)
+    if run.is_run():
+        _check_resume(run, args)
+    else:
+        cfg = config_lib.build_config(args.task, args.model, config_file=args.config,
+                                      sets=args.sets, steps=args.steps, seed=args.seed)
+        start_run(out, cfg)
+        print(f"pntm: training {cfg['model']} on {cfg['task']} (seed {cfg['seed']}) into {out}",
+              file=sys.stderr)
+    train_run(out, steps=args.steps, device=device, command=command_line(argv))
+
+
+def _check_resume(run, args) -> None:
+    """Resuming takes the saved config; options that would change it are refused."""
+    saved = run.load_config()
+    changed = [flag for flag, given in (("--config", args.config), ("--set", args.sets)) if given]
+    changed += [f"--{key}" for key in ("task", "model", "seed")
+                if getattr(args, key) is not None and getattr(args, key) != saved[key]]
+    if changed:
+        raise RunDirError(f"{run} already holds a {saved['task']}/{saved['model']} run "
+                          f"(seed {saved['seed']}); {', '.join(changed)} would change it. Resume "
+                          f"with `pntm train --out {run}` (plus --steps N to extend) or pick "
+                          "another --out")
+
+
+def cmd_eval(args, argv: list[str]) -> None:
+    from pntm.evaluate import evaluate_run
+
+    device = resolve_device(args.device)
+    if args.lengths is not None:
+        tasks.parse_lengths(args.lengths)  # a bad spec fails before any loading
+    evaluate_run(args.run_dir, lengths=args.lengths, samples=args.samples, json_path=args.json,
+                 device=device, command=command_line(argv))
+
+
+def cmd_generate(args) -> None:
+    from pntm.evaluate import greedy_decode
+    from pntm.runs import RunDir, load_model
+
+    device = resolve_device(args.device)
+    run = RunDir(args.run_dir)
+    cfg = run.load_config()
+    task = tasks.get_task(cfg["task"])
+    prompt = task.parse_prompt(args.prompt)
+    if not prompt:
+        raise PntmError("empty prompt")
+    vocab, model = load_model(run, cfg, device)
+    vocab.encode(prompt)  # an unknown token fails here, naming it
+    budget = 2 * len(prompt) + 2  # enough for every task's answer (duplicate: 2n) plus EOS
+    tokens = vocab.decode(greedy_decode(model, vocab, [prompt], budget, device)[0])
+    if tasks.EOS in tokens:
+        tokens = tokens[: tokens.index(tasks.EOS)]
+    else:
+        print(f"pntm: note: no {tasks.EOS} within {budget} tokens", file=sys.stderr)
+    print(("" if all(len(t) == 1 for t in tokens) else " ").join(tokens))
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "tasks":
+            cmd_tasks(args)
+        elif args.command == "train":
+            cmd_train(args, argv)
+        elif args.command == "eval":
+            cmd_eval(args, argv)
+        elif args.command == "generate":
+            cmd_generate(args)
+        return 0
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except USER_ERRORS as err:
+        return _fail(str(err))
+    except OSError as err:  # unwritable --out, full disk, unreadable file...
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        return _fail(f"{err.strerror or err}{where}")
+    except KeyboardInterrupt:
+        print("pntm: interrupted (a training run resumes from its last checkpoint with "
+              "`pntm train --out RUN_DIR`)", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"pntm: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Run configuration: defaults, YAML files, ``--set key=value`` overrides, validation.
+
+A config is a nested dict::
+
+    task, model, seed, vocab         # vocab: the token list, filled in when a run starts
+    model_config: {...}              # keys = the model's default_config()
+    train: {steps, batch_size, lr, ...}
+    eval:  {lengths, samples, eval_seed, batch_size}
+
+Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the package's
+``configs/{model}.yaml``, ``configs/{model}-{task}.yaml``, the user's ``--config FILE``, each
+``--set``, then the ``--steps`` / ``--seed`` flags. Every key is checked against the defaults,
+so a typo is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pntm import tasks
+from pntm.errors import ConfigError
+from pntm.models import default_model_config
+
+DEFAULT_EVAL_LENGTHS = "1-40,41,50,64,80,100,128,160,200,256,320,400,500"
+
+DEFAULTS: dict[str, Any] = {
+    "task": None,
+    "model": None,
+    "seed": 0,
+    "vocab": None,
+    "model_config": {},
+    "train": {
+        "steps": 10000,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "lr_schedule": "cosine",      # or "constant"; both after the linear warm-up
+        "min_lr_ratio": 0.1,          # cosine decays to lr * min_lr_ratio
+        "weight_decay": 0.01,         # on matrices only, as in nanoGPT
+        "grad_clip": 1.0,             # max gradient norm; 0 disables clipping
+        "warmup_steps": 100,
+        "train_lengths": list(tasks.DEFAULT_TRAIN_LENGTHS),  # [min, max], both included
+        "log_every": 50,
+        "checkpoint_every": 500,
+        "early_stop": {
+            "every": 500,             # check every N steps; 0 disables early stopping
+            "lengths": None,          # a spec within train_lengths; None = all of them
+            "samples": 32,
+            "patience": 2,            # stop after this many checks in a row at 100%
+            "seed": 4321,             # its own examples, distinct from the eval set
+        },
+        "eval_at_end": True,
+    },
+    "eval": {
+        "lengths": DEFAULT_EVAL_LENGTHS,
+        "samples": 128,
+        "eval_seed": 1234,
+        "batch_size": 128,
+    },
+}
+
+
+# --------------------------------------------------------------------------- reading layers
+
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from ``path`` (an empty file is an empty mapping)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {what} {path}: {err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {_one_line(err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def package_config(model: str, task: str | None) -> dict:
+    """The shipped defaults for ``model``, then for (``model``, ``task``) when present."""
+    merged: dict = {}
+    names = [f"{model}.yaml"] + ([f"{model}-{task}.yaml"] if task else [])
+    for name in names:
+        ref = resources.files("pntm") / "configs" / name
+        if ref.is_file():
+            merged = merge(merged, load_yaml(Path(str(ref)), "packaged config"))
+    return merged
+
+
+def parse_set(item: str) -> dict:
+    """``"train.lr=3e-4"`` -> ``{"train": {"lr": 3e-4}}`` (the value is read as YAML)."""
+    key, eq, text = item.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not eq or not key or not all(p.strip() for p in parts):
+        raise ConfigError(f"malformed --set '{item}' (expected key=value, e.g. train.lr=3e-4)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"malformed value in --set '{item}': {_one_line(err)}") from None
+    for part in reversed(parts):
+        value = {part.strip(): value}
+    return value
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep merge: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# --------------------------------------------------------------------------- building
+
+def build_config(task: str | None = None, model: str | None = None, *,
+                 config_file: str | Path | None = None, sets: list[str] = (),
+                 steps: int | None = None, seed: int | None = None) -> dict:
+    """The full, validated config for a new run (see the module docstring for the layers).
+
+    ``task`` and ``model`` may also come from the ``--config`` file or ``--set``.
+    """
+    user = load_yaml(config_file) if config_file else {}
+    for item in sets:
+        user = merge(user, parse_set(item))
+    flags = {"task": task, "model": model, "seed": seed, "train": {"steps": steps}}
+    user = merge(user, _drop_none(flags))
+    for key in ("task", "model"):
+        if not isinstance(user.get(key), str) or not user[key]:
+            raise ConfigError(f"no {key} given (use --{key} or set {key} in --config)")
+    tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
+    base = merge(defaults_for(user["model"]), package_config(user["model"], user["task"]))
+    return validate(merge(base, user))
+
+
+def defaults_for(model: str) -> dict:
+    """``DEFAULTS`` with ``model_config`` filled from the model (an unknown model fails here)."""
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["model"] = model
+    cfg["model_config"] = default_model_config(model)
+    return cfg
+
+
+def validate(cfg: dict) -> dict:
+    """Check keys, types and values of a full config; returns it with types normalised."""
+    if not isinstance(cfg.get("model"), str):
+        raise ConfigError("config has no model")
+    schema = defaults_for(cfg["model"])
+    cfg = _check_keys(cfg, schema, "")
+    _check_values(cfg)
+    return cfg
+
+
+def _check_keys(value: Any, default: Any, path: str) -> Any:
+    """Reject unknown keys and coerce each leaf to the type of its default."""
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
+        for key in value:
+            if key not in default:
+                where = f"'{path}.{key}'" if path else f"'{key}'"
+                raise ConfigError(f"unknown config key {where} (known: {', '.join(default)})")
+        return {k: _check_keys(value.get(k, v), v, f"{path}.{k}" if path else k)
+                for k, v in default.items()}
+    return _coerce(value, default, path)
+
+
+def _coerce(value: Any, default: Any, path: str) -> Any:
+    """``value`` converted to the type of ``default``; None defaults accept anything."""
+    if default is None:
+        return value
+    kind = type(default)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        if isinstance(value, str):  # PyYAML reads "3e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # e.g. eval.lengths: 41
+        ok = isinstance(value, str)
+    elif kind is list:
+        ok = isinstance(value, list)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"config key '{path}' must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_values(cfg: dict) -> None:
+    """Ranges and relations that types alone do not capture."""
+    train, ev, es = cfg["train"], cfg["eval"], cfg["train"]["early_stop"]
+    _require(isinstance(cfg["task"], str), "task", "must be a task name")
+    _require(cfg["seed"] >= 0, "seed", "must be >= 0")
+    for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        _require(train[key] >= 1, f"train.{key}", "must be a positive integer")
+    _require(train["lr"] > 0 and math.isfinite(train["lr"]), "train.lr", "must be > 0")
+    _require(0 <= train["min_lr_ratio"] <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+    for key in ("weight_decay", "grad_clip", "warmup_steps"):
+        _require(train[key] >= 0, f"train.{key}", "must be >= 0")
+    _require(train["lr_schedule"] in ("constant", "cosine"), "train.lr_schedule",
+             "must be 'constant' or 'cosine'")
+    lo_hi = train["train_lengths"]
+    _require(len(lo_hi) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in lo_hi)
+             and 1 <= lo_hi[0] <= lo_hi[1], "train.train_lengths",
+             "must be [min, max] with 1 <= min <= max")
+    _require(es["every"] >= 0, "train.early_stop.every", "must be >= 0 (0 disables it)")
+    for key in ("samples", "patience"):
+        _require(es[key] >= 1, f"train.early_stop.{key}", "must be a positive integer")
+    _require(es["seed"] >= 0, "train.early_stop.seed", "must be >= 0")
+    if es["lengths"] is not None:
+        outside = [n for n in lengths_from(es["lengths"], "train.early_stop.lengths")
+                   if not lo_hi[0] <= n <= lo_hi[1]]
+        _require(not outside, "train.early_stop.lengths",
+                 f"must stay within train_lengths {lo_hi} (early stopping never looks out of "
+                 f"distribution), got {outside[0] if outside else ''}")
+    lengths_from(ev["lengths"], "eval.lengths")
+    for key in ("samples", "batch_size"):
+        _require(ev[key] >= 1, f"eval.{key}", "must be a positive integer")
+    _require(ev["eval_seed"] >= 0, "eval.eval_seed", "must be >= 0")
+    if cfg["vocab"] is not None:
+        _require(isinstance(cfg["vocab"], list) and all(isinstance(t, str) for t in cfg["vocab"]),
+                 "vocab", "must be a list of token strings")
+
+
+def lengths_from(spec: Any, key: str = "lengths") -> list[int]:
+    """Parse a length spec (a string like "1-40,50" or a single int) into sorted lengths."""
+    try:
+        return tasks.parse_lengths(str(spec))
+    except tasks.LengthSpecError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def early_stop_lengths(cfg: dict) -> list[int]:
+    """The ID lengths early stopping checks: the configured spec, or the whole training range."""
+    spec = cfg["train"]["early_stop"]["lengths"]
+    lo, hi = cfg["train"]["train_lengths"]
+    return lengths_from(spec, "train.early_stop.lengths") if spec is not None else list(range(lo, hi + 1))
+
+
+def dump(cfg: dict) -> str:
+    """The config as YAML text, keys in their natural order."""
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' {message}")
+
+
+def _drop_none(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = _drop_none(v)
+            if v:
+                out[k] = v
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())

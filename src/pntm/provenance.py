@@ -1,0 +1,57 @@
+"""Where a result came from: code version, command, time, machine."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def git_commit() -> str:
+    """The commit of the checkout this package runs from, or "unknown"."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """Platform, CPU and (when present) GPU, in one line."""
+    parts = [platform.platform(), cpu_name()]
+    if torch.cuda.is_available():
+        parts.append(torch.cuda.get_device_name())
+    return "; ".join(parts)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as a user would type it (``argv`` excludes the program name)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return shlex.join(["pntm", *argv])
+
+
+def provenance(command: str | None = None) -> dict:
+    return {
+        "git_commit": git_commit(),
+        "command": command if command is not None else command_line(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

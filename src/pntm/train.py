@@ -1,0 +1,268 @@
+"""The training loop: teacher-forced next-token prediction on freshly sampled batches.
+
+Each step draws one length uniformly from ``train.train_lengths`` and a fresh batch of that
+length from the run's own data stream (``tasks.train_generator(seed)``). The loss is the
+cross-entropy on the answer tokens and the final EOS only. Everything random (weights, data,
+Python / NumPy / torch RNGs) is checkpointed, so a resumed run computes exactly what an
+uninterrupted one would have.
+
+Entry points: ``start_run(out_dir, config)`` creates a run directory, ``train_run(out_dir)``
+trains it (from scratch or from its last checkpoint), ``train(config, out_dir)`` does both.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pntm import config as config_lib
+from pntm import tasks
+from pntm.evaluate import evaluate_lengths, evaluate_run
+from pntm.errors import RunDirError
+from pntm.models import SequenceModel, build_model
+from pntm.runs import EVAL, TRAIN_STATE, RunDir, load_model_state
+
+
+def learning_rate(step: int, train_cfg: dict) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or cosine down to ``min_lr_ratio``."""
+    lr, warmup, total = train_cfg["lr"], train_cfg["warmup_steps"], train_cfg["steps"]
+    if step <= warmup:
+        return lr * step / warmup
+    if train_cfg["lr_schedule"] == "constant":
+        return lr
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    floor = train_cfg["min_lr_ratio"]
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: SequenceModel, train_cfg: dict) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (biases and norms are left alone)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": train_cfg["weight_decay"]},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=train_cfg["lr"])
+
+
+# --------------------------------------------------------------------------- RNG state
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Global RNG states, as plain types that ``torch.load(weights_only=True)`` accepts."""
+    name, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = {"python": random.getstate(), "numpy": [name, key.tolist(), pos, has_gauss, gauss],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- entry points
+
+def start_run(out_dir: str | Path, cfg: dict) -> RunDir:
+    """Create a run directory for ``cfg`` (a config from ``config.build_config``)."""
+    cfg = config_lib.validate(cfg)
+    cfg["vocab"] = tasks.get_task(cfg["task"]).vocab.to_list()
+    run = RunDir(out_dir)
+    run.create(cfg)
+    return run
+
+
+def train(cfg: dict, out_dir: str | Path, **kwargs) -> dict | None:
+    """Start a new run and train it; see ``train_run`` for the keyword arguments."""
+    start_run(out_dir, cfg)
+    return train_run(out_dir, **kwargs)
+
+
+def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
+              command: str | None = None, stop_at: int | None = None,
+              quiet: bool = False) -> dict | None:
+    """Train the run in ``out_dir`` from its last checkpoint (or from scratch) to the end.
+
+    ``steps`` changes the run's total number of steps (to extend a finished run).
+    ``stop_at`` stops after that step, checkpointed, as if interrupted (used by tests).
+    At the end, when ``train.eval_at_end``, evaluates and returns the eval.json report;
+    otherwise returns None. ``quiet`` silences the evaluation table on stdout.
+    """
+    run = RunDir(out_dir)
+    cfg = run.load_config()
+    if steps is not None and steps != cfg["train"]["steps"]:
+        cfg["train"]["steps"] = steps
+        cfg = config_lib.validate(cfg)
+        run.save_config(cfg)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return Trainer(run, cfg, device, command, quiet).fit(stop_at)
+
+
+class Trainer:
+    """Holds the model, optimizer, data stream and counters of one training session."""
+
+    def __init__(self, run: RunDir, cfg: dict, device: torch.device, command: str | None,
+                 quiet: bool = False):
+        self.run, self.cfg, self.device, self.command, self.quiet = run, cfg, device, command, quiet
+        self.tcfg = cfg["train"]
+        self.task = tasks.get_task(cfg["task"])
+        self.vocab = run.vocab(cfg)
+        seed_everything(cfg["seed"])
+        self.model = build_model(cfg["model"], len(self.vocab), self.vocab.sep_id,
+                                 cfg["model_config"]).to(device)
+        self.optimizer = make_optimizer(self.model, self.tcfg)
+        self.data_rng = tasks.train_generator(cfg["seed"])
+        self.step, self.elapsed, self.streak, self.early_stopped = 0, 0.0, 0, False
+        self.metrics: list[dict] = []
+        self.tty = sys.stderr.isatty()
+        self._resume()
+
+    def _resume(self) -> None:
+        state = self.run.load_train_state()
+        if state is None:
+            return
+        load_model_state(self.model, state, self.run.file(TRAIN_STATE))
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.data_rng.bit_generator.state = state["data_rng"]
+            set_rng_state(state["rng"])
+            self.step, self.elapsed = state["step"], state["elapsed_seconds"]
+            self.streak, self.early_stopped = state["early_stop_streak"], state["early_stopped"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise RunDirError(f"{self.run.file(TRAIN_STATE)} is corrupt or from another "
+                              f"version: {type(err).__name__}: {err}") from None
+        # lines logged after the checkpoint will be logged again, identically
+        self.metrics = [m for m in self.run.read_metrics() if m["step"] <= self.step]
+
+    @property
+    def finished(self) -> bool:
+        return self.early_stopped or self.step >= self.tcfg["steps"]
+
+    def log(self, message: str) -> None:
+        if self.tty:
+            tqdm.write(message, file=sys.stderr)  # keeps the progress bar intact
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def fit(self, stop_at: int | None = None) -> dict | None:
+        total = self.tcfg["steps"]
+        if self.finished:
+            why = " (early stop)" if self.early_stopped else ""
+            self.log(f"{self.run}: training already finished at step {self.step}{why}")
+            if self.tcfg["eval_at_end"] and self.run.load_eval() is None:
+                return self.evaluate()
+            return None
+        if self.step:
+            self.log(f"{self.run}: resuming at step {self.step}/{total}")
+        self.run.file(EVAL).unlink(missing_ok=True)  # it would describe older weights
+
+        session_start, elapsed_before = time.perf_counter(), self.elapsed
+        bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.tty,
+                   dynamic_ncols=True)
+        self.model.train()
+        while self.step < total:
+            self.step += 1
+            row = self.train_step()
+            self.elapsed = elapsed_before + time.perf_counter() - session_start
+            bar.update(1)
+            if row is not None:
+                row["elapsed_seconds"] = round(self.elapsed, 3)
+                self.metrics.append(row)
+                self.run.write_metrics(self.metrics)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['token_accuracy']:.3f}")
+                if not self.tty:
+                    self.log(f"step {self.step}/{total} loss {row['loss']:.4f} "
+                             f"token_acc {row['token_accuracy']:.3f} length {row['length']} "
+                             f"lr {row['lr']:.2e} {self.elapsed:.0f}s")
+            every = self.tcfg["early_stop"]["every"]
+            if every and self.step % every == 0:
+                self.early_stop_check()
+            if (self.finished or self.step % self.tcfg["checkpoint_every"] == 0
+                    or self.step == stop_at):
+                self.checkpoint()
+            if self.early_stopped or self.step == stop_at:
+                break
+        bar.close()
+        if not self.finished:
+            return None
+        why = " (early stop: 100% on ID lengths)" if self.early_stopped else ""
+        self.log(f"{self.run}: training finished at step {self.step}{why} in {self.elapsed:.1f}s")
+        return self.evaluate() if self.tcfg["eval_at_end"] else None
+
+    def train_step(self) -> dict | None:
+        """One optimizer step; returns a metrics row on logging steps."""
+        lo, hi = self.tcfg["train_lengths"]
+        length = int(self.data_rng.integers(lo, hi + 1))
+        examples = tasks.sample_examples(self.task, length, self.tcfg["batch_size"], self.data_rng)
+        batch = tasks.encode_batch(examples, self.vocab).to(self.device)
+        lr = learning_rate(self.step, self.tcfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        logits = self.model(batch.inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
+                               ignore_index=tasks.IGNORE_INDEX)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.tcfg["grad_clip"]
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        self.optimizer.step()
+
+        if self.step % self.tcfg["log_every"] and self.step != self.tcfg["steps"]:
+            return None
+        with torch.no_grad():
+            mask = batch.targets != tasks.IGNORE_INDEX
+            right = (logits.argmax(-1) == batch.targets) & mask
+            accuracy = right.sum().item() / max(mask.sum().item(), 1)
+        return {"step": self.step, "loss": loss.item(), "token_accuracy": accuracy,
+                "length": length, "lr": lr, "grad_norm": grad_norm.item()}
+
+    def early_stop_check(self) -> None:
+        """Greedy sequence accuracy on ID lengths; stop after ``patience`` perfect checks."""
+        es = self.tcfg["early_stop"]
+        lengths = config_lib.early_stop_lengths(self.cfg)
+        rows = evaluate_lengths(self.model, self.task, self.vocab, lengths, es["samples"],
+                                es["seed"], self.cfg["eval"]["batch_size"], self.device)
+        worst = min(r["sequence_accuracy"] for r in rows)
+        mean = sum(r["sequence_accuracy"] for r in rows) / len(rows)
+        self.streak = self.streak + 1 if worst == 1.0 else 0
+        self.early_stopped = self.streak >= es["patience"]
+        self.log(f"step {self.step}: ID greedy seq acc {mean:.3f} (worst {worst:.3f}), "
+                 f"perfect checks in a row {self.streak}/{es['patience']}")
+
+    def checkpoint(self) -> None:
+        """Weights, then the full training state (the state is what a resume reads)."""
+        self.run.save_weights(self.model, self.step)
+        self.run.save_train_state({
+            "step": self.step,
+            "elapsed_seconds": self.elapsed,
+            "early_stop_streak": self.streak,
+            "early_stopped": self.early_stopped,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "data_rng": self.data_rng.bit_generator.state,
+            "rng": rng_state(),
+        })
+
+    def evaluate(self) -> dict:
+        extra = {"steps": self.step, "train_seconds": round(self.elapsed, 3),
+                 "early_stopped": self.early_stopped}
+        return evaluate_run(self.run.path, model=self.model, device=self.device,
+                            command=self.command, extra=extra, quiet=self.quiet)

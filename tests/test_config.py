@@ -1,0 +1,50 @@
+"""Config layering, --set parsing and validation."""
+
+import pytest
+
+from pntm import config as config_lib
+from pntm.errors import ConfigError
+
+
+def test_defaults_include_the_model_and_packaged_config():
+    cfg = config_lib.build_config("parity", "lstm")
+    assert cfg["model_config"] == {"d_model": 128, "num_layers": 2}
+    assert cfg["train"]["train_lengths"] == [1, 40]
+    assert cfg["eval"]["lengths"] == config_lib.DEFAULT_EVAL_LENGTHS
+    assert cfg["eval"]["samples"] == 128 and cfg["eval"]["eval_seed"] == 1234
+
+
+def test_set_parses_yaml_values_and_dotted_keys():
+    cfg = config_lib.build_config("parity", "lstm", sets=[
+        "model_config.d_model=64", "train.lr=3e-4", "train.train_lengths=[2, 20]",
+        "train.early_stop.every=0", "eval.lengths=41"])
+    assert cfg["model_config"]["d_model"] == 64
+    assert cfg["train"]["lr"] == pytest.approx(3e-4) and isinstance(cfg["train"]["lr"], float)
+    assert cfg["train"]["train_lengths"] == [2, 20]
+    assert cfg["train"]["early_stop"]["every"] == 0
+    assert cfg["eval"]["lengths"] == "41"
+
+
+def test_layers_in_order(tmp_path):
+    user = tmp_path / "c.yaml"
+    user.write_text("seed: 3\ntrain:\n  lr: 0.01\n  steps: 7\n")
+    cfg = config_lib.build_config("parity", "lstm", config_file=user, sets=["train.lr=0.02"],
+                                  steps=9)
+    assert cfg["seed"] == 3                # from the file
+    assert cfg["train"]["lr"] == 0.02      # --set beats the file
+    assert cfg["train"]["steps"] == 9      # --steps beats both
+    assert cfg["train"]["batch_size"] == 32  # untouched default
+
+
+def test_task_and_model_may_come_from_the_file(tmp_path):
+    user = tmp_path / "c.yaml"
+    user.write_text("task: copy\nmodel: lstm\n")
+    cfg = config_lib.build_config(config_file=user)
+    assert (cfg["task"], cfg["model"]) == ("copy", "lstm")
+
+
+@pytest.mark.parametrize("item", ["seed=x", "train.eval_at_end=maybe", "train.lr_schedule=step",
+                                  "train.train_lengths=[5, 2]", "model_config=3", "vocab=3"])
+def test_invalid_values(item):
+    with pytest.raises(ConfigError):
+        config_lib.build_config("parity", "lstm", sets=[item])

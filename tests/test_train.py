@@ -1,0 +1,156 @@
+"""Training runs end to end: run files, exact resume, eval.json, atomic writes."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pntm import config as config_lib
+from pntm import train as train_lib
+from pntm.cli import main
+from pntm.evaluate import summarize
+from pntm.runs import RunDir, atomic_write, atomic_write_text
+from pntm.train import start_run, train, train_run
+
+torch.set_num_threads(1)  # tiny models; the machine is shared
+
+TINY = ["model_config.d_model=16", "model_config.num_layers=1", "train.batch_size=8",
+        "train.train_lengths=[1,8]", "train.log_every=10", "train.checkpoint_every=10",
+        "train.warmup_steps=5", "train.early_stop.every=0", "eval.lengths=1-8,12",
+        "eval.samples=8"]
+RUN_FILES = {"config.yaml", "model.safetensors", "train_state.pt", "metrics.jsonl", "eval.json"}
+
+
+def tiny_config(steps=30, *extra):
+    return config_lib.build_config("parity", "lstm", sets=[*TINY, *extra], steps=steps)
+
+
+def weights(run_dir):
+    return load_file(os.path.join(run_dir, "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def metrics_without_time(run_dir):
+    rows = RunDir(run_dir).read_metrics()
+    return [{k: v for k, v in r.items() if k != "elapsed_seconds"} for r in rows]
+
+
+def test_tiny_run_writes_every_file(tmp_path):
+    run_dir = tmp_path / "run"
+    report = train(tiny_config(30), run_dir, quiet=True)
+    assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
+    assert not [p for p in run_dir.iterdir() if p.name not in RUN_FILES]  # no temp files
+    rows = RunDir(run_dir).read_metrics()
+    assert [r["step"] for r in rows] == [10, 20, 30]
+    assert {"step", "loss", "token_accuracy", "length", "lr", "elapsed_seconds"} <= rows[0].keys()
+    cfg = RunDir(run_dir).load_config()
+    assert cfg["vocab"][:4] == ["<pad>", "<bos>", "<sep>", "<eos>"]
+    assert cfg["train"]["steps"] == 30
+    assert report == json.loads((run_dir / "eval.json").read_text())
+    assert torch.load(run_dir / "train_state.pt", weights_only=True)["step"] == 30
+
+
+def test_eval_json_schema(tmp_path):
+    report = train(tiny_config(10), tmp_path / "run", quiet=True)
+    assert report["task"] == "parity" and report["model"] == "lstm" and report["seed"] == 0
+    assert report["train_lengths"] == [1, 8]
+    assert [r["length"] for r in report["lengths"]] == [1, 2, 3, 4, 5, 6, 7, 8, 12]
+    for row in report["lengths"]:
+        assert set(row) == {"length", "samples", "token_accuracy", "sequence_accuracy"}
+        assert row["samples"] == 8 and 0 <= row["sequence_accuracy"] <= row["token_accuracy"] <= 1
+    assert set(report["summary"]) == {"id_sequence_accuracy", "ood_sequence_accuracy",
+                                      "ood_token_accuracy", "max_length_at_99"}
+    assert {"git_commit", "command", "created", "machine", "torch"} <= set(report["provenance"])
+    assert report["steps"] == 10 and report["train_seconds"] > 0 and "eval_seconds" in report
+
+
+def test_summary_metrics():
+    rows = [{"length": n, "samples": 4, "token_accuracy": t, "sequence_accuracy": s}
+            for n, t, s in [(1, 1.0, 1.0), (2, 1.0, 1.0), (41, 1.0, 0.995), (50, 0.5, 0.0),
+                            (64, 1.0, 1.0)]]
+    summary = summarize(rows, (1, 40))
+    assert summary["id_sequence_accuracy"] == 1.0
+    assert summary["ood_sequence_accuracy"] == pytest.approx(1.995 / 3)
+    assert summary["ood_token_accuracy"] == pytest.approx(2.5 / 3)
+    assert summary["max_length_at_99"] == 41  # 64 is fine again, but 50 broke the streak
+    assert summarize(rows[3:4], (1, 40))["max_length_at_99"] == 0
+
+
+def test_extending_a_finished_run_equals_a_straight_run(tmp_path, capsys):
+    """`pntm train` 20 steps, then `pntm train --out RUN --steps 40` == 40 steps at once."""
+    sets = [x for s in [*TINY, "train.lr_schedule=constant", "train.eval_at_end=false"]
+            for x in ("--set", s)]
+    resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
+    assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "20",
+                 "--out", resumed, *sets]) == 0
+    assert torch.load(os.path.join(resumed, "train_state.pt"), weights_only=True)["step"] == 20
+    assert main(["train", "--out", resumed, "--steps", "40"]) == 0
+    assert "resuming at step 20/40" in capsys.readouterr().err
+    assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "40",
+                 "--out", straight, *sets]) == 0
+    assert_same_weights(resumed, straight)
+    assert metrics_without_time(resumed) == metrics_without_time(straight)
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    """A cosine run stopped at step 20 and resumed equals one that never stopped."""
+    cfg = tiny_config(40, "train.eval_at_end=false", "train.checkpoint_every=7")
+    start_run(tmp_path / "a", cfg)
+    assert train_run(tmp_path / "a", stop_at=20, quiet=True) is None
+    assert torch.load(tmp_path / "a" / "train_state.pt", weights_only=True)["step"] == 20
+    train_run(tmp_path / "a", quiet=True)
+    train(cfg, tmp_path / "b", quiet=True)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    assert metrics_without_time(tmp_path / "a") == metrics_without_time(tmp_path / "b")
+
+
+def test_finished_run_only_reevaluates_without_eval_json(tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_config(10), run_dir, quiet=True)
+    before = (run_dir / "eval.json").stat().st_mtime_ns
+    assert train_run(run_dir, quiet=True) is None  # finished, eval.json present: nothing to do
+    assert (run_dir / "eval.json").stat().st_mtime_ns == before
+    (run_dir / "eval.json").unlink()
+    assert train_run(run_dir, quiet=True)["steps"] == 10
+    assert (run_dir / "eval.json").is_file()
+
+
+def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
+    calls = []
+
+    def perfect(model, task, vocab, lengths, *args, **kwargs):
+        calls.append(list(lengths))
+        return [{"length": n, "samples": 1, "token_accuracy": 1.0, "sequence_accuracy": 1.0}
+                for n in lengths]
+
+    monkeypatch.setattr(train_lib, "evaluate_lengths", perfect)
+    cfg = tiny_config(100, "train.early_stop.every=5", "train.early_stop.patience=3",
+                      "train.eval_at_end=false")
+    train(cfg, tmp_path / "run", quiet=True)
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["step"] == 15 and state["early_stopped"]
+    assert calls == [list(range(1, 9))] * 3  # the ID lengths only, never OOD
+    assert train_run(tmp_path / "run", steps=200, quiet=True) is None  # stays finished
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
+    target = tmp_path / "file.txt"
+    atomic_write_text(target, "old")
+    assert target.read_text() == "old"
+
+    def crash(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new")
+    assert target.read_text() == "old"  # the old version survives a failed write
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
