@@ -51,6 +51,10 @@ class SequenceModel(nn.Module):
                               f"(known: {', '.join(defaults) or 'none'})")
         return {**defaults, **config}
 
+    def set_training_progress(self, fraction: float) -> None:
+        """Called before every training step with ``step / steps`` in (0, 1]; a model with a
+        training-time schedule (P-NTM relaxes its hard heads early in training) overrides it."""
+
     def forward(self, tokens: Tensor) -> Tensor:
         """Parallel mode: LongTensor[B, T] -> logits FloatTensor[B, T, V]."""
         raise NotImplementedError

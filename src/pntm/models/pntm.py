@@ -1,0 +1,328 @@
+"""P-NTM: the Parallelizable Neural Turing Machine.
+
+A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and runs:
+
+1. **Feed-forward controller** (no recurrent state, no read feedback)::
+
+       h_t = GELU(W_c LayerNorm(u_t))                       (d_ff)
+
+2. **Head locations as an affine scan.** Every head (one write head, ``read_heads`` read heads)
+   keeps a weighting ``w_t`` over ``N`` memory cells, starting on cell -1::
+
+       w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t δ_0)
+
+   ``s_t = softmax(W_s h_t)`` is a distribution over the shifts ``-K..K``, ``g_t = σ(W_g h_t)`` a
+   jump gate that sends the head back to the origin cell. The map is affine in ``w_{t-1}`` with
+   a circulant matrix, so in the Fourier basis over the cells it is diagonal::
+
+       ŵ_t[f] = ŝ_t[f] (1 - g_t) ŵ_{t-1}[f] + ŝ_t[f] g_t,      ŵ_0[f] = exp(2πi f / N),
+       ŝ_t[f] = Σ_k s_t[k] exp(-2πi f k / N),                   f = 0..N/2
+
+   an element-wise complex linear recurrence, computed by ``pntm.scan.linear_scan``;
+   ``w_t = irfft(ŵ_t)``.
+
+3. **Memory as an element-wise linear scan.** The write head's weighting ``w_t``, an erase
+   vector ``e_t = σ(W_e h_t) ∈ (0, 1)^W`` and an add vector ``a_t = tanh(W_a h_t)`` give::
+
+       M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ) + w_t a_tᵀ,      M_0 = 1e-6
+
+   a linear recurrence over the ``N × W`` cells, so again one scan.
+
+4. **Reads after the scan.** For every read head, the content and the cell's address tag::
+
+       r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
+
+5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t]``; after the last layer,
+   ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
+   separator-and-answer).
+
+Design decisions (our reconstruction; the paper's abstract is silent on them):
+
+* **Hard heads with straight-through gradients** (``hard``, default on). The forward pass uses
+  the one-hot argmax of ``s_t`` and the thresholded gate ``g_t > 1/2``; gradients flow as if the
+  soft values had been used. Head positions are then exact integers at every length, so nothing
+  blurs over 500+ steps (a soft shift diffuses the head a little every step). Because ``w_t`` is
+  linear in each ``s_t``, the straight-through gradient of a shift is the exact effect of
+  changing that one token's move. ``hard: false`` keeps the soft NTM semantics.
+* **Relax, then harden** (``relax = [a, b]``, fractions of training). Hard heads see only the
+  neighbouring cells in their gradient, which is too little to discover a head that must walk
+  back over the prompt (reverse). Until ``a`` the heads are soft; from ``a`` to ``b`` their
+  temperature falls to ``min_temperature`` so the soft solution must sharpen; from ``b`` on they
+  are hard. Evaluation and decoding always use hard heads. ``relax = [0, 0]`` trains hard from the
+  first step, which counting tasks need: hard heads with random initial moves are a pool of exact
+  counters, while the product of 40 soft phases carries no gradient.
+* **Address tags instead of a learned initial memory.** A counter must read its position modulo
+  small numbers. Each cell carries a read-only tag, a sum of learned patterns with the small
+  periods ``periods`` (default 2, 3, 4, 5); every residue is visited in training, so cells first
+  reached at long lengths hold nothing new. The erasable memory starts at the constant 1e-6
+  (Collier & Beel 2018), the same in every cell.
+* **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
+  jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
+  token (BOS) lands on cell 0, the jump target.
+* **Memory size is not a parameter.** ``N`` is chosen per input: the smallest multiple of
+  ``lcm(periods)`` that is at least ``K·T + 1`` (and ``min_cells``), so no head can wrap around
+  onto cells it has visited, the same weights run at any length, and a head that does go left of
+  cell 0 keeps its residues.
+* Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
+  every formula; the recurrent mode is the scan's sequential form, one token at a time, O(N·W)
+  state and work per token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pntm.models.base import SequenceModel, register_model
+from pntm.scan import linear_scan, scan_step
+
+
+def straight_through(soft: Tensor, hard: Tensor) -> Tensor:
+    """The value of ``hard`` in the forward pass with the gradient of ``soft``."""
+    return hard + (soft - soft.detach())
+
+
+@dataclass
+class LayerState:
+    """Recurrent state of one layer: head spectra and memory."""
+
+    head_spectra: Tensor  # (B, H, N//2+1) complex
+    memory: Tensor  # (B, N, W)
+
+
+class PNTMLayer(nn.Module):
+    """One P-NTM layer: controller, heads, memory, reads (see the module docstring)."""
+
+    def __init__(self, d_model: int, d_ff: int, memory_width: int, read_heads: int,
+                 shift_range: int, periods: tuple[int, ...], address_width: int, hard: bool,
+                 scan_method: str, initial_memory: float, write_bias: float = 2.0,
+                 tape_writer: bool = False, jump_bias: float = -2.0):
+        super().__init__()
+        self.read_heads = read_heads
+        self.heads = read_heads + 1  # head 0 writes
+        self.shift_range = shift_range
+        self.width = memory_width
+        self.periods = periods
+        self.hard = hard
+        self.scan_method = scan_method
+        self.initial_value = initial_memory
+        self.tape_writer = tape_writer
+        self.learned_heads = self.heads - int(tape_writer)
+        self.relaxed = False    # training only: soft heads (see PNTM.set_training_progress)
+        self.temperature = 1.0  # training only: softmax temperature of relaxed heads
+        n_shift = 2 * shift_range + 1
+
+        self.norm = nn.LayerNorm(d_model)
+        self.controller = nn.Linear(d_model, d_ff)
+        self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
+        self.to_jump = nn.Linear(d_ff, self.learned_heads)
+        self.to_erase = nn.Linear(d_ff, memory_width)
+        self.to_add = nn.Linear(d_ff, memory_width)
+        self.out = nn.Linear(d_ff + read_heads * (memory_width + address_width), d_model)
+        self.address_patterns = nn.ParameterList(
+            [nn.Parameter(torch.randn(p, address_width)) for p in periods])
+
+        with torch.no_grad():
+            # A learned write head starts as a tape head (one cell forward per token). Read heads
+            # start unbiased: their random per-token moves are a diverse pool of counters.
+            self.to_shift.bias.zero_()
+            if not tape_writer:
+                self.to_shift.bias.view(self.learned_heads, n_shift)[0, shift_range + 1] = write_bias
+            self.to_jump.bias.fill_(jump_bias)
+
+    # ---- pieces shared by both modes -------------------------------------------------------
+    def initial_memory(self, cells: int, device) -> Tensor:
+        """``M_0``: every cell holds the same small constant (N, W)."""
+        return torch.full((cells, self.width), self.initial_value, device=device)
+
+    def addresses(self, cells: int, device) -> Tensor:
+        """Read-only address tags ``A[i] = Σ_p P_p[i mod p]`` (N, address_width)."""
+        index = torch.arange(cells, device=device)
+        return sum(pattern[index % p] for p, pattern in zip(self.periods, self.address_patterns))
+
+    def shift_phases(self, cells: int, device) -> Tensor:
+        """``exp(-2πi f k / N)`` for f = 0..N/2 and k = -K..K: (2K+1, F) complex."""
+        freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
+        shifts = torch.arange(-self.shift_range, self.shift_range + 1, device=device,
+                              dtype=torch.float32)
+        angle = -2 * math.pi * shifts[:, None] * freqs[None, :] / cells
+        return torch.polar(torch.ones_like(angle), angle)
+
+    def head_choices(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head."""
+        B, T, _ = h.shape
+        relaxed = self.training and self.relaxed
+        tau = self.temperature if relaxed else 1.0
+        shift = (self.to_shift(h).view(B, T, self.learned_heads, -1) / tau).softmax(-1)
+        jump = torch.sigmoid(self.to_jump(h) / tau)
+        if self.hard and not relaxed:
+            hard_shift = F.one_hot(shift.argmax(-1), shift.shape[-1]).to(shift)
+            shift = straight_through(shift, hard_shift)
+            jump = straight_through(jump, (jump > 0.5).to(jump))
+        if self.tape_writer:
+            tape = torch.zeros_like(shift[:, :, :1])
+            tape[..., self.shift_range + 1] = 1.0
+            shift = torch.cat([tape, shift], dim=2)
+            jump = torch.cat([torch.zeros_like(jump[:, :, :1]), jump], dim=2)
+        return shift, jump
+
+    def controls(self, u: Tensor) -> dict[str, Tensor]:
+        """Controller and head parameters for inputs ``u`` of shape (B, T, d)."""
+        h = F.gelu(self.controller(self.norm(u)))
+        shift, jump = self.head_choices(h)
+        return {"h": h, "shift": shift, "jump": jump,
+                "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
+
+    def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
+        """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each."""
+        spectrum = torch.einsum("bthk,kf->bthf", ctl["shift"].to(torch.complex64),
+                                self.shift_phases(cells, ctl["shift"].device))
+        jump = ctl["jump"][..., None]
+        return spectrum * (1 - jump), spectrum * jump
+
+    def memory_coefficients(self, ctl: dict[str, Tensor], write: Tensor) -> tuple[Tensor, Tensor]:
+        """``α = 1 - w eᵀ`` and ``β = w aᵀ`` for write weights (B, T, N): (B, T, N, W) each."""
+        w = write[..., None]
+        return 1 - w * ctl["erase"][:, :, None, :], w * ctl["add"][:, :, None, :]
+
+    def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor) -> Tensor:
+        """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
+        read_weights = weights[:, :, 1:]
+        reads = torch.einsum("bthn,btnw->bthw", read_weights, memory)
+        tags = torch.einsum("bthn,nw->bthw", read_weights, self.addresses(memory.shape[2], u.device))
+        reads = torch.cat([reads, tags], dim=-1)
+        return u + self.out(torch.cat([ctl["h"], reads.flatten(2)], dim=-1))
+
+    # ---- parallel mode ---------------------------------------------------------------------
+    def forward(self, u: Tensor, cells: int) -> Tensor:
+        B, T, _ = u.shape
+        ctl = self.controls(u)
+        a, b = self.location_coefficients(ctl, cells)
+        start = self.start_spectrum(cells, u.device).expand_as(b[:, 0])
+        spectra = linear_scan(a, b, start, method=self.scan_method)
+        weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
+        alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
+        memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
+                             method=self.scan_method)
+        return self.output(u, ctl, weights, memory)
+
+    # ---- recurrent mode --------------------------------------------------------------------
+    def start_spectrum(self, cells: int, device) -> Tensor:
+        """Spectrum of ``w_0 = δ_{-1}``: heads start one cell left of the origin, so the first
+        token (BOS) moved one cell forward lands on cell 0, the jump target."""
+        freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
+        angle = 2 * math.pi * freqs / cells
+        return torch.polar(torch.ones_like(angle), angle)
+
+    def init_state(self, batch_size: int, cells: int, device) -> LayerState:
+        spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
+        memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
+        return LayerState(spectra, memory)
+
+    def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        """One token: ``u`` is (B, 1, d)."""
+        cells = state.memory.shape[1]
+        ctl = self.controls(u)
+        a, b = self.location_coefficients(ctl, cells)
+        spectra = scan_step(a[:, 0], b[:, 0], state.head_spectra)
+        weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
+        alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
+        memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
+        return self.output(u, ctl, weights, memory[:, None]), LayerState(spectra, memory)
+
+
+@register_model("pntm")
+class PNTM(SequenceModel):
+    """Parallelizable Neural Turing Machine (see the module docstring for the equations)."""
+
+    @classmethod
+    def default_config(cls) -> dict:
+        return {
+            "d_model": 64,        # residual stream width
+            "d_ff": 128,          # controller hidden width
+            "layers": 2,
+            "memory_width": 32,   # W: numbers per memory cell
+            "read_heads": 2,
+            "shift_range": 1,     # K: a head moves by -K..K cells per token
+            "periods": [2, 3, 4, 5],
+            "address_width": 16,  # read-only periodic address tag per cell
+            "initial_memory": 1e-6,
+            "min_cells": 60,
+            "hard": True,         # straight-through hard shifts and jumps
+            "relax": [0.0, 0.0],  # soft-then-anneal phase, fractions of training (see below)
+            "min_temperature": 0.1,
+            "write_bias": 2.0,    # initial logit of the write head's +1 shift
+            "tape_writer": False, # write head fixed to one cell forward per token
+            "jump_bias": -2.0,
+            "scan_method": "auto",
+        }
+
+    def __init__(self, vocab_size: int, sep_id: int, **config):
+        super().__init__()
+        cfg = self.resolve_config(config)
+        self.config = cfg
+        self.sep_id = sep_id
+        self.shift_range = cfg["shift_range"]
+        self.periods = tuple(int(p) for p in cfg["periods"])
+        self.cell_quantum = math.lcm(*self.periods) if self.periods else 1
+        self.min_cells = cfg["min_cells"]
+        d = cfg["d_model"]
+        self.token_embedding = nn.Embedding(vocab_size, d)
+        self.segment_embedding = nn.Embedding(2, d)
+        self.layers = nn.ModuleList([
+            PNTMLayer(d, cfg["d_ff"], cfg["memory_width"], cfg["read_heads"], self.shift_range,
+                      self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
+                      cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
+                      cfg["jump_bias"])
+            for _ in range(cfg["layers"])])
+        self.final_norm = nn.LayerNorm(d)
+        self.to_logits = nn.Linear(d, vocab_size)
+
+    def set_training_progress(self, fraction: float) -> None:
+        """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
+
+        Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
+        geometrically to ``min_temperature``, so the soft solution must become a sharp one; from
+        ``b`` on the heads are hard (straight-through), as at evaluation. ``relax = [0, 0]``
+        trains hard from the first step."""
+        start, end = self.config["relax"]
+        relaxed = fraction < end
+        ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
+        for layer in self.layers:
+            layer.relaxed = relaxed
+            layer.temperature = self.config["min_temperature"] ** ramp if relaxed else 1.0
+
+    def num_cells(self, length: int) -> int:
+        """Memory cells for ``length`` tokens: no head can wrap onto cells it has visited."""
+        need = max(self.min_cells, self.shift_range * length + 1)
+        return -(-need // self.cell_quantum) * self.cell_quantum
+
+    def embed(self, tokens: Tensor, segment: Tensor) -> Tensor:
+        return self.token_embedding(tokens) + self.segment_embedding(segment)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        cells = self.num_cells(tokens.shape[1])
+        segment = (torch.cumsum(tokens == self.sep_id, dim=1) > 0).long()
+        u = self.embed(tokens, segment)
+        for layer in self.layers:
+            u = layer(u, cells)
+        return self.to_logits(self.final_norm(u))
+
+    def init_state(self, batch_size: int, max_length: int, device) -> dict:
+        cells = self.num_cells(max_length)
+        return {"after_sep": torch.zeros(batch_size, dtype=torch.bool, device=device),
+                "layers": [layer.init_state(batch_size, cells, device) for layer in self.layers]}
+
+    def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
+        after_sep = state["after_sep"] | (tokens == self.sep_id)
+        u = self.embed(tokens, after_sep.long())[:, None]
+        new_layers = []
+        for layer, layer_state in zip(self.layers, state["layers"]):
+            u, layer_state = layer.step(u, layer_state)
+            new_layers.append(layer_state)
+        logits = self.to_logits(self.final_norm(u))[:, 0]
+        return logits, {"after_sep": after_sep, "layers": new_layers}

@@ -1,0 +1,196 @@
+"""P-NTM: the two execution modes agree, and the head and memory mathematics is what the
+docstring says, checked on small cases worked out by hand."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pntm.models.pntm import PNTM
+
+SEP = 2
+VOCAB = 9
+
+
+def make_model(**overrides):
+    torch.manual_seed(0)
+    config = {"layers": 2, "read_heads": 2, "d_model": 32, "d_ff": 64, "memory_width": 8}
+    config.update(overrides)
+    return PNTM(VOCAB, SEP, **config).eval()
+
+
+def random_tokens(batch, length, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(4, VOCAB, (batch, length), generator=g)
+    tokens[:, 0] = 1                      # BOS
+    tokens[:, length // 3] = SEP          # a separator, so both segments occur
+    return tokens
+
+
+def run_recurrent(model, tokens):
+    state = model.init_state(tokens.shape[0], tokens.shape[1], tokens.device)
+    logits = []
+    for t in range(tokens.shape[1]):
+        step_logits, state = model.step(tokens[:, t], state)
+        logits.append(step_logits)
+    return torch.stack(logits, 1)
+
+
+@pytest.mark.parametrize("overrides", [
+    {},                                                   # hard heads, tape writer off
+    {"hard": False},                                      # soft NTM semantics
+    {"tape_writer": True, "shift_range": 3},
+])
+def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
+    model = make_model(**overrides)
+    tokens = random_tokens(3, 200)
+    with torch.no_grad():
+        parallel = model(tokens)
+        recurrent = run_recurrent(model, tokens)
+    assert parallel.shape == (3, 200, VOCAB)
+    torch.testing.assert_close(recurrent, parallel, atol=1e-5, rtol=1e-5)
+
+
+def test_parameters_do_not_depend_on_memory_size():
+    model = make_model()
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert model.num_cells(10) == 60 and model.num_cells(500) == 540
+    with torch.no_grad():
+        for length in (5, 61, 300):
+            assert model(random_tokens(1, length)).shape == (1, length, VOCAB)
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+
+
+def test_memory_is_large_enough_that_no_head_wraps():
+    model = make_model(shift_range=4)
+    for length in (1, 59, 60, 200, 1002):
+        cells = model.num_cells(length)
+        assert cells >= 4 * length + 1 and cells % 60 == 0
+
+
+def head_weights(layer, shift, jump, cells):
+    """Run the location scan of ``layer`` on given shift distributions and jump gates."""
+    ctl = {"shift": shift, "jump": jump}
+    a, b = layer.location_coefficients(ctl, cells)
+    start = layer.start_spectrum(cells, "cpu").expand_as(b[:, 0])
+    from pntm.scan import linear_scan
+    return torch.fft.irfft(linear_scan(a, b, start), n=cells, dim=-1)
+
+
+def test_hard_shifts_move_a_head_by_whole_cells_and_jumps_return_to_the_origin():
+    layer = make_model(shift_range=2).layers[0]
+    moves = [1, 1, 2, -1, 0, 1]           # shifts of one head, token by token
+    jumps = [0, 0, 0, 0, 1, 0]            # token 5 jumps to the origin, then shifts by 0
+    shift = F.one_hot(torch.tensor(moves) + 2, 5).float().view(1, 6, 1, 5)
+    jump = torch.tensor(jumps, dtype=torch.float32).view(1, 6, 1)
+    weights = head_weights(layer, shift, jump, cells=60)[0, :, 0]
+    # The head starts on cell -1 (= 59): 0, 1, 3, 2, then the jump: 0 + 0 = 0, then 1.
+    expected = [0, 1, 3, 2, 0, 1]
+    assert weights.argmax(-1).tolist() == expected
+    torch.testing.assert_close(weights, F.one_hot(torch.tensor(expected), 60).float(),
+                               atol=1e-5, rtol=0)
+
+
+def test_a_head_wraps_around_a_circular_memory():
+    layer = make_model().layers[0]
+    shift = F.one_hot(torch.zeros(3, dtype=torch.long), 3).float().view(1, 3, 1, 3)  # -1 each
+    weights = head_weights(layer, shift, torch.zeros(1, 3, 1), cells=60)[0, :, 0]
+    assert weights.argmax(-1).tolist() == [58, 57, 56]
+
+
+def test_a_soft_shift_spreads_a_head_like_a_convolution():
+    layer = make_model().layers[0]
+    step = torch.tensor([0.25, 0.5, 0.25])  # one soft step from cell -1
+    weights = head_weights(layer, step.view(1, 1, 1, 3), torch.zeros(1, 1, 1), cells=60)
+    expected = torch.zeros(60)
+    expected[[58, 59, 0]] = step
+    torch.testing.assert_close(weights[0, 0, 0], expected, atol=1e-6, rtol=0)
+
+
+def test_memory_update_is_erase_then_add():
+    layer = make_model(memory_width=2).layers[0]
+    write = torch.tensor([[[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]]])          # (B=1, T=2, N=3)
+    ctl = {"erase": torch.tensor([[[1.0, 0.0], [1.0, 1.0]]]),
+           "add": torch.tensor([[[3.0, 4.0], [2.0, -2.0]]])}
+    alpha, beta = layer.memory_coefficients(ctl, write)
+    from pntm.scan import linear_scan
+    m0 = torch.ones(1, 3, 2)
+    memory = linear_scan(alpha, beta, m0)
+    # t=1: cell 1 erased in channel 0 only, then 3 and 4 added.
+    m1 = torch.tensor([[1.0, 1.0], [3.0, 5.0], [1.0, 1.0]])
+    # t=2: cells 0 and 1 half erased in both channels, then half of (2, -2) added.
+    m2 = m1.clone()
+    for i, w in enumerate([0.5, 0.5, 0.0]):
+        m2[i] = m1[i] * (1 - w) + w * torch.tensor([2.0, -2.0])
+    torch.testing.assert_close(memory[0], torch.stack([m1, m2]))
+
+
+def test_reads_weight_the_memory_rows():
+    model = make_model(memory_width=2, read_heads=1)
+    layer = model.layers[0]
+    memory = torch.arange(12, dtype=torch.float32).view(1, 1, 6, 2)         # cells 0..5
+    weights = torch.zeros(1, 1, 2, 6)
+    weights[0, 0, 1] = torch.tensor([0.0, 0.25, 0.75, 0, 0, 0])             # read head
+    tags = layer.addresses(6, "cpu")
+    captured = {}
+    layer.out.register_forward_hook(lambda mod, inp, out: captured.update(x=inp[0]))
+    ctl = {"h": torch.zeros(1, 1, layer.controller.out_features)}
+    layer.output(torch.zeros(1, 1, 32), ctl, weights, memory)
+    reads = captured["x"][0, 0, -(2 + tags.shape[1]):]
+    expected_read = 0.25 * memory[0, 0, 1] + 0.75 * memory[0, 0, 2]
+    torch.testing.assert_close(reads[:2], expected_read)
+    torch.testing.assert_close(reads[2:], 0.25 * tags[1] + 0.75 * tags[2])
+
+
+def test_address_tags_are_periodic_with_the_lcm_of_the_periods():
+    layer = make_model(periods=[2, 3]).layers[0]
+    tags = layer.addresses(12, "cpu")
+    torch.testing.assert_close(tags[:6], tags[6:])
+    assert not torch.allclose(tags[0], tags[1])
+
+
+def test_straight_through_heads_are_hard_forward_and_trainable():
+    model = make_model()
+    model.train()
+    tokens = random_tokens(2, 30)
+    layer = model.layers[0]
+    ctl = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))
+    assert set(ctl["shift"].detach().unique().tolist()) <= {0.0, 1.0}
+    assert set(ctl["jump"].detach().unique().tolist()) <= {0.0, 1.0}
+    model(tokens).logsumexp(-1).sum().backward()
+    assert layer.to_shift.weight.grad.abs().sum() > 0
+    assert layer.to_jump.weight.grad.abs().sum() > 0
+
+
+def test_relaxed_training_is_soft_and_evaluation_is_hard():
+    model = make_model(relax=[0.0, 0.5])
+    model.set_training_progress(0.25)
+    model.train()
+    tokens = random_tokens(1, 20)
+    layer = model.layers[0]
+    shift = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))["shift"]
+    assert ((shift > 0.01) & (shift < 0.99)).any()
+    assert layer.temperature == pytest.approx(0.1 ** 0.5)
+    model.eval()
+    shift = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))["shift"]
+    assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
+    model.set_training_progress(0.75)
+    assert not layer.relaxed and layer.temperature == 1.0
+
+
+def test_tape_writer_writes_one_cell_per_token():
+    model = make_model(tape_writer=True)
+    layer = model.layers[0]
+    tokens = random_tokens(1, 12)
+    ctl = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))
+    weights = head_weights(layer, ctl["shift"], ctl["jump"], cells=60)
+    assert weights[0, :, 0].argmax(-1).tolist() == list(range(12))
+
+
+def test_no_nan_in_a_long_sequence():
+    model = make_model()
+    model.train()
+    tokens = random_tokens(1, 1000)
+    logits = model(tokens)
+    logits.logsumexp(-1).mean().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
