@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+CORE_TASKS := parity cycle_navigation modular_arithmetic copy reverse
+
+.PHONY: demo test install clean results-core
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +21,21 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Trains P-NTM on parity (lengths 1-40) and prints sequence accuracy at lengths 1-40 and up to 500.
+# A second `make demo` resumes or reuses the run and prints the table again.
 demo: $(STAMP)
-	$(BIN)/pntm train --task parity --model pntm --out runs/demo-parity --seed 0
-	$(BIN)/pntm eval runs/demo-parity --lengths 1-40:13,41,50,64,80,100,128,160,200,256,320,400,500
+	if [ -d runs/demo-parity ]; then $(BIN)/pntm train --out runs/demo-parity; \
+	else $(BIN)/pntm train --task parity --model pntm --seed 0 --set train.eval_at_end=false \
+	  --out runs/demo-parity; fi
+	$(BIN)/pntm eval runs/demo-parity
+
+# The P-NTM figures of RESULTS.md: one run per core task with the default configs, seed 0,
+# one after another (two trainings at once thrash 2 cores), then the tables.
+results-core: $(STAMP)
+	for task in $(CORE_TASKS); do \
+	  $(BIN)/pntm train --task $$task --model pntm --seed 0 --out results/core/$$task-pntm-s0 || exit 1; \
+	done
+	$(BIN)/pntm report results/core --out RESULTS.md
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

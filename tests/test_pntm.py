@@ -39,6 +39,7 @@ def run_recurrent(model, tokens):
     {},                                                   # hard heads, tape writer off
     {"hard": False},                                      # soft NTM semantics
     {"tape_writer": True, "shift_range": 3},
+    {"token_shift": True, "relaxed_heads": 1},
 ])
 def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
     model = make_model(**overrides)
@@ -148,12 +149,17 @@ def test_address_tags_are_periodic_with_the_lcm_of_the_periods():
     assert not torch.allclose(tags[0], tags[1])
 
 
+def embedded(model, tokens):
+    u = model.embed(tokens, torch.zeros_like(tokens))
+    return u, torch.zeros_like(u)
+
+
 def test_straight_through_heads_are_hard_forward_and_trainable():
     model = make_model()
     model.train()
     tokens = random_tokens(2, 30)
     layer = model.layers[0]
-    ctl = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))
+    ctl = layer.controls(*embedded(model, tokens))
     assert set(ctl["shift"].detach().unique().tolist()) <= {0.0, 1.0}
     assert set(ctl["jump"].detach().unique().tolist()) <= {0.0, 1.0}
     model(tokens).logsumexp(-1).sum().backward()
@@ -167,11 +173,11 @@ def test_relaxed_training_is_soft_and_evaluation_is_hard():
     model.train()
     tokens = random_tokens(1, 20)
     layer = model.layers[0]
-    shift = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))["shift"]
+    shift = layer.controls(*embedded(model, tokens))["shift"]
     assert ((shift > 0.01) & (shift < 0.99)).any()
     assert layer.temperature == pytest.approx(0.1 ** 0.5)
     model.eval()
-    shift = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))["shift"]
+    shift = layer.controls(*embedded(model, tokens))["shift"]
     assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
     model.set_training_progress(0.75)
     assert not layer.relaxed and layer.temperature == 1.0
@@ -181,7 +187,7 @@ def test_tape_writer_writes_one_cell_per_token():
     model = make_model(tape_writer=True)
     layer = model.layers[0]
     tokens = random_tokens(1, 12)
-    ctl = layer.controls(model.embed(tokens, torch.zeros_like(tokens)))
+    ctl = layer.controls(*embedded(model, tokens))
     weights = head_weights(layer, ctl["shift"], ctl["jump"], cells=60)
     assert weights[0, :, 0].argmax(-1).tolist() == list(range(12))
 

@@ -1,4 +1,4 @@
-"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``.
+"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``report``.
 
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
@@ -79,6 +79,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+
+    p = sub.add_parser("report", help="results tables from the eval.json files of run folders")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="a folder of run directories")
+    p.add_argument("--out", default="RESULTS.md", metavar="FILE.md",
+                   help="markdown file whose report block is replaced (default RESULTS.md)")
     return parser
 
 
@@ -170,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd_eval(args, argv)
         elif args.command == "generate":
             cmd_generate(args)
+        elif args.command == "report":
+            from pntm.report import write_report
+            print(write_report(args.runs_dir, args.out))
         return 0
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0

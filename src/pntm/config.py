@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 1.0,             # max gradient norm; 0 disables clipping
         "warmup_steps": 100,
         "train_lengths": list(tasks.DEFAULT_TRAIN_LENGTHS),  # [min, max], both included
+        "curriculum": 0.0,            # fraction of steps over which max length ramps up; 0 = off
         "log_every": 50,
         "checkpoint_every": 500,
         "early_stop": {
@@ -228,6 +229,7 @@ def _check_values(cfg: dict) -> None:
     _require(len(lo_hi) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in lo_hi)
              and 1 <= lo_hi[0] <= lo_hi[1], "train.train_lengths",
              "must be [min, max] with 1 <= min <= max")
+    _require(0 <= train["curriculum"] < 1, "train.curriculum", "must be in [0, 1)")
     _require(es["every"] >= 0, "train.early_stop.every", "must be >= 0 (0 disables it)")
     for key in ("samples", "patience"):
         _require(es[key] >= 1, f"train.early_stop.{key}", "must be a positive integer")

@@ -43,6 +43,17 @@ def learning_rate(step: int, train_cfg: dict) -> float:
     return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def current_length_range(step: int, train_cfg: dict) -> tuple[int, int]:
+    """Training lengths at ``step``: ``train_lengths``, or with ``curriculum = f > 0`` a range
+    whose maximum grows linearly from ``min`` to ``max`` over the first ``f`` of the steps (every
+    length stays within ``train_lengths``, so nothing longer is ever seen)."""
+    lo, hi = train_cfg["train_lengths"]
+    ramp = train_cfg["curriculum"] * train_cfg["steps"]
+    if ramp <= 0 or step >= ramp:
+        return lo, hi
+    return lo, lo + math.ceil((hi - lo) * step / ramp)
+
+
 def make_optimizer(model: SequenceModel, train_cfg: dict) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (biases and norms are left alone)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -208,7 +219,7 @@ class Trainer:
 
     def train_step(self) -> dict | None:
         """One optimizer step; returns a metrics row on logging steps."""
-        lo, hi = self.tcfg["train_lengths"]
+        lo, hi = current_length_range(self.step, self.tcfg)
         length = int(self.data_rng.integers(lo, hi + 1))
         examples = tasks.sample_examples(self.task, length, self.tcfg["batch_size"], self.data_rng)
         batch = tasks.encode_batch(examples, self.vocab).to(self.device)

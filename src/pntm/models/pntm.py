@@ -92,6 +92,7 @@ class LayerState:
 
     head_spectra: Tensor  # (B, H, N//2+1) complex
     memory: Tensor  # (B, N, W)
+    previous: Tensor  # (B, 1, d): the layer's previous input, for the token shift
 
 
 class PNTMLayer(nn.Module):
@@ -100,7 +101,8 @@ class PNTMLayer(nn.Module):
     def __init__(self, d_model: int, d_ff: int, memory_width: int, read_heads: int,
                  shift_range: int, periods: tuple[int, ...], address_width: int, hard: bool,
                  scan_method: str, initial_memory: float, write_bias: float = 2.0,
-                 tape_writer: bool = False, jump_bias: float = -2.0):
+                 tape_writer: bool = False, jump_bias: float = -2.0,
+                 relaxed_heads: int | None = None, token_shift: bool = False):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -112,12 +114,19 @@ class PNTMLayer(nn.Module):
         self.initial_value = initial_memory
         self.tape_writer = tape_writer
         self.learned_heads = self.heads - int(tape_writer)
+        # Which learned heads the relax phase softens: a learned write head and the first
+        # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
+        relaxed_reads = read_heads if relaxed_heads is None else min(relaxed_heads, read_heads)
+        mask = [relaxed_reads > 0] * int(not tape_writer) + [
+            i < relaxed_reads for i in range(read_heads)]
+        self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
         self.relaxed = False    # training only: soft heads (see PNTM.set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
         n_shift = 2 * shift_range + 1
 
         self.norm = nn.LayerNorm(d_model)
-        self.controller = nn.Linear(d_model, d_ff)
+        self.token_shift = token_shift
+        self.controller = nn.Linear(d_model * (2 if token_shift else 1), d_ff)
         self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
         self.to_jump = nn.Linear(d_ff, self.learned_heads)
         self.to_erase = nn.Linear(d_ff, memory_width)
@@ -155,14 +164,20 @@ class PNTMLayer(nn.Module):
     def head_choices(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head."""
         B, T, _ = h.shape
-        relaxed = self.training and self.relaxed
-        tau = self.temperature if relaxed else 1.0
-        shift = (self.to_shift(h).view(B, T, self.learned_heads, -1) / tau).softmax(-1)
-        jump = torch.sigmoid(self.to_jump(h) / tau)
-        if self.hard and not relaxed:
-            hard_shift = F.one_hot(shift.argmax(-1), shift.shape[-1]).to(shift)
-            shift = straight_through(shift, hard_shift)
-            jump = straight_through(jump, (jump > 0.5).to(jump))
+        shift_logits = self.to_shift(h).view(B, T, self.learned_heads, -1)
+        jump_logits = self.to_jump(h)
+        relaxing = self.training and self.relaxed and bool(self.relaxed_mask.any())
+        if relaxing:  # relaxed heads run soft at the current temperature, the others as usual
+            tau = torch.where(self.relaxed_mask, self.temperature, 1.0)
+            shift_logits, jump_logits = shift_logits / tau[:, None], jump_logits / tau
+        shift, jump = shift_logits.softmax(-1), torch.sigmoid(jump_logits)
+        if self.hard:
+            hard_shift = straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1]).to(shift))
+            hard_jump = straight_through(jump, (jump > 0.5).to(jump))
+            if relaxing:
+                hard_shift = torch.where(self.relaxed_mask[:, None], shift, hard_shift)
+                hard_jump = torch.where(self.relaxed_mask, jump, hard_jump)
+            shift, jump = hard_shift, hard_jump
         if self.tape_writer:
             tape = torch.zeros_like(shift[:, :, :1])
             tape[..., self.shift_range + 1] = 1.0
@@ -170,9 +185,13 @@ class PNTMLayer(nn.Module):
             jump = torch.cat([torch.zeros_like(jump[:, :, :1]), jump], dim=2)
         return shift, jump
 
-    def controls(self, u: Tensor) -> dict[str, Tensor]:
-        """Controller and head parameters for inputs ``u`` of shape (B, T, d)."""
-        h = F.gelu(self.controller(self.norm(u)))
+    def controls(self, u: Tensor, previous: Tensor) -> dict[str, Tensor]:
+        """Controller and head parameters for inputs ``u`` of shape (B, T, d); ``previous`` is
+        ``u`` one token earlier (zeros before the first), used with ``token_shift``."""
+        x = self.norm(u)
+        if self.token_shift:
+            x = torch.cat([x, self.norm(previous)], dim=-1)
+        h = F.gelu(self.controller(x))
         shift, jump = self.head_choices(h)
         return {"h": h, "shift": shift, "jump": jump,
                 "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
@@ -200,7 +219,7 @@ class PNTMLayer(nn.Module):
     # ---- parallel mode ---------------------------------------------------------------------
     def forward(self, u: Tensor, cells: int) -> Tensor:
         B, T, _ = u.shape
-        ctl = self.controls(u)
+        ctl = self.controls(u, F.pad(u, (0, 0, 1, 0))[:, :-1])
         a, b = self.location_coefficients(ctl, cells)
         start = self.start_spectrum(cells, u.device).expand_as(b[:, 0])
         spectra = linear_scan(a, b, start, method=self.scan_method)
@@ -221,18 +240,19 @@ class PNTMLayer(nn.Module):
     def init_state(self, batch_size: int, cells: int, device) -> LayerState:
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
-        return LayerState(spectra, memory)
+        previous = torch.zeros(batch_size, 1, self.norm.normalized_shape[0], device=device)
+        return LayerState(spectra, memory, previous)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """One token: ``u`` is (B, 1, d)."""
         cells = state.memory.shape[1]
-        ctl = self.controls(u)
+        ctl = self.controls(u, state.previous)
         a, b = self.location_coefficients(ctl, cells)
         spectra = scan_step(a[:, 0], b[:, 0], state.head_spectra)
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
-        return self.output(u, ctl, weights, memory[:, None]), LayerState(spectra, memory)
+        return self.output(u, ctl, weights, memory[:, None]), LayerState(spectra, memory, u)
 
 
 @register_model("pntm")
@@ -255,6 +275,8 @@ class PNTM(SequenceModel):
             "hard": True,         # straight-through hard shifts and jumps
             "relax": [0.0, 0.0],  # soft-then-anneal phase, fractions of training (see below)
             "min_temperature": 0.1,
+            "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
+            "token_shift": False,   # the controller also sees the previous token's input
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -277,7 +299,7 @@ class PNTM(SequenceModel):
             PNTMLayer(d, cfg["d_ff"], cfg["memory_width"], cfg["read_heads"], self.shift_range,
                       self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
                       cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
-                      cfg["jump_bias"])
+                      cfg["jump_bias"], cfg["relaxed_heads"], cfg["token_shift"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
