@@ -22,6 +22,17 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from that commit (None when git cannot tell): a result made
+    from uncommitted code cannot be reproduced from its commit alone."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -49,6 +60,7 @@ def command_line(argv: list[str] | None = None) -> str:
 def provenance(command: str | None = None) -> dict:
     return {
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "command": command if command is not None else command_line(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
