@@ -216,3 +216,11 @@ def test_out_is_a_non_run_directory(capsys, tmp_path):
     (tmp_path / "r" / "notes.txt").write_text("mine")
     assert_user_error(capsys, ["train", "--task", "parity", "--model", "lstm",
                                "--out", str(tmp_path / "r")], "not empty")
+
+
+def test_a_setting_the_model_rejects_leaves_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "copy", "--model", "transformer", "--set",
+                 "model_config.positional=learned", "--out", str(out)]) == 2
+    assert "positional" in capsys.readouterr().err
+    assert not out.exists()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pntm.cli import main
-from pntm.report import END, START, write_report
+from pntm.report import markers, write_report
 
 
 def fake_eval(task, seed, ood_accuracy):
@@ -31,7 +31,8 @@ def make_results(tmp_path):
 def test_report_tables_hold_the_eval_figures_and_keep_the_prose(tmp_path):
     runs = make_results(tmp_path)
     out = tmp_path / "RESULTS.md"
-    out.write_text(f"# Results\n\nintro\n\n{START}\nold\n{END}\n\nafter\n")
+    start, end = markers(str(runs))
+    out.write_text(f"# Results\n\nintro\n\n{start}\nold\n{end}\n\nafter\n")
     write_report(runs, out)
     text = out.read_text()
     assert text.startswith("# Results\n\nintro") and text.rstrip().endswith("after")
@@ -46,8 +47,15 @@ def test_report_tables_hold_the_eval_figures_and_keep_the_prose(tmp_path):
 
 def test_report_appends_a_block_to_a_file_without_markers(tmp_path):
     out = tmp_path / "R.md"
-    write_report(make_results(tmp_path), out)
-    assert out.read_text().startswith(START)
+    runs = make_results(tmp_path)
+    write_report(runs, out)
+    assert out.read_text().startswith(markers(str(runs))[0])
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    (runs / "a" / "eval.json").rename(other / "x" / "eval.json")
+    write_report(other, out)  # a second folder gets a block of its own
+    text = out.read_text()
+    assert markers(str(runs))[0] in text and markers(str(other))[0] in text
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):

@@ -23,10 +23,11 @@ def git_commit() -> str:
 
 
 def git_dirty() -> bool | None:
-    """Whether tracked files differ from that commit (None when git cannot tell): a result made
-    from uncommitted code cannot be reproduced from its commit alone."""
+    """Whether the package's source (this folder: code and configs, untracked files included)
+    differs from that commit, or None when git cannot tell: a result made from uncommitted code
+    cannot be reproduced from its commit alone."""
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        out = subprocess.run(["git", "status", "--porcelain", "--", "."],
                              cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None

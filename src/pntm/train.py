@@ -94,7 +94,11 @@ def set_rng_state(state: dict) -> None:
 def start_run(out_dir: str | Path, cfg: dict) -> RunDir:
     """Create a run directory for ``cfg`` (a config from ``config.build_config``)."""
     cfg = config_lib.validate(cfg)
-    cfg["vocab"] = tasks.get_task(cfg["task"]).vocab.to_list()
+    vocab = tasks.get_task(cfg["task"]).vocab
+    cfg["vocab"] = vocab.to_list()
+    # Build the model once before anything is written: a setting the model rejects must not
+    # leave a run directory behind that would block the corrected retry.
+    build_model(cfg["model"], len(vocab), vocab.sep_id, cfg["model_config"])
     run = RunDir(out_dir)
     run.create(cfg)
     return run
