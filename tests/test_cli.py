@@ -224,3 +224,12 @@ def test_a_setting_the_model_rejects_leaves_no_run_directory(tmp_path, capsys):
                  "model_config.positional=learned", "--out", str(out)]) == 2
     assert "positional" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_size_torch_rejects_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "copy", "--model", "lstm", "--set",
+                 "model_config.d_model=-3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pntm: error: lstm cannot be built") and err.count("\n") == 1
+    assert not out.exists()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from pntm import config as config_lib
 from pntm import tasks
 from pntm.evaluate import evaluate_lengths, evaluate_run
-from pntm.errors import RunDirError
+from pntm.errors import ConfigError, RunDirError
 from pntm.models import SequenceModel, build_model
 from pntm.runs import EVAL, TRAIN_STATE, RunDir, load_model_state
 
@@ -98,7 +98,10 @@ def start_run(out_dir: str | Path, cfg: dict) -> RunDir:
     cfg["vocab"] = vocab.to_list()
     # Build the model once before anything is written: a setting the model rejects must not
     # leave a run directory behind that would block the corrected retry.
-    build_model(cfg["model"], len(vocab), vocab.sep_id, cfg["model_config"])
+    try:
+        build_model(cfg["model"], len(vocab), vocab.sep_id, cfg["model_config"])
+    except (ValueError, RuntimeError, TypeError) as err:  # e.g. torch refusing a negative size
+        raise ConfigError(f"{cfg['model']} cannot be built from this model_config: {err}") from None
     run = RunDir(out_dir)
     run.create(cfg)
     return run
