@@ -1,4 +1,4 @@
-"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``report``.
+"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``sweep``, ``report``.
 
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
@@ -84,6 +84,42 @@ def build_parser() -> ArgumentParser:
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="a folder of run directories")
     p.add_argument("--out", default="RESULTS.md", metavar="FILE.md",
                    help="markdown file whose report block is replaced (default RESULTS.md)")
+
+    p = sub.add_parser("bench", help="speed benchmark: training step, scan methods, decoding")
+    p.add_argument("--models", metavar="M1,M2", help="comma list of models (default "
+                   "pntm,ntm,lstm,transformer; with --decode pntm,transformer)")
+    p.add_argument("--lengths", default="64,256,1024", metavar="T1,T2",
+                   help="sequence lengths (default 64,256,1024)")
+    p.add_argument("--batch", type=positive_int, default=32, help="batch size (default 32)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (default 5)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs (default 2)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+                   help="skip a model's longer lengths once a step took longer (default 60)")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PATH.png", help="log-log plot of time against length")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--scan", action="store_true", help="time the linear_scan methods")
+    mode.add_argument("--decode", action="store_true", help="greedy decoding throughput")
+    p.add_argument("--contexts", metavar="C1,C2",
+                   help="with --decode: prompt lengths (default 512,4096)")
+
+    p = sub.add_parser("sweep", help="train and evaluate a grid of runs (resumable)")
+    p.add_argument("--tasks", required=True, metavar="T1,T2|all|required",
+                   help="comma list of tasks, or all, or required (the benchmark's set)")
+    p.add_argument("--models", required=True, metavar="M1,M2", help="comma list of models")
+    p.add_argument("--seeds", default="0,1,2", metavar="S1,S2",
+                   help="comma list of seeds or ranges, e.g. 0,1,2 or 0-2 (default 0,1,2)")
+    p.add_argument("--out", required=True, metavar="OUT",
+                   help="results folder: one run directory OUT/TASK-MODEL-sSEED per run")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="runs at once (default: the number of CPU cores)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or Ray tasks")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local one)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key for every run (repeatable)")
+    p.add_argument("--steps", type=positive_int, help="training steps of every run")
     return parser
 
 
@@ -175,9 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             cmd_eval(args, argv)
         elif args.command == "generate":
             cmd_generate(args)
+        elif args.command == "sweep":
+            from pntm.sweep import cmd_sweep
+            return cmd_sweep(args, command_line(argv))
         elif args.command == "report":
             from pntm.report import write_report
             print(write_report(args.runs_dir, args.out))
+        elif args.command == "bench":
+            from pntm.bench import cmd_bench
+            cmd_bench(args, command_line(argv))
         return 0
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0

@@ -1,0 +1,499 @@
+"""``pntm bench``: training speed, scan methods and decoding throughput, side by side.
+
+Three benchmarks, each run in one process so that the ratios between models are measured on
+the same machine under the same load:
+
+* **training step** (default): for each model and length, one full training step (forward on
+  random tokens with a SEP in the middle, cross-entropy on every position, backward, AdamW
+  step), median of ``repeats`` timed steps after ``warmup`` untimed ones;
+* **scan** (``--scan``): every ``linear_scan`` method on P-NTM's two recurrence shapes, the head
+  spectra (B, T, H, N/2+1) complex64 and the memory (B, T, N, W) float32, forward alone and
+  forward + backward;
+* **decode** (``--decode``): greedy autoregressive decoding through ``model.step``: a prompt of
+  the context length (prefill, timed on its own) then ``new_tokens`` generated tokens.
+
+Sizes are matched to the NTM of Graves et al. (2014) as configured here: 128 × 20 memory, a
+controller of width 100, one read and one write head; the LSTM and the Transformer are sized to
+a similar parameter count (every result row reports its count).
+
+Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU it is the growth of the
+process's resident-set high-water mark (``resource.getrusage``) during the measurement, which is
+0 when an earlier measurement already reached a higher mark. ``provenance.peak_memory`` says
+which one a JSON file holds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from pntm.errors import PntmError
+from pntm.models.base import build_model, get_model_class
+from pntm.provenance import provenance
+from pntm.runs import atomic_write_json
+from pntm.scan import METHODS, linear_scan
+from pntm.tasks import Vocab
+
+VOCAB_SIZE = 16  # 4 special tokens and 12 symbols
+SEP_ID = Vocab.sep_id
+BOS_ID = Vocab.bos_id
+FIRST_SYMBOL = 4
+
+MEMORY_CELLS, MEMORY_WIDTH, CONTROLLER = 128, 20, 100
+
+# Matched sizes (see the module docstring). One P-NTM layer: one controller, one memory, one
+# read and one write head, as in the NTM; its cells are chosen per input (at least 128).
+BENCH_CONFIGS: dict[str, dict] = {
+    "pntm": {"layers": 1, "d_ff": CONTROLLER, "memory_width": MEMORY_WIDTH, "read_heads": 1,
+             "min_cells": MEMORY_CELLS},
+    "ntm": {"controller_size": CONTROLLER, "memory_cells": MEMORY_CELLS,
+            "memory_width": MEMORY_WIDTH, "read_heads": 1},
+    "lstm": {"d_model": 80, "num_layers": 1},
+    "transformer": {"d_model": 64, "layers": 1, "heads": 4, "d_ff": 192},
+}
+
+DEFAULT_MODELS = "pntm,ntm,lstm,transformer"
+DEFAULT_DECODE_MODELS = "pntm,transformer"
+DEFAULT_LENGTHS = "64,256,1024"
+DEFAULT_CONTEXTS = "512,4096"
+NEW_TOKENS = 64
+SCAN_HEADS = 2  # P-NTM with one read and one write head
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+def parse_int_list(text: str, flag: str) -> list[int]:
+    """``"64,256,1024"`` -> sorted, distinct positive integers; anything else is a PntmError."""
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = int(item)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise PntmError(f"bad {flag} '{text}': expected comma-separated positive integers, "
+                            "e.g. 64,256,1024")
+        values.append(value)
+    return sorted(set(values))
+
+
+def parse_models(text: str) -> list[str]:
+    """``"pntm,ntm"`` -> model names in the given order; an unknown one is a ConfigError."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise PntmError(f"bad --models '{text}': expected comma-separated model names, "
+                        "e.g. pntm,ntm")
+    for name in names:
+        get_model_class(name)  # unknown or broken: a one-line ConfigError naming the choices
+    return list(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------- measuring
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rss_high_water_bytes() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+class PeakMemory:
+    """Peak memory of the code run inside ``with``: CUDA allocator peak or RSS high-water delta."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.bytes = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.start = rss_high_water_bytes()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self.bytes = int(torch.cuda.max_memory_allocated(self.device))
+        else:
+            self.bytes = max(0, rss_high_water_bytes() - self.start)
+        return False
+
+
+def peak_memory_kind(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated"
+    return "cpu: growth of the process RSS high-water mark (resource.getrusage ru_maxrss)"
+
+
+def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int,
+              time_limit: float) -> tuple[float, bool]:
+    """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, and whether
+    a call took longer than ``time_limit`` (then the measurement stops at that call)."""
+    times = []
+    for i in range(warmup + repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if i >= warmup:
+            times.append(elapsed)
+        if elapsed > time_limit:
+            return statistics.median(times or [elapsed]), True
+    return statistics.median(times), False
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """BOS, random symbols, a SEP in the middle: (batch, length) on the CPU."""
+    tokens = torch.randint(FIRST_SYMBOL, VOCAB_SIZE, (batch, length), generator=generator)
+    tokens[:, 0] = BOS_ID
+    tokens[:, length // 2] = SEP_ID
+    return tokens
+
+
+def bench_model(name: str) -> torch.nn.Module:
+    model = build_model(name, VOCAB_SIZE, SEP_ID, BENCH_CONFIGS.get(name, {}))
+    model.set_training_progress(1.0)
+    return model
+
+
+# --------------------------------------------------------------------------- training step
+
+def bench_training(models: list[str], lengths: list[int], batch: int, device: torch.device,
+                   repeats: int, warmup: int, time_limit: float, log=print) -> list[dict]:
+    results = []
+    generator = torch.Generator().manual_seed(0)
+    for name in models:
+        torch.manual_seed(0)
+        model = bench_model(name).to(device).train()
+        params = parameter_count(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        over_limit = False
+        for length in lengths:
+            row = {"model": name, "length": length, "batch": batch}
+            if over_limit:
+                results.append({**row, "step_seconds": None, "tokens_per_second": None,
+                                "peak_memory_bytes": None, "parameters": params, "skipped": True})
+                log(f"bench: {name} T={length}: skipped "
+                    f"(an earlier step exceeded {time_limit:g} s)")
+                continue
+            tokens = random_tokens(batch, length + 1, generator).to(device)
+            inputs, targets = tokens[:, :-1], tokens[:, 1:]
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(inputs)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+                loss.backward()
+                optimizer.step()
+
+            with PeakMemory(device) as peak:
+                seconds, over_limit = time_call(step, device, warmup, repeats, time_limit)
+            results.append({**row, "step_seconds": seconds,
+                            "tokens_per_second": batch * length / seconds,
+                            "peak_memory_bytes": peak.bytes, "parameters": params})
+            log(f"bench: {name} T={length}: {seconds * 1e3:.1f} ms/step")
+        del model, optimizer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return results
+
+
+def training_table(results: list[dict]) -> str:
+    lines = [f"{'length':>7} {'model':<12} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
+             f"{'peak MiB':>9}"]
+    for length in sorted({r["length"] for r in results}):
+        rows = [r for r in results if r["length"] == length]
+        for r in rows:
+            if r.get("skipped"):
+                lines.append(f"{length:>7} {r['model']:<12} {r['parameters']:>8} {'skipped':>10}")
+                continue
+            lines.append(f"{length:>7} {r['model']:<12} {r['parameters']:>8} "
+                         f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>11.0f} "
+                         f"{r['peak_memory_bytes'] / 2**20:>9.1f}")
+        timed = {r["model"]: r["step_seconds"] for r in rows if not r.get("skipped")}
+        if "pntm" in timed and "ntm" in timed:
+            lines.append(f"{length:>7} NTM/P-NTM step time: {timed['ntm'] / timed['pntm']:.2f}x "
+                         "(how many times faster P-NTM is)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- scan methods
+
+def scan_inputs(shape: str, batch: int, length: int, device: torch.device,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decays, inputs and initial state of one of P-NTM's two recurrences."""
+    if shape == "heads":
+        size = (batch, length, SCAN_HEADS, MEMORY_CELLS // 2 + 1)
+        magnitude = torch.rand(size, generator=generator)
+        phase = 2 * math.pi * torch.rand(size, generator=generator)
+        a = torch.polar(magnitude, phase)
+        b = torch.polar(torch.rand(size, generator=generator), phase)
+        x0 = torch.polar(torch.ones(size[0:1] + size[2:]), torch.zeros(size[0:1] + size[2:]))
+    else:
+        size = (batch, length, MEMORY_CELLS, MEMORY_WIDTH)
+        a = 1 - 0.5 * torch.rand(size, generator=generator)
+        b = torch.randn(size, generator=generator)
+        x0 = torch.full((batch, MEMORY_CELLS, MEMORY_WIDTH), 1e-6)
+    return a.to(device), b.to(device), x0.to(device)
+
+
+def scan_shape_name(shape: str, batch: int) -> str:
+    if shape == "heads":
+        return f"heads (B={batch}, T, H={SCAN_HEADS}, F={MEMORY_CELLS // 2 + 1}) complex64"
+    return f"memory (B={batch}, T, N={MEMORY_CELLS}, W={MEMORY_WIDTH}) float32"
+
+
+def bench_scan(lengths: list[int], batch: int, device: torch.device, repeats: int, warmup: int,
+               time_limit: float, log=print) -> list[dict]:
+    """``backward_seconds`` is the time of forward + backward together (one training use)."""
+    results = []
+    generator = torch.Generator().manual_seed(0)
+    for shape in ("heads", "memory"):
+        over_limit = {method: False for method in METHODS}
+        for length in lengths:
+            a, b, x0 = scan_inputs(shape, batch, length, device, generator)
+            for method in METHODS:
+                row = {"method": method, "shape": scan_shape_name(shape, batch), "length": length}
+                if over_limit[method]:
+                    results.append({**row, "forward_seconds": None, "backward_seconds": None,
+                                    "skipped": True})
+                    log(f"bench: scan {method} {shape} T={length}: skipped")
+                    continue
+
+                def forward():
+                    with torch.no_grad():
+                        linear_scan(a, b, x0, method=method)
+
+                a_g, b_g = a.clone().requires_grad_(), b.clone().requires_grad_()
+
+                def forward_backward():
+                    out = linear_scan(a_g, b_g, x0, method=method)
+                    grad = torch.ones_like(out)
+                    torch.autograd.backward(out, grad)
+                    a_g.grad = b_g.grad = None
+
+                fwd, over = time_call(forward, device, warmup, repeats, time_limit)
+                bwd = None
+                if not over:
+                    bwd, over = time_call(forward_backward, device, warmup, repeats, time_limit)
+                over_limit[method] = over
+                results.append({**row, "forward_seconds": fwd, "backward_seconds": bwd})
+                log(f"bench: scan {method} {shape} T={length}: forward {fwd * 1e3:.2f} ms")
+            del a, b, x0
+    return results
+
+
+def scan_table(results: list[dict]) -> str:
+    lines = [f"{'length':>7} {'shape':<8} {'method':<11} {'forward ms':>11} {'fwd+bwd ms':>11}"]
+    order = sorted(results, key=lambda r: (r["shape"].split()[0], r["length"]))
+    for r in order:
+        fwd = "skipped" if r["forward_seconds"] is None else f"{r['forward_seconds'] * 1e3:.2f}"
+        bwd = ("skipped" if r["backward_seconds"] is None
+               else f"{r['backward_seconds'] * 1e3:.2f}")
+        lines.append(f"{r['length']:>7} {r['shape'].split()[0]:<8} {r['method']:<11} "
+                     f"{fwd:>11} {bwd:>11}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- decoding
+
+def bench_decode(models: list[str], contexts: list[int], batch: int, device: torch.device,
+                 warmup: int, time_limit: float, new_tokens: int = NEW_TOKENS,
+                 log=print) -> list[dict]:
+    """Greedy decoding through ``model.step``: prefill of ``context`` tokens, then
+    ``new_tokens`` generated ones, each timed once (after ``warmup`` untimed short runs)."""
+    results = []
+    generator = torch.Generator().manual_seed(0)
+    for name in models:
+        torch.manual_seed(0)
+        model = bench_model(name).to(device).eval()
+        params = parameter_count(model)
+        over_limit = False
+        for context in contexts:
+            row = {"model": name, "context": context, "batch": batch, "new_tokens": new_tokens}
+            if over_limit:
+                results.append({**row, "prefill_seconds": None, "prefill_tokens_per_second": None,
+                                "decode_seconds": None, "tokens_per_second": None,
+                                "peak_memory_bytes": None, "parameters": params, "skipped": True})
+                log(f"bench: decode {name} context={context}: skipped")
+                continue
+            prompt = random_tokens(batch, context, generator).to(device)
+            prompt[:, -1] = SEP_ID
+            with torch.no_grad(), PeakMemory(device) as peak:
+                for _ in range(warmup):  # a short run: kernels, allocator
+                    _decode_once(model, prompt[:, :8], 2, device)
+                prefill, decode = _decode_once(model, prompt, new_tokens, device)
+            over_limit = prefill + decode > time_limit
+            results.append({**row, "prefill_seconds": prefill,
+                            "prefill_tokens_per_second": batch * context / prefill,
+                            "decode_seconds": decode,
+                            "tokens_per_second": batch * new_tokens / decode,
+                            "peak_memory_bytes": peak.bytes, "parameters": params})
+            log(f"bench: decode {name} context={context}: "
+                f"{batch * new_tokens / decode:.0f} tokens/s")
+        del model
+    return results
+
+
+def _decode_once(model, prompt: torch.Tensor, new_tokens: int,
+                 device: torch.device) -> tuple[float, float]:
+    batch, context = prompt.shape
+    synchronize(device)
+    start = time.perf_counter()
+    state = model.init_state(batch, context + new_tokens, device)
+    for t in range(context):
+        logits, state = model.step(prompt[:, t], state)
+    synchronize(device)
+    middle = time.perf_counter()
+    for _ in range(new_tokens):
+        logits, state = model.step(logits.argmax(dim=-1), state)
+    synchronize(device)
+    return middle - start, time.perf_counter() - middle
+
+
+def decode_table(results: list[dict]) -> str:
+    lines = [f"{'context':>8} {'model':<12} {'params':>8} {'prefill tok/s':>14} "
+             f"{'decode tok/s':>13}"]
+    for r in sorted(results, key=lambda r: (r["context"], r["model"])):
+        if r.get("skipped"):
+            lines.append(f"{r['context']:>8} {r['model']:<12} {r['parameters']:>8} {'skipped':>14}")
+            continue
+        lines.append(f"{r['context']:>8} {r['model']:<12} {r['parameters']:>8} "
+                     f"{r['prefill_tokens_per_second']:>14.0f} {r['tokens_per_second']:>13.0f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- output
+
+def check_plot_available() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PntmError("--plot needs matplotlib, which is not installed "
+                        "(pip install matplotlib)") from None
+
+
+def write_plot(path: str, series: dict[str, tuple[list[int], list[float]]], xlabel: str,
+               ylabel: str, title: str) -> None:
+    """A log-log line plot, one line per series, written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (xs, ys) in series.items():
+        if xs:
+            ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+
+
+def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: list[int],
+              batch: int, device: torch.device, repeats: int, warmup: int, time_limit: float,
+              json_path: str | None, plot_path: str | None, command: str) -> dict:
+    """Run one benchmark (``mode``: train, scan or decode), print its table, write the files."""
+    if plot_path is not None:
+        check_plot_available()
+    log = (lambda message: print(message, file=sys.stderr))
+    if mode == "scan":
+        results = bench_scan(lengths, batch, device, repeats, warmup, time_limit, log=log)
+        table = scan_table(results)
+        series = {f"{r['method']} {r['shape'].split()[0]}": ([], []) for r in results}
+        for r in results:
+            if r["backward_seconds"] is not None:
+                xs, ys = series[f"{r['method']} {r['shape'].split()[0]}"]
+                xs.append(r["length"])
+                ys.append(r["backward_seconds"])
+        plot_args = ("length T", "forward + backward seconds", "linear_scan methods")
+    elif mode == "decode":
+        results = bench_decode(models, contexts, batch, device, warmup, time_limit, log=log)
+        table = decode_table(results)
+        series = {name: ([], []) for name in models}
+        for r in results:
+            if not r.get("skipped"):
+                series[r["model"]][0].append(r["context"])
+                series[r["model"]][1].append(r["decode_seconds"] / r["new_tokens"])
+        plot_args = ("context length", "seconds per decoded token",
+                     f"greedy decoding, batch {batch}")
+    else:
+        results = bench_training(models, lengths, batch, device, repeats, warmup, time_limit,
+                                 log=log)
+        table = training_table(results)
+        series = {name: ([], []) for name in models}
+        for r in results:
+            if not r.get("skipped"):
+                series[r["model"]][0].append(r["length"])
+                series[r["model"]][1].append(r["step_seconds"])
+        plot_args = ("sequence length", "training step seconds", f"training step, batch {batch}")
+
+    prov = provenance(command)
+    prov.update({"benchmark": mode, "repeats": repeats, "warmup": warmup,
+                 "time_limit_seconds": time_limit, "peak_memory": peak_memory_kind(device),
+                 "threads": torch.get_num_threads()})
+    if mode != "scan":
+        prov["model_configs"] = {name: BENCH_CONFIGS.get(name, {}) for name in models}
+    report = {"device": str(device), "provenance": prov, "results": results}
+    print(table)
+    if json_path is not None:
+        atomic_write_json(json_path, report)
+    if plot_path is not None:
+        write_plot(plot_path, series, *plot_args)
+    return report
+
+
+def cmd_bench(args, command: str) -> dict:
+    """``pntm bench``: check every argument (one-line errors), then run the benchmark."""
+    from pntm.device import resolve_device
+
+    mode = "scan" if args.scan else "decode" if args.decode else "train"
+    if args.contexts is not None and mode != "decode":
+        raise PntmError("--contexts is only for --decode (use --lengths for the training step)")
+    if not (args.time_limit > 0 and math.isfinite(args.time_limit)):
+        raise PntmError("--time-limit must be a positive number of seconds, "
+                        f"got {args.time_limit:g}")
+    if mode == "scan":
+        if args.models is not None:
+            raise PntmError("--scan times the linear_scan methods, not models: drop --models")
+        models = []
+    else:
+        default = DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS
+        models = parse_models(args.models if args.models is not None else default)
+    lengths = parse_int_list(args.lengths, "--lengths")
+    contexts = parse_int_list(args.contexts or DEFAULT_CONTEXTS, "--contexts")
+    if args.plot is not None:
+        check_plot_available()
+    device = resolve_device(args.device)
+    return run_bench(mode, models=models, lengths=lengths, contexts=contexts, batch=args.batch,
+                     device=device, repeats=args.repeats, warmup=args.warmup,
+                     time_limit=args.time_limit, json_path=args.json, plot_path=args.plot,
+                     command=command)

@@ -1,0 +1,142 @@
+"""``pntm bench``: tiny runs of every benchmark write the documented JSON; mistakes are one line."""
+
+import json
+
+import pytest
+import torch
+
+from pntm import bench
+from pntm.cli import main
+
+torch.set_num_threads(1)  # tiny models; the machine is shared
+
+TINY = ["--batch", "2", "--repeats", "1", "--warmup", "0"]
+TRAIN_KEYS = {"model", "length", "batch", "step_seconds", "tokens_per_second",
+              "peak_memory_bytes", "parameters"}
+
+
+def load(path):
+    report = json.loads(path.read_text())
+    assert set(report) == {"device", "provenance", "results"}
+    assert report["device"] == "cpu"
+    assert report["provenance"]["command"].startswith("pntm bench")
+    assert "git_commit" in report["provenance"] and "peak_memory" in report["provenance"]
+    return report
+
+
+def test_training_step_tiny(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "pntm,lstm", "--lengths", "8,16", "--device", "cpu",
+                 *TINY, "--json", str(out)]) == 0
+    results = load(out)["results"]
+    assert [(r["model"], r["length"]) for r in results] == [
+        ("pntm", 8), ("pntm", 16), ("lstm", 8), ("lstm", 16)]
+    for r in results:
+        assert set(r) == TRAIN_KEYS
+        assert r["batch"] == 2 and r["step_seconds"] > 0 and r["tokens_per_second"] > 0
+        assert r["parameters"] > 0 and r["peak_memory_bytes"] >= 0
+    table = capsys.readouterr().out
+    assert "pntm" in table and "lstm" in table
+
+
+def test_ratio_line_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "bench.png"
+    assert main(["bench", "--models", "pntm,ntm", "--lengths", "4", "--device", "cpu", *TINY,
+                 "--plot", str(plot)]) == 0
+    assert "NTM/P-NTM" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_time_limit_skips_longer_lengths(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "lstm", "--lengths", "16,4,8", "--device", "cpu", *TINY,
+                 "--time-limit", "1e-9", "--json", str(out)]) == 0
+    results = load(out)["results"]
+    assert [r["length"] for r in results] == [4, 8, 16]
+    assert results[0]["step_seconds"] > 0 and not results[0].get("skipped")
+    assert all(r["skipped"] is True and r["step_seconds"] is None for r in results[1:])
+
+
+def test_time_limit_monkeypatched(monkeypatch):
+    calls = []
+    real = bench.time_call
+
+    def slow(fn, device, warmup, repeats, time_limit):
+        calls.append(1)
+        seconds, _ = real(fn, device, warmup, repeats, time_limit)
+        return seconds, True  # as if the step exceeded the limit
+
+    monkeypatch.setattr(bench, "time_call", slow)
+    results = bench.bench_training(["lstm"], [4, 8], 2, torch.device("cpu"), 1, 0, 60.0,
+                                   log=lambda message: None)
+    assert len(calls) == 1 and results[1]["skipped"] is True
+
+
+def test_scan_tiny(tmp_path):
+    out = tmp_path / "scan.json"
+    assert main(["bench", "--scan", "--lengths", "4,8", "--device", "cpu", *TINY,
+                 "--json", str(out)]) == 0
+    results = load(out)["results"]
+    assert {r["method"] for r in results} == set(bench.METHODS)
+    assert {r["shape"].split()[0] for r in results} == {"heads", "memory"}
+    assert len(results) == 2 * 2 * len(bench.METHODS)
+    for r in results:
+        assert set(r) == {"method", "shape", "length", "forward_seconds", "backward_seconds"}
+        assert r["forward_seconds"] > 0 and r["backward_seconds"] > 0
+
+
+def test_decode_tiny(tmp_path):
+    out = tmp_path / "decode.json"
+    assert main(["bench", "--decode", "--contexts", "4,8", "--models", "pntm,transformer",
+                 "--device", "cpu", *TINY, "--json", str(out)]) == 0
+    results = load(out)["results"]
+    assert [(r["model"], r["context"]) for r in results] == [
+        ("pntm", 4), ("pntm", 8), ("transformer", 4), ("transformer", 8)]
+    for r in results:
+        assert r["new_tokens"] == bench.NEW_TOKENS and r["batch"] == 2
+        assert r["prefill_seconds"] > 0 and r["tokens_per_second"] > 0
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--models", "pntm,nope"], "nope"),
+    (["--models", "pntm,,ntm"], "--models"),
+    (["--lengths", "8,x"], "--lengths"),
+    (["--lengths", "0,8"], "--lengths"),
+    (["--lengths", ""], "--lengths"),
+    (["--batch", "0"], "--batch"),
+    (["--time-limit", "0"], "--time-limit"),
+    (["--time-limit", "soon"], "--time-limit"),
+    (["--scan", "--decode"], "--decode"),
+    (["--contexts", "8"], "--contexts"),
+    (["--decode", "--contexts", "8,-1"], "--contexts"),
+    (["--scan", "--models", "pntm"], "--models"),
+])
+def test_user_errors_are_one_line(capsys, argv, fragment):
+    assert main(["bench", "--device", "cpu", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pntm: error:") and err.count("\n") == 1 and fragment in err
+
+
+def test_cuda_without_cuda(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "--models", "lstm", "--lengths", "4", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pntm: error:") and "cuda" in err and err.count("\n") == 1
+
+
+def test_plot_without_matplotlib(capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert main(["bench", "--models", "lstm", "--lengths", "4", "--device", "cpu",
+                 "--plot", "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "matplotlib" in err and err.count("\n") == 1
