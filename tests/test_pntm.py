@@ -200,3 +200,29 @@ def test_no_nan_in_a_long_sequence():
     logits.logsumexp(-1).mean().backward()
     assert torch.isfinite(logits).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"relax": [0.0, 1.0], "relaxed_heads": 1},
+                                       {"token_shift": True, "shift_range": 2}])
+def test_closed_form_tape_memory_equals_the_memory_scan(overrides):
+    """The tape writer's closed-form reads equal the scan's, forward and backward."""
+    grads = []
+    outputs = []
+    for path in ("auto", "scan"):
+        model = make_model(tape_writer=True, memory_path=path, **overrides).train()
+        model.set_training_progress(0.5)
+        tokens = random_tokens(2, 150)
+        logits = model(tokens)
+        logits.logsumexp(-1).mean().backward()
+        outputs.append(logits.detach())
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], atol=1e-5, rtol=1e-4)
+
+
+def test_memory_path_must_be_known():
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="memory_path"):
+        make_model(memory_path="fast")

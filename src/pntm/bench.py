@@ -51,7 +51,7 @@ MEMORY_CELLS, MEMORY_WIDTH, CONTROLLER = 128, 20, 100
 # read and one write head, as in the NTM; its cells are chosen per input (at least 128).
 BENCH_CONFIGS: dict[str, dict] = {
     "pntm": {"layers": 1, "d_ff": CONTROLLER, "memory_width": MEMORY_WIDTH, "read_heads": 1,
-             "min_cells": MEMORY_CELLS},
+             "min_cells": MEMORY_CELLS, "tape_writer": True},  # the trained default
     "ntm": {"controller_size": CONTROLLER, "memory_cells": MEMORY_CELLS,
             "memory_width": MEMORY_WIDTH, "read_heads": 1},
     "lstm": {"d_model": 80, "num_layers": 1},
