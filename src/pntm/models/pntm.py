@@ -223,19 +223,26 @@ class PNTMLayer(nn.Module):
     def forward(self, u: Tensor, cells: int) -> Tensor:
         B, T, _ = u.shape
         ctl = self.controls(u, F.pad(u, (0, 0, 1, 0))[:, :-1])
-        a, b = self.location_coefficients(ctl, cells)
+        # A tape writer's place is known (token t on cell t): scan only the learned heads.
+        first = int(self.tape_writer)
+        scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
+        a, b = self.location_coefficients(scanned, cells)
         start = self.start_spectrum(cells, u.device).expand_as(b[:, 0])
         spectra = linear_scan(a, b, start, method=self.scan_method)
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
-        if self.tape_writer and self.memory_path == "auto":
-            return self.tape_output(u, ctl, weights)
+        if self.tape_writer:
+            if self.memory_path == "auto":
+                return self.tape_output(u, ctl, weights)
+            tape = F.one_hot(torch.arange(T, device=u.device), cells).to(weights)
+            weights = torch.cat([tape.expand(B, T, cells)[:, :, None], weights], dim=2)
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
                              method=self.scan_method)
         return self.output(u, ctl, weights, memory)
 
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
-        """Reads of a tape writer without materializing ``M_t`` for every ``t``.
+        """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
+        the read heads' only).
 
         The tape head writes token ``j`` into cell ``j`` and never comes back, so the memory scan
         has a closed form: ``M_t[j] = m_0 + [j ≤ t] v_j`` with ``v_j = a_j - m_0 e_j`` (``m_0`` the
@@ -247,7 +254,7 @@ class PNTMLayer(nn.Module):
         (tested forward and backward against ``memory_path: scan``).
         """
         T = u.shape[1]
-        read_weights = weights[:, :, 1:]
+        read_weights = weights  # (B, T, H_read, N): the tape head is not among them
         values = ctl["add"] - self.initial_value * ctl["erase"]  # (B, T, W)
         causal = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
         on_tape = read_weights[..., :T] * causal[None, :, None, :]  # (B, T, H, T)
