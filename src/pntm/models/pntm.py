@@ -58,7 +58,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   (Collier & Beel 2018), the same in every cell.
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
   jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
-  token (BOS) lands on cell 0, the jump target.
+  token (BOS) lands on cell 0, the jump target. Each cell is then written once, and the memory
+  scan has a closed form, ``M_t[j] = M_0 + [j ≤ t](a_j - M_0 e_j)``: a read is a causally
+  masked product (``tape_output``), so training never materializes ``M_t`` for every ``t``
+  (``memory_path: scan`` keeps the scan; a test checks both agree, forward and backward).
 * **Memory size is not a parameter.** ``N`` is chosen per input: the smallest multiple of
   ``lcm(periods)`` that is at least ``K·T + 1`` (and ``min_cells``), so no head can wrap around
   onto cells it has visited, the same weights run at any length, and a head that does go left of
