@@ -12,6 +12,8 @@ from pntm import config as config_lib
 from pntm.models.ntm import (NTM, circular_shift, content_weights, interpolate, sharpen,
                              write_memory)
 
+from helpers import run_recurrent
+
 torch.set_num_threads(1)  # the machine is shared
 
 SEP = 2
@@ -101,15 +103,6 @@ def test_memory_update_is_erase_then_add():
 
 
 # --------------------------------------------------------------------------- the model
-
-def run_recurrent(model, tokens):
-    state = model.init_state(tokens.shape[0], tokens.shape[1], tokens.device)
-    logits = []
-    for t in range(tokens.shape[1]):
-        step_logits, state = model.step(tokens[:, t], state)
-        logits.append(step_logits)
-    return torch.stack(logits, 1)
-
 
 def test_step_equals_forward_also_when_memory_grows_with_the_input():
     model = make_model(memory_cells=8, read_heads=2, shift_range=2).eval()

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import run_recurrent
 from pntm.models.pntm import PNTM
 
 SEP = 2
@@ -24,15 +25,6 @@ def random_tokens(batch, length, seed=0):
     tokens[:, 0] = 1                      # BOS
     tokens[:, length // 3] = SEP          # a separator, so both segments occur
     return tokens
-
-
-def run_recurrent(model, tokens):
-    state = model.init_state(tokens.shape[0], tokens.shape[1], tokens.device)
-    logits = []
-    for t in range(tokens.shape[1]):
-        step_logits, state = model.step(tokens[:, t], state)
-        logits.append(step_logits)
-    return torch.stack(logits, 1)
 
 
 @pytest.mark.parametrize("overrides", [
