@@ -83,7 +83,7 @@ def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | 
         key = next(iter(config_lib.parse_set(item)))
         if key in GRID_KEYS:
             raise ConfigError(f"--set {item}: the sweep sets {key} itself (use --{key}s)")
-    out = Path(out).absolute()
+    out = Path(out)  # kept as given, so logs and records name no folder of this machine
     jobs, built = [], set()
     for task in task_names:
         for model in models:
@@ -238,6 +238,8 @@ def run_ray(jobs: list[dict], workers: int | None, address: str | None):
         ray.init(num_cpus=workers, include_dashboard=False)
     try:
         remote = ray.remote(num_cpus=1)(run_one)
+        # Ray workers need not share the driver's working folder: give them absolute paths.
+        jobs = [{**job, "out": str(Path(job["out"]).absolute())} for job in jobs]
         refs = {remote.remote(job): job for job in jobs}
         pending = list(refs)
         while pending:
