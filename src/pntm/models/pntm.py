@@ -217,9 +217,15 @@ class PNTMLayer(nn.Module):
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor) -> Tensor:
         """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
         read_weights = weights[:, :, 1:]
-        reads = torch.einsum("bthn,btnw->bthw", read_weights, memory)
-        tags = torch.einsum("bthn,nw->bthw", read_weights, self.addresses(memory.shape[2], u.device))
-        reads = torch.cat([reads, tags], dim=-1)
+        contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
+        return self.residual(u, ctl, read_weights, contents)
+
+    def residual(self, u: Tensor, ctl: dict[str, Tensor], read_weights: Tensor,
+                 contents: Tensor) -> Tensor:
+        """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag."""
+        tags = torch.einsum("bthn,nw->bthw", read_weights,
+                            self.addresses(read_weights.shape[-1], u.device))
+        reads = torch.cat([contents, tags], dim=-1)
         return u + self.out(torch.cat([ctl["h"], reads.flatten(2)], dim=-1))
 
     # ---- parallel mode ---------------------------------------------------------------------
@@ -261,11 +267,9 @@ class PNTMLayer(nn.Module):
         values = ctl["add"] - self.initial_value * ctl["erase"]  # (B, T, W)
         causal = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
         on_tape = read_weights[..., :T] * causal[None, :, None, :]  # (B, T, H, T)
-        reads = torch.einsum("bthj,bjw->bthw", on_tape, values)
-        reads = reads + self.initial_value * read_weights.sum(-1, keepdim=True)
-        tags = torch.einsum("bthn,nw->bthw", read_weights, self.addresses(weights.shape[-1], u.device))
-        reads = torch.cat([reads, tags], dim=-1)  # the layout output() uses
-        return u + self.out(torch.cat([ctl["h"], reads.flatten(2)], dim=-1))
+        contents = torch.einsum("bthj,bjw->bthw", on_tape, values)
+        contents = contents + self.initial_value * read_weights.sum(-1, keepdim=True)
+        return self.residual(u, ctl, read_weights, contents)
 
     # ---- recurrent mode --------------------------------------------------------------------
     def start_spectrum(self, cells: int, device) -> Tensor:
