@@ -201,7 +201,8 @@ def test_closed_form_tape_memory_equals_the_memory_scan(overrides):
     grads = []
     outputs = []
     for path in ("auto", "scan"):
-        model = make_model(tape_writer=True, memory_path=path, **overrides).train()
+        model = make_model(tape_writer=True, memory_path=path, jump_horizon=None,
+                           **overrides).train()
         model.set_training_progress(0.5)
         tokens = random_tokens(2, 150)
         logits = model(tokens)

@@ -25,7 +25,7 @@ import yaml
 
 from pntm import tasks
 from pntm.errors import ConfigError
-from pntm.models import default_model_config
+from pntm.models import default_model_config, get_model_class
 
 DEFAULT_EVAL_LENGTHS = "1-40,41,50,64,80,100,128,160,200,256,320,400,500"
 
@@ -161,13 +161,15 @@ def validate(cfg: dict) -> dict:
     if not isinstance(cfg.get("model"), str):
         raise ConfigError("config has no model")
     schema = defaults_for(cfg["model"])
-    cfg = _check_keys(cfg, schema, "")
+    nullable = {f"model_config.{key}" for key in get_model_class(cfg["model"]).nullable_config}
+    cfg = _check_keys(cfg, schema, "", nullable)
     _check_values(cfg)
     return cfg
 
 
-def _check_keys(value: Any, default: Any, path: str) -> Any:
-    """Reject unknown keys and coerce each leaf to the type of its default."""
+def _check_keys(value: Any, default: Any, path: str, nullable: set[str] = frozenset()) -> Any:
+    """Reject unknown keys and coerce each leaf to the type of its default (or keep a null
+    where the key is in ``nullable``)."""
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
@@ -175,8 +177,10 @@ def _check_keys(value: Any, default: Any, path: str) -> Any:
             if key not in default:
                 where = f"'{path}.{key}'" if path else f"'{key}'"
                 raise ConfigError(f"unknown config key {where} (known: {', '.join(default)})")
-        return {k: _check_keys(value.get(k, v), v, f"{path}.{k}" if path else k)
+        return {k: _check_keys(value.get(k, v), v, f"{path}.{k}" if path else k, nullable)
                 for k, v in default.items()}
+    if value is None and path in nullable:
+        return None
     return _coerce(value, default, path)
 
 

@@ -36,6 +36,9 @@ BROKEN_MODELS: dict[str, str] = {}  # name -> why its module failed to import
 class SequenceModel(nn.Module):
     """Base class. Subclasses take ``(vocab_size, sep_id, **config)`` and call ``resolve_config``."""
 
+    #: ``model_config`` keys whose value may also be null (None), besides their default's type.
+    nullable_config: frozenset[str] = frozenset()
+
     @classmethod
     def default_config(cls) -> dict:
         """Every hyper-parameter the model accepts, with its default value."""

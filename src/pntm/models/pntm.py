@@ -66,9 +66,18 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   ``lcm(periods)`` that is at least ``K·T + 1`` (and ``min_cells``), so no head can wrap around
   onto cells it has visited, the same weights run at any length, and a head that does go left of
   cell 0 keeps its residues.
+* **Hard heads as integer positions** (``head_path: auto``). When every head is hard (after the
+  relax phase, at evaluation, and throughout when ``relax = [0, 0]``) and the writer is the tape,
+  the weightings are one-hot, so the Fourier scan and its ``B·T·H·N`` inverse FFT reduce to a
+  cumulative sum of moves and two gathers (``pntm.hard_heads``): O(T) per sequence instead of
+  O(T·N) = O(T²). The forward pass and the shift gradients are exactly those of the Fourier
+  scan (tested); the jump gate's straight-through gradient compares the head's future with the
+  other choice's over the next ``jump_horizon`` steps (default 16; ``null`` sums the whole
+  stretch to the next jump, exact and O(T²)). ``head_path: fourier`` always runs the scan.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
-  every formula; the recurrent mode is the scan's sequential form, one token at a time, O(N·W)
-  state and work per token.
+  every formula; the recurrent mode is the scan's sequential form, one token at a time. Hard
+  heads decode with O(1) state and work per head and token (an integer cell, one memory row
+  written, one read); soft heads carry their spectra, O(N) per token.
 """
 
 from __future__ import annotations
@@ -82,6 +91,7 @@ from torch import Tensor, nn
 
 from pntm.errors import ConfigError
 from pntm.models.base import SequenceModel, register_model
+from pntm.hard_heads import tape_read
 from pntm.scan import linear_scan, scan_step
 
 
@@ -94,9 +104,10 @@ def straight_through(soft: Tensor, hard: Tensor) -> Tensor:
 class LayerState:
     """Recurrent state of one layer: head spectra and memory."""
 
-    head_spectra: Tensor  # (B, H, N//2+1) complex
+    head_spectra: Tensor | None  # (B, H, N//2+1) complex; None when heads are positions
     memory: Tensor  # (B, N, W)
     previous: Tensor  # (B, 1, d): the layer's previous input, for the token shift
+    positions: Tensor | None = None  # (B, H) long: hard heads' cells (the position path)
 
 
 class PNTMLayer(nn.Module):
@@ -107,7 +118,8 @@ class PNTMLayer(nn.Module):
                  scan_method: str, initial_memory: float, write_bias: float = 2.0,
                  tape_writer: bool = False, jump_bias: float = -2.0,
                  relaxed_heads: int | None = None, token_shift: bool = False,
-                 memory_path: str = "auto"):
+                 memory_path: str = "auto", head_path: str = "auto",
+                 jump_horizon: int | None = None):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -119,6 +131,8 @@ class PNTMLayer(nn.Module):
         self.initial_value = initial_memory
         self.tape_writer = tape_writer
         self.memory_path = memory_path
+        self.head_path = head_path
+        self.jump_horizon = jump_horizon
         self.learned_heads = self.heads - int(tape_writer)
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
@@ -159,6 +173,18 @@ class PNTMLayer(nn.Module):
         index = torch.arange(cells, device=device)
         return sum(pattern[index % p] for p, pattern in zip(self.periods, self.address_patterns))
 
+    def address_table(self, device) -> Tensor:
+        """The tag of each residue modulo ``lcm(periods)`` (L, address_width)."""
+        return self.addresses(math.lcm(*self.periods) if self.periods else 1, device)
+
+    def relaxing(self) -> bool:
+        """Whether some heads run soft now (training, inside the relax phase)."""
+        return self.training and self.relaxed and bool(self.relaxed_mask.any())
+
+    def uses_positions(self) -> bool:
+        """Whether every head is hard now, so heads can be carried as integer positions."""
+        return self.hard and self.head_path == "auto" and not self.relaxing()
+
     def shift_phases(self, cells: int, device) -> Tensor:
         """``exp(-2πi f k / N)`` for f = 0..N/2 and k = -K..K: (2K+1, F) complex."""
         freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
@@ -172,7 +198,7 @@ class PNTMLayer(nn.Module):
         B, T, _ = h.shape
         shift_logits = self.to_shift(h).view(B, T, self.learned_heads, -1)
         jump_logits = self.to_jump(h)
-        relaxing = self.training and self.relaxed and bool(self.relaxed_mask.any())
+        relaxing = self.relaxing()
         if relaxing:  # relaxed heads run soft at the current temperature, the others as usual
             tau = torch.where(self.relaxed_mask, self.temperature, 1.0)
             shift_logits, jump_logits = shift_logits / tau[:, None], jump_logits / tau
@@ -218,13 +244,16 @@ class PNTMLayer(nn.Module):
         """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
         read_weights = weights[:, :, 1:]
         contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
-        return self.residual(u, ctl, read_weights, contents)
+        return self.residual(u, ctl, contents, self.tags(read_weights))
 
-    def residual(self, u: Tensor, ctl: dict[str, Tensor], read_weights: Tensor,
-                 contents: Tensor) -> Tensor:
+    def tags(self, read_weights: Tensor) -> Tensor:
+        """Address tags read by weightings (B, T, H, N): (B, T, H, address_width)."""
+        return torch.einsum("bthn,nw->bthw", read_weights,
+                            self.addresses(read_weights.shape[-1], read_weights.device))
+
+    def residual(self, u: Tensor, ctl: dict[str, Tensor], contents: Tensor,
+                 tags: Tensor) -> Tensor:
         """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag."""
-        tags = torch.einsum("bthn,nw->bthw", read_weights,
-                            self.addresses(read_weights.shape[-1], u.device))
         reads = torch.cat([contents, tags], dim=-1)
         return u + self.out(torch.cat([ctl["h"], reads.flatten(2)], dim=-1))
 
@@ -232,6 +261,11 @@ class PNTMLayer(nn.Module):
     def forward(self, u: Tensor, cells: int) -> Tensor:
         B, T, _ = u.shape
         ctl = self.controls(u, F.pad(u, (0, 0, 1, 0))[:, :-1])
+        if self.tape_writer and self.memory_path == "auto" and self.uses_positions():
+            contents, tags = tape_read(
+                ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
+                self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+            return self.residual(u, ctl, contents, tags)
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         first = int(self.tape_writer)
         scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
@@ -264,12 +298,16 @@ class PNTMLayer(nn.Module):
         """
         T = u.shape[1]
         read_weights = weights  # (B, T, H_read, N): the tape head is not among them
-        values = ctl["add"] - self.initial_value * ctl["erase"]  # (B, T, W)
+        values = self.tape_values(ctl)
         causal = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
         on_tape = read_weights[..., :T] * causal[None, :, None, :]  # (B, T, H, T)
         contents = torch.einsum("bthj,bjw->bthw", on_tape, values)
         contents = contents + self.initial_value * read_weights.sum(-1, keepdim=True)
-        return self.residual(u, ctl, read_weights, contents)
+        return self.residual(u, ctl, contents, self.tags(read_weights))
+
+    def tape_values(self, ctl: dict[str, Tensor]) -> Tensor:
+        """``v_j = a_j - m_0 e_j``: what token ``j`` adds to its cell of the tape (B, T, W)."""
+        return ctl["add"] - self.initial_value * ctl["erase"]
 
     # ---- recurrent mode --------------------------------------------------------------------
     def start_spectrum(self, cells: int, device) -> Tensor:
@@ -280,15 +318,20 @@ class PNTMLayer(nn.Module):
         return torch.polar(torch.ones_like(angle), angle)
 
     def init_state(self, batch_size: int, cells: int, device) -> LayerState:
-        spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
         previous = torch.zeros(batch_size, 1, self.norm.normalized_shape[0], device=device)
+        if self.uses_positions():
+            positions = torch.full((batch_size, self.heads), cells - 1, device=device)
+            return LayerState(None, memory, previous, positions)
+        spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
         return LayerState(spectra, memory, previous)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """One token: ``u`` is (B, 1, d)."""
         cells = state.memory.shape[1]
         ctl = self.controls(u, state.previous)
+        if state.positions is not None:
+            return self.position_step(u, ctl, state)
         a, b = self.location_coefficients(ctl, cells)
         spectra = scan_step(a[:, 0], b[:, 0], state.head_spectra)
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
@@ -296,10 +339,33 @@ class PNTMLayer(nn.Module):
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
         return self.output(u, ctl, weights, memory[:, None]), LayerState(spectra, memory, u)
 
+    def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
+        """One token with hard heads carried as integer cells: O(W) work per head, whatever the
+        memory size (the memory is updated in place, so the old state is consumed). Equal to
+        the Fourier step with one-hot weightings: ``c_t = k_t + (1 - j_t) c_{t-1}`` (mod N),
+        only the written row of ``M`` changes, and a read is one row."""
+        memory = state.memory
+        cells = memory.shape[1]
+        moves = ctl["shift"][:, 0].argmax(-1) - self.shift_range          # (B, H)
+        jumped = ctl["jump"][:, 0] > 0.5
+        positions = torch.remainder(moves + torch.where(jumped, 0, state.positions), cells)
+        rows = torch.arange(memory.shape[0], device=memory.device)
+        write = positions[:, 0]
+        memory[rows, write] = (memory[rows, write] * (1 - ctl["erase"][:, 0])
+                               + ctl["add"][:, 0])
+        read = positions[:, 1:]
+        contents = memory[rows[:, None], read]                             # (B, H_read, W)
+        table = self.address_table(u.device)
+        tags = table[read % table.shape[0]]
+        out = self.residual(u, ctl, contents[:, None], tags[:, None])
+        return out, LayerState(None, memory, u, positions)
+
 
 @register_model("pntm")
 class PNTM(SequenceModel):
     """Parallelizable Neural Turing Machine (see the module docstring for the equations)."""
+
+    nullable_config = frozenset({"jump_horizon"})  # null: the exact jump gradient
 
     @classmethod
     def default_config(cls) -> dict:
@@ -320,6 +386,8 @@ class PNTM(SequenceModel):
             "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
             "token_shift": False,   # the controller also sees the previous token's input
             "memory_path": "auto",  # auto: closed-form tape memory when tape_writer; scan: always scan
+            "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
+            "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -332,6 +400,14 @@ class PNTM(SequenceModel):
         if cfg["memory_path"] not in ("auto", "scan"):
             raise ConfigError(f"pntm model_config.memory_path must be 'auto' or 'scan', "
                               f"got {cfg['memory_path']!r}")
+        if cfg["head_path"] not in ("auto", "fourier"):
+            raise ConfigError(f"pntm model_config.head_path must be 'auto' or 'fourier', "
+                              f"got {cfg['head_path']!r}")
+        horizon = cfg["jump_horizon"]
+        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
+                                    or horizon < 1):
+            raise ConfigError(f"pntm model_config.jump_horizon must be a positive integer or "
+                              f"null, got {horizon!r}")
         self.config = cfg
         self.sep_id = sep_id
         self.shift_range = cfg["shift_range"]
@@ -346,7 +422,7 @@ class PNTM(SequenceModel):
                       self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
                       cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
                       cfg["jump_bias"], cfg["relaxed_heads"], cfg["token_shift"],
-                      cfg["memory_path"])
+                      cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)

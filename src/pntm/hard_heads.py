@@ -1,0 +1,182 @@
+"""Hard heads on a write-once tape as integer positions: P-NTM's fast training path.
+
+The reference path of ``models/pntm.py`` carries every head as a weighting over all ``N`` cells
+(a Fourier-domain scan and an inverse FFT), so a training step moves ``B·T·H·N`` numbers, and
+``N`` grows with ``T``: the cost per token grows with the length. When every head is hard (a
+straight-through one-hot shift ``k_t ∈ {-K..K}`` and a 0/1 jump ``j_t``) and the write head is
+the tape writer (token ``j`` on cell ``j``), the same forward pass needs only integers::
+
+    p_t = k_t + (1 - j_t) p_{t-1},      p_0 = -1,      c_t = p_t mod N     (head positions)
+    content_t = m_0 + [c_t ≤ t] v_{c_t},     v_j = a_j - m_0 e_j           (the tape's closed form)
+    tag_t     = A[c_t mod L]                                               (periodic address tags)
+
+a cumulative sum and two gathers: O(B·T·H·W) work, the same per token at every length.
+
+The backward pass gives the straight-through gradients of the reference path. Let
+``G_τ[i] = ⟨∂L/∂r_τ, [M_τ[i], A[i]]⟩`` be the gradient of the loss with respect to the read
+weight of cell ``i`` at time ``τ``; the adjoint of the weighting recurrence is
+``λ_t[i] = G_t[i] + (1 - j_{t+1}) λ_{t+1}[i + k_{t+1}]``. Its values at the head's own
+neighbourhood, ``Λ_t(d) = λ_t[c_t + d]`` for ``|d| ≤ 2K``, satisfy the reverse scan
+``Λ_t(d) = G_t[c_t + d] + (1 - j_{t+1}) Λ_{t+1}(d)``, which gives every shift gradient exactly::
+
+    ∂L/∂s_t[k] = λ_t[c_t - k_t + k] = Λ_t(k - k_t)
+
+The jump gate's gradient compares the head's future with the future it would have had with the
+other choice, which starts at ``x_t`` (the origin cell ``k_t`` when ``j_t = 0``, the continued
+walk ``c_{t-1} + k_t`` when ``j_t = 1``) and makes the same moves::
+
+    ∂L/∂g_t = ±(λ_t[x_t] - λ_t[c_t]),    λ_t[x] = Σ_{τ = t..e_t} G_τ[x + c_τ - c_t]
+
+(``e_t`` the step before the next jump). ``λ_t[x_t]`` sits at an arbitrary distance from the
+head, so it has no short recurrence: summed exactly over the whole segment it costs O(T²).
+``jump_horizon = h`` sums both terms over the next ``h`` steps only (``τ < t + h``): the gate
+learns from the reads its choice changes within ``h`` tokens. ``None`` is the exact reference
+gradient (O(T²) for a head that never jumps; tests use it). The forward pass and all other
+gradients are exact either way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def head_positions(shift_index: Tensor, jump: Tensor, start: int = -1) -> Tensor:
+    """Integer positions ``p_t = k_t + (1 - j_t) p_{t-1}``, ``p_0 = start`` (before the first
+    token), along dim 1. ``shift_index`` holds the moves ``k_t`` (long), ``jump`` the 0/1 gates
+    (bool); any trailing shape."""
+    moves = torch.cumsum(shift_index, dim=1)
+    before = moves - shift_index  # Σ_{σ<t} k_σ
+    steps = torch.arange(shift_index.shape[1], device=shift_index.device)
+    steps = steps.view(1, -1, *([1] * (shift_index.dim() - 2))).expand_as(shift_index)
+    last_jump = torch.where(jump, steps, -1).cummax(dim=1).values
+    # After a jump at s the position is Σ_{s≤σ≤t} k_σ; before any jump it is start + Σ k.
+    origin = torch.gather(before, 1, last_jump.clamp(min=0))
+    return torch.where(last_jump >= 0, moves - origin, moves + start)
+
+
+class _TapeRead(torch.autograd.Function):
+    """Reads of hard heads on a write-once tape (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, shift, jump, values, table, initial, cells, horizon):
+        K = (shift.shape[-1] - 1) // 2
+        choice = shift.argmax(-1)                     # (B, T, H) in 0..2K
+        jumped = jump > 0.5
+        cell = torch.remainder(head_positions(choice - K, jumped), cells)
+        contents = _contents(values, cell, initial)
+        tags = table[cell % table.shape[0]]
+        ctx.save_for_backward(values, table, choice, jumped, cell)
+        ctx.initial, ctx.cells, ctx.horizon, ctx.K = initial, cells, horizon, K
+        return contents, tags
+
+    @staticmethod
+    def backward(ctx, grad_contents, grad_tags):
+        values, table, choice, jumped, cell = ctx.saved_tensors
+        B, T, H = cell.shape
+        W = values.shape[-1]
+        K, cells = ctx.K, ctx.cells
+        written = _written(cell)
+
+        grad_values = torch.zeros_like(values).scatter_add_(
+            1, _rows(cell.clamp(max=T - 1), W), (grad_contents * written[..., None]).reshape(B, T * H, W))
+        grad_table = torch.zeros_like(table).index_add_(
+            0, (cell % table.shape[0]).flatten(), grad_tags.reshape(-1, table.shape[-1]))
+
+        read_grad = _ReadGradient(grad_contents, grad_tags, values, table, ctx.initial)
+        horizon = T if ctx.horizon is None else min(int(ctx.horizon), T)
+        stop = _segment_ends(jumped)
+        # Λ_t(d) for d = -2K..2K: sums of G_τ[c_τ + d] over the rest of the head's segment.
+        offsets = torch.arange(-2 * K, 2 * K + 1, device=cell.device)
+        local = read_grad.at(0, torch.remainder(cell[..., None] + offsets, cells))  # (B,T,H,D)
+        adjoint = _segment_sums(local, stop)
+        index = torch.arange(2 * K + 1, device=cell.device) - choice[..., None] + 2 * K
+        grad_shift = torch.gather(adjoint, -1, index)
+
+        # The jump gate: the other choice's future against the head's own, over the horizon.
+        previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
+        moved = choice - K
+        other = torch.remainder(torch.where(jumped, previous + moved, moved), cells)
+        steps = torch.arange(T, device=cell.device).view(1, T, 1)
+        own = _segment_sums(local[..., 2 * K], torch.minimum(stop, steps + horizon))
+        counterfactual = torch.zeros_like(own)
+        alive = torch.ones_like(cell, dtype=torch.bool)
+        for o in range(horizon):
+            if o > 0:
+                alive = alive[:, :-1] & ~jumped[:, o:]
+                if not alive.any():
+                    break
+            target = torch.remainder(other[:, :T - o] + cell[:, o:] - cell[:, :T - o], cells)
+            counterfactual[:, :T - o] += alive * read_grad.at(o, target)
+        sign = torch.where(jumped, -1.0, 1.0).to(own)
+        grad_jump = sign * (counterfactual - own)
+        return grad_shift, grad_jump, grad_values, grad_table, None, None, None
+
+
+class _ReadGradient:
+    """``G_{t+o}[y_t]``: the loss gradient of the read weight of cell ``y_t`` at time ``t + o``."""
+
+    def __init__(self, grad_contents, grad_tags, values, table, initial):
+        self.grad_contents, self.values, self.initial = grad_contents, values, initial
+        self.tag_scores = grad_tags @ table.T                # (B, T, H, L): ⟨∂L/∂tag, A[r]⟩
+        self.constant = initial * grad_contents.sum(-1)      # every cell holds m_0 too
+
+    def at(self, o: int, y: Tensor) -> Tensor:
+        """``y``: cells (B, T - o, H, *extra) for times ``o..T-1``; returns the same shape."""
+        extra = y.dim() - 3
+        gc = self.grad_contents[:, o:].reshape(*y.shape[:3], *([1] * extra), -1)
+        tape = _contents(self.values, y, 0.0, written=_written(y, first_time=o))
+        content = (tape * gc).sum(-1)
+        tags = torch.gather(self.tag_scores[:, o:].reshape(*y.shape[:3], *([1] * extra), -1)
+                            .expand(*y.shape, -1), -1, (y % self.tag_scores.shape[-1])[..., None])
+        constant = self.constant[:, o:].reshape(*y.shape[:3], *([1] * extra))
+        return content + tags[..., 0] + constant
+
+
+def _written(cell: Tensor, first_time: int = 0) -> Tensor:
+    """Whether cell ``cell[:, t]`` holds a token at time ``first_time + t`` (``c ≤ t``)."""
+    times = torch.arange(first_time, first_time + cell.shape[1], device=cell.device)
+    return cell <= times.view(1, -1, *([1] * (cell.dim() - 2)))
+
+
+def _rows(cell: Tensor, width: int) -> Tensor:
+    """Gather/scatter index of the tape rows of ``cell`` (B, ...) -> (B, n, width)."""
+    return cell.reshape(cell.shape[0], -1, 1).expand(-1, -1, width)
+
+
+def _contents(values: Tensor, cell: Tensor, initial: float, written: Tensor | None = None):
+    """``m_0 + [written] v_cell`` for cells (B, ...): (B, ..., W)."""
+    T, W = values.shape[1:]
+    written = _written(cell) if written is None else written
+    rows = torch.gather(values, 1, _rows(cell.clamp(max=T - 1), W)).view(*cell.shape, W)
+    return initial + rows * written[..., None]
+
+
+def _segment_ends(jumped: Tensor) -> Tensor:
+    """For each step ``t``, the first later step with a jump (``T`` when none): the end,
+    exclusive, of the stretch over which the head's moves carry ``t``'s choice forward."""
+    T = jumped.shape[1]
+    steps = torch.arange(T, device=jumped.device).view(1, T, *([1] * (jumped.dim() - 2)))
+    at_or_after = torch.where(jumped, steps, T).flip(1).cummin(1).values.flip(1)
+    return torch.cat([at_or_after[:, 1:], torch.full_like(at_or_after[:, :1], T)], dim=1)
+
+
+def _segment_sums(x: Tensor, stop: Tensor) -> Tensor:
+    """``Σ_{t ≤ τ < stop_t} x_τ`` along dim 1 (``x``: (B, T, H, *extra), ``stop``: (B, T, H)),
+    from one suffix sum in float64, so the difference of two suffix sums loses nothing."""
+    suffix = x.double().flip(1).cumsum(1).flip(1)
+    suffix = torch.cat([suffix, torch.zeros_like(suffix[:, :1])], dim=1)
+    end = stop.reshape(*stop.shape, *([1] * (x.dim() - stop.dim()))).expand_as(x)
+    return (suffix[:, :-1] - torch.gather(suffix, 1, end)).to(x.dtype)
+
+
+def tape_read(shift: Tensor, jump: Tensor, values: Tensor, table: Tensor, initial: float,
+              cells: int, horizon: int | None = None) -> tuple[Tensor, Tensor]:
+    """Contents (B, T, H, W) and address tags (B, T, H, A) read by hard heads.
+
+    ``shift`` (B, T, H, 2K+1) and ``jump`` (B, T, H) are the straight-through one-hot shifts
+    and 0/1 gates (their values must be exactly hard); ``values`` (B, T, W) the tape, token ``j``
+    on cell ``j``; ``table`` (L, A) the address tag of each residue mod ``L`` (``L`` divides
+    ``cells``); ``initial`` the constant initial memory; ``horizon`` the jump gradient's horizon.
+    """
+    return _TapeRead.apply(shift, jump, values, table, initial, cells, horizon)

@@ -1,0 +1,132 @@
+"""The position path of hard heads (pntm.hard_heads) against the Fourier reference: positions by
+hand, forward and straight-through gradients equal at long lengths with no, some and only jumps,
+the jump gradient's horizon against a brute-force sum, and the O(1) recurrent step."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import run_recurrent
+from pntm.hard_heads import head_positions, tape_read
+from pntm.models.pntm import PNTM
+
+SEP = 2
+VOCAB = 9
+
+
+def test_positions_by_hand():
+    moves = torch.tensor([[1, 1, -1, 0, 1, 1, 1, -1]])
+    jumps = torch.tensor([[0, 0, 0, 1, 0, 0, 1, 0]], dtype=torch.bool)
+    # start at -1: 0, 1, 0, jump to 0+0, 1, 2, jump to 0+1, 0
+    assert head_positions(moves, jumps).tolist() == [[0, 1, 0, 0, 1, 2, 1, 0]]
+    assert head_positions(moves, torch.zeros_like(jumps), start=5).tolist() == [
+        [6, 7, 6, 6, 7, 8, 9, 8]]
+    assert head_positions(moves, torch.ones_like(jumps)).tolist() == [moves[0].tolist()]
+
+
+def tokens_for(batch, length, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(4, VOCAB, (batch, length), generator=g)
+    tokens[:, 0] = 1
+    tokens[:, length // 3] = SEP
+    return tokens
+
+
+def loss_and_grads(model, tokens):
+    logits = model(tokens)
+    (logits.sin() * torch.linspace(-1, 1, VOCAB)).sum().backward()
+    return logits.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
+                             if p.grad is not None}
+
+
+@pytest.mark.parametrize("shift_range,jump_bias,length", [
+    (1, 0.0, 300),    # jumps now and then
+    (2, 0.0, 150),
+    (1, 20.0, 150),   # a jump at every step: decay 0 everywhere
+    (1, -20.0, 300),  # never a jump: decay 1, one segment over the whole sequence
+])
+def test_position_path_equals_the_fourier_scan_forward_and_backward(shift_range, jump_bias,
+                                                                   length):
+    results = []
+    for head_path in ("auto", "fourier"):
+        torch.manual_seed(0)
+        model = PNTM(VOCAB, SEP, layers=2, read_heads=3, d_model=32, d_ff=64, memory_width=8,
+                     tape_writer=True, shift_range=shift_range, jump_bias=jump_bias,
+                     head_path=head_path, jump_horizon=None).train()
+        results.append(loss_and_grads(model, tokens_for(2, length)))
+    (fast, fast_grads), (reference, reference_grads) = results
+    torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
+    assert fast_grads.keys() == reference_grads.keys()
+    for key, expected in reference_grads.items():
+        scale = expected.abs().max().clamp(min=1e-3)
+        torch.testing.assert_close(fast_grads[key] / scale, expected / scale, atol=2e-5, rtol=0)
+
+
+def one_hot_reads(shift, jump, values, table, initial, cells):
+    """Dense reference reads with one-hot weightings that carry gradients (B, T, H, N)."""
+    K = (shift.shape[-1] - 1) // 2
+    cell = torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5), cells)
+    weights = F.one_hot(cell, cells).float().requires_grad_()
+    T = values.shape[1]
+    causal = torch.ones(T, T).tril()
+    contents = torch.einsum("bthj,tj,bjw->bthw", weights[..., :T], causal, values)
+    contents = contents + initial * weights.sum(-1, keepdim=True)
+    tags = torch.einsum("bthn,nw->bthw", weights, table[torch.arange(cells) % table.shape[0]])
+    return weights, cell, contents, tags
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 7])
+def test_jump_gradient_sums_the_next_horizon_steps(horizon):
+    """∂L/∂g_t = ±Σ_{o<h, no jump in (t, t+o]} (G_{t+o}[x_t + c_{t+o} - c_t] - G_{t+o}[c_{t+o}]),
+    summed here by brute force from the dense read gradients G."""
+    torch.manual_seed(3)
+    B, T, H, K, W, L, cells, m0 = 2, 40, 2, 1, 4, 6, 84, 0.1
+    shift = F.one_hot(torch.randint(0, 2 * K + 1, (B, T, H)), 2 * K + 1).float().requires_grad_()
+    jump = (torch.rand(B, T, H) < 0.2).float().requires_grad_()
+    values, table = torch.randn(B, T, W), torch.randn(L, 3)
+    grad_c, grad_t = torch.randn(B, T, H, W), torch.randn(B, T, H, 3)
+    contents, tags = tape_read(shift, jump, values, table, m0, cells, horizon)
+    torch.autograd.backward([contents, tags], [grad_c, grad_t])
+
+    weights, cell, ref_c, ref_t = one_hot_reads(shift, jump, values, table, m0, cells)
+    torch.testing.assert_close(contents, ref_c)
+    torch.testing.assert_close(tags, ref_t)
+    G, = torch.autograd.grad([ref_c, ref_t], [weights], [grad_c, grad_t])
+    jumped = jump > 0.5
+    expected = torch.zeros(B, T, H)
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                k = shift[b, t, h].argmax().item() - K
+                before = cell[b, t - 1, h].item() if t else cells - 1
+                other = (before + k) if jumped[b, t, h] else k
+                total = 0.0
+                for o in range(horizon):
+                    tau = t + o
+                    if tau >= T or (o > 0 and jumped[b, tau, h]):
+                        break
+                    moved = cell[b, tau, h] - cell[b, t, h]
+                    total += G[b, tau, h, (other + moved) % cells] - G[b, tau, h, cell[b, tau, h]]
+                expected[b, t, h] = -total if jumped[b, t, h] else total
+    torch.testing.assert_close(jump.grad, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_recurrent_position_step_equals_the_parallel_forward():
+    torch.manual_seed(0)
+    for tape_writer in (True, False):
+        model = PNTM(VOCAB, SEP, layers=2, read_heads=2, d_model=32, d_ff=64, memory_width=8,
+                     tape_writer=tape_writer, jump_bias=0.0).eval()
+        tokens = tokens_for(3, 200)
+        state = model.init_state(3, 200, tokens.device)
+        assert state["layers"][0].head_spectra is None  # O(1) state per head: a position
+        with torch.no_grad():
+            torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_head_path_and_horizon_are_checked():
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="head_path"):
+        PNTM(VOCAB, SEP, head_path="fast")
+    with pytest.raises(ConfigError, match="jump_horizon"):
+        PNTM(VOCAB, SEP, jump_horizon=0)
