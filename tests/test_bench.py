@@ -18,7 +18,7 @@ TRAIN_KEYS = {"model", "length", "batch", "step_seconds", "tokens_per_second",
 def load(path):
     report = json.loads(path.read_text())
     assert set(report) == {"device", "provenance", "results"}
-    assert report["device"] == "cpu"
+    assert report["device"].startswith("cpu (")
     assert report["provenance"]["command"].startswith("pntm bench")
     assert "git_commit" in report["provenance"] and "peak_memory" in report["provenance"]
     return report

@@ -34,11 +34,16 @@ def tokens_for(batch, length, seed=0):
 
 def loss_and_grads(model, tokens):
     logits = model(tokens)
-    (logits.sin() * torch.linspace(-1, 1, VOCAB)).sum().backward()
+    (logits.sin() * torch.linspace(-1, 1, VOCAB, device=logits.device)).sum().backward()
     return logits.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
                              if p.grad is not None}
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shift_range,jump_bias,length", [
     (1, 0.0, 300),    # jumps now and then
     (2, 0.0, 150),
@@ -46,14 +51,14 @@ def loss_and_grads(model, tokens):
     (1, -20.0, 300),  # never a jump: decay 1, one segment over the whole sequence
 ])
 def test_position_path_equals_the_fourier_scan_forward_and_backward(shift_range, jump_bias,
-                                                                   length):
+                                                                   length, device):
     results = []
     for head_path in ("auto", "fourier"):
         torch.manual_seed(0)
         model = PNTM(VOCAB, SEP, layers=2, read_heads=3, d_model=32, d_ff=64, memory_width=8,
                      tape_writer=True, shift_range=shift_range, jump_bias=jump_bias,
-                     head_path=head_path, jump_horizon=None).train()
-        results.append(loss_and_grads(model, tokens_for(2, length)))
+                     head_path=head_path, jump_horizon=None).to(device).train()
+        results.append(loss_and_grads(model, tokens_for(2, length).to(device)))
     (fast, fast_grads), (reference, reference_grads) = results
     torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
     assert fast_grads.keys() == reference_grads.keys()
@@ -111,12 +116,13 @@ def test_jump_gradient_sums_the_next_horizon_steps(horizon):
     torch.testing.assert_close(jump.grad, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_recurrent_position_step_equals_the_parallel_forward():
+@pytest.mark.parametrize("device", DEVICES)
+def test_recurrent_position_step_equals_the_parallel_forward(device):
     torch.manual_seed(0)
     for tape_writer in (True, False):
         model = PNTM(VOCAB, SEP, layers=2, read_heads=2, d_model=32, d_ff=64, memory_width=8,
-                     tape_writer=tape_writer, jump_bias=0.0).eval()
-        tokens = tokens_for(3, 200)
+                     tape_writer=tape_writer, jump_bias=0.0).to(device).eval()
+        tokens = tokens_for(3, 200).to(device)
         state = model.init_state(3, 200, tokens.device)
         assert state["layers"][0].head_spectra is None  # O(1) state per head: a position
         with torch.no_grad():

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from pntm.errors import PntmError
 from pntm.models.base import build_model, get_model_class
-from pntm.provenance import provenance
+from pntm.provenance import cpu_name, provenance
 from pntm.runs import atomic_write_json
 from pntm.scan import METHODS, linear_scan
 from pntm.tasks import Vocab
@@ -384,6 +384,13 @@ def decode_table(results: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- output
 
+def device_name(device: torch.device) -> str:
+    """``cpu (model name)`` or ``cuda (GPU name)``: the device the figures were measured on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
+
+
 def check_plot_available() -> None:
     try:
         import matplotlib  # noqa: F401
@@ -462,7 +469,7 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                  "threads": torch.get_num_threads()})
     if mode != "scan":
         prov["model_configs"] = {name: BENCH_CONFIGS.get(name, {}) for name in models}
-    report = {"device": str(device), "provenance": prov, "results": results}
+    report = {"device": device_name(device), "provenance": prov, "results": results}
     print(table)
     if json_path is not None:
         atomic_write_json(json_path, report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import shlex
 import subprocess
@@ -12,14 +13,20 @@ from pathlib import Path
 import torch
 
 
+SOURCE_COMMIT_VARIABLE = "PNTM_SOURCE_COMMIT"
+
+
 def git_commit() -> str:
-    """The commit of the checkout this package runs from, or "unknown"."""
+    """The commit of the checkout this package runs from; where git cannot tell (a copy of the
+    tree without ``.git``, e.g. on a remote GPU machine), the commit the copy was made from as
+    given in ``$PNTM_SOURCE_COMMIT``; else "unknown"."""
+    fallback = os.environ.get(SOURCE_COMMIT_VARIABLE, "unknown")
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+        return fallback
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else fallback
 
 
 def git_dirty() -> bool | None:
