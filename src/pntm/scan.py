@@ -272,7 +272,7 @@ def _log_chunk(a: Tensor, b: Tensor, d: int) -> tuple[Tensor, Tensor]:
     R = torch.log(torch.where(zero, 1.0, a.abs().to(f64))).masked_fill_(zero, _LOG_ZERO).cumsum(d)
     wb = b.to(c128 if b.is_complex() else f64)
     if a.is_complex():
-        phase = torch.polar(torch.ones((), dtype=f64), torch.angle(a).to(f64).cumsum(d))
+        phase = torch.polar(torch.ones((), dtype=f64, device=a.device), torch.angle(a).to(f64).cumsum(d))
         wb = wb * phase.conj()
     elif bool((a < 0).any()):
         phase = 1.0 - 2.0 * torch.remainder(torch.cumsum(a < 0, d), 2).to(f64)  # exact +-1
