@@ -351,3 +351,23 @@ def test_property_random_shapes(data, T, method, kind):
     state = shape[: dim % ndim] + shape[dim % ndim + 1 :]
     x0 = torch.randn(state, generator=g, dtype=dt) if data.draw(st.booleans()) else None
     check_against_reference(method, a, b, x0, rtol=1e-10, dim=dim, chunk_size=chunk, gen=g)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("complex_", [False, True])
+def test_every_method_on_cuda_matches_the_cpu_loop(method, complex_):
+    """Forward and backward on the GPU against the float64 loop on the CPU, at T = 1000 with
+    decays of exactly 0 and 1 mixed in."""
+    gen = torch.Generator().manual_seed(7)
+    shape = (2, 1000, 3, 5)
+    a = decays(shape, torch.float32, complex_=complex_, gen=gen)
+    b = torch.randn(shape, generator=gen, dtype=a.dtype)
+    x0 = torch.randn((2, 3, 5), generator=gen, dtype=a.dtype)
+    gout = torch.randn(shape, generator=gen, dtype=a.dtype)
+    out_ref, grads_ref = grads(reference, [wide(a), wide(b), wide(x0)], wide(gout))
+    cuda = [t.cuda() for t in (a, b, x0)]
+    out, grads_cuda = grads(lambda *x: linear_scan(*x, method=method), cuda, gout.cuda())
+    assert_close(out.cpu(), out_ref, 1e-4)
+    for g, g_ref in zip(grads_cuda, grads_ref):
+        assert_close(g.cpu(), g_ref, 1e-4)
