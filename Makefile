@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 CORE_TASKS := parity cycle_navigation modular_arithmetic copy reverse
 
-.PHONY: demo test install clean results-core
+.PHONY: demo test install clean results-core report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,14 @@ results-core: $(STAMP)
 	for task in $(CORE_TASKS); do \
 	  $(BIN)/pntm train --task $$task --model pntm --seed 0 --out results/core/$$task-pntm-s0 || exit 1; \
 	done
-	$(BIN)/pntm report results/core --out RESULTS.md
+	$(BIN)/pntm report results/core --out RESULTS.md --no-plots
+
+# results/benchmark.json, one plot per task in results/plots/ and the results/grid tables of
+# RESULTS.md, from the eval.json files of the grid (`pntm sweep ... --out results/grid`).
+# Trains nothing; unfinished runs are listed and left out.
+report: $(STAMP)
+	$(BIN)/pntm report results/grid --out RESULTS.md --json results/benchmark.json \
+	  --plots results/plots
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

@@ -1,67 +1,214 @@
-"""`pntm report` builds its tables from eval.json files and keeps the prose around them."""
+"""`pntm report`: benchmark.json, tables and plots from a small handmade results folder.
+
+The fake runs are trained on lengths 1-4 and evaluated at 1-4 and 8, 16, 32, with accuracies
+chosen so that every aggregate can be checked by hand.
+"""
 
 import json
+import math
+import sys
 
 import pytest
 
+from pntm import published
 from pntm.cli import main
 from pntm.report import markers, write_report
 
+ID_LENGTHS, OOD_LENGTHS = (1, 2, 3, 4), (8, 16, 32)
 
-def fake_eval(task, seed, ood_accuracy):
-    lengths = [{"length": n, "samples": 4, "token_accuracy": 1.0, "sequence_accuracy": 1.0}
-               for n in (1, 40)]
-    lengths += [{"length": 41, "samples": 4, "token_accuracy": 0.9,
-                 "sequence_accuracy": ood_accuracy}]
-    return {"task": task, "model": "pntm", "seed": seed, "train_lengths": [1, 40],
-            "lengths": lengths, "steps": 500, "train_seconds": 12.4,
-            "summary": {"id_sequence_accuracy": 1.0, "ood_sequence_accuracy": ood_accuracy,
-                        "ood_token_accuracy": 0.9, "max_length_at_99": 40},
-            "provenance": {"git_commit": "abcdef1234567", "command": "pntm train ...",
-                           "created": "2026-11-26T00:00:00", "machine": "test", "torch": "x"}}
+# run folder -> (task, model, seed, sequence accuracy at 1,2,3,4,8,16,32, token accuracy at OOD)
+RUNS = {
+    "copy-pntm-s0": ("copy", "pntm", 0, (1, 1, 1, 1, 1.0, 0.995, 0.5), (1.0, 1.0, 0.8)),
+    "copy-pntm-s1": ("copy", "pntm", 1, (1, 1, 0.98, 1, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0)),
+    "copy-pntm-s2": ("copy", "pntm", 2, (1, 1, 1, 1, 0.25, 0.0, 0.0), (0.5, 0.25, 0.25)),
+    "parity-lstm-s0": ("parity", "lstm", 0, (1, 1, 1, 0.9, 0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+STEPS = {"copy-pntm-s0": 100, "copy-pntm-s1": 200, "copy-pntm-s2": 600, "parity-lstm-s0": 50}
 
 
-def make_results(tmp_path):
-    for name, task, seed, acc in [("b", "reverse", 0, 0.25), ("a", "copy", 1, 1.0)]:
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        (tmp_path / "runs" / name / "eval.json").write_text(json.dumps(fake_eval(task, seed, acc)))
-    return tmp_path / "runs"
+def fake_eval(task, model, seed, seq, tok, steps):
+    lengths = [{"length": n, "samples": 4, "sequence_accuracy": s,
+                "token_accuracy": tok[OOD_LENGTHS.index(n)] if n in OOD_LENGTHS else 1.0}
+               for n, s in zip(ID_LENGTHS + OOD_LENGTHS, seq)]
+    return {"task": task, "model": model, "seed": seed, "train_lengths": [1, 4],
+            "lengths": lengths[::-1],  # any order: the report sorts
+            "steps": steps, "train_seconds": steps / 10,
+            "summary": {"id_sequence_accuracy": 0.0, "ood_sequence_accuracy": 0.0,
+                        "ood_token_accuracy": 0.0, "max_length_at_99": -1},  # recomputed
+            "provenance": {"git_commit": "abcdef1234567", "git_dirty": False,
+                           "command": f"pntm sweep --out runs ({model})", "device": "cpu",
+                           "created": f"2026-11-26T00:00:0{seed}", "machine": "test",
+                           "torch": "x"}}
 
 
-def test_report_tables_hold_the_eval_figures_and_keep_the_prose(tmp_path):
-    runs = make_results(tmp_path)
-    out = tmp_path / "RESULTS.md"
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    for name, (task, model, seed, seq, tok) in RUNS.items():
+        (root / name).mkdir(parents=True)
+        data = fake_eval(task, model, seed, seq, tok, STEPS[name])
+        (root / name / "eval.json").write_text(json.dumps(data))
+    (root / "parity-lstm-s1").mkdir()  # still training: no eval.json
+    (root / "parity-lstm-s1" / "config.yaml").write_text("task: parity\n")
+    return root
+
+
+def report(runs, tmp_path, **kwargs):
+    kwargs.setdefault("plots", False)
+    return write_report(runs, tmp_path / "R.md", json_path=tmp_path / "b.json", **kwargs)
+
+
+def aggregate(result, task, model):
+    return next(a for a in result["benchmark"]["aggregates"]
+                if (a["task"], a["model"]) == (task, model))
+
+
+def test_aggregates_match_a_hand_computation(runs, tmp_path):
+    result = report(runs, tmp_path)
+    summaries = {r["run"]: r["summary"] for r in result["benchmark"]["runs"]}
+    # longest length at >= 99%: every evaluated length up to it must pass
+    assert summaries["copy-pntm-s0"]["max_length_at_99"] == 16   # 0.995 passes, 32 fails
+    assert summaries["copy-pntm-s1"]["max_length_at_99"] == 2    # 3 fails, later ones don't count
+    assert summaries["copy-pntm-s2"]["max_length_at_99"] == 4
+    assert summaries["copy-pntm-s0"]["ood_sequence_accuracy"] == pytest.approx(2.495 / 3)
+    assert summaries["copy-pntm-s1"]["id_sequence_accuracy"] == pytest.approx(0.995)
+
+    a = aggregate(result, "copy", "pntm")
+    assert a["seeds"] == [0, 1, 2] and a["n_seeds"] == 3 and a["best_seed"] == 1
+    ood = [2.495 / 3, 1.0, 0.25 / 3]
+    mean = sum(ood) / 3
+    std = math.sqrt(sum((x - mean) ** 2 for x in ood) / 2)   # sample std, n - 1
+    assert a["ood_sequence_accuracy"]["best_seed"] == 1.0
+    assert a["ood_sequence_accuracy"]["mean"] == pytest.approx(0.638333, abs=1e-6)
+    assert a["ood_sequence_accuracy"]["mean"] == pytest.approx(mean, abs=1e-6)
+    assert a["ood_sequence_accuracy"]["std"] == pytest.approx(std, abs=1e-6)
+    assert a["ood_sequence_accuracy"]["std"] == pytest.approx(0.487958, abs=1e-6)
+    assert a["ood_token_accuracy"]["best_seed"] == 1.0                    # seed 1's
+    assert a["ood_token_accuracy"]["min"] == pytest.approx(1 / 3)         # seed 2's
+    assert a["id_sequence_accuracy"]["best_seed"] == pytest.approx(0.995)
+    assert a["max_length_at_99"] == {"best_seed": 2, "min": 2, "max": 16}
+    assert a["steps"] == {"mean": 300, "max": 600}
+    assert a["train_seconds"] == {"mean": 30.0, "total": 90.0}
+    assert a["fails_ood"] is False
+
+    b = aggregate(result, "parity", "lstm")
+    assert b["n_seeds"] == 1 and b["fails_ood"] is True
+    assert b["ood_sequence_accuracy"]["std"] is None  # one seed: no spread
+    assert b["max_length_at_99"]["best_seed"] == 3 and b["id_sequence_accuracy"]["mean"] == 0.975
+
+
+def test_benchmark_json_holds_every_finished_run_with_its_provenance(runs, tmp_path):
+    result = report(runs, tmp_path, command="pntm report runs")
+    bench = json.loads((tmp_path / "b.json").read_text())
+    assert bench == json.loads(json.dumps(result["benchmark"]))
+    assert bench["runs_dir"] == str(runs) and bench["threshold"] == 0.99
+    assert bench["generated_by"]["command"] == "pntm report runs"
+    assert "git_commit" in bench["generated_by"] and "git_dirty" in bench["generated_by"]
+    assert [r["run"] for r in bench["runs"]] == ["parity-lstm-s0", "copy-pntm-s0",
+                                                 "copy-pntm-s1", "copy-pntm-s2"]  # task order
+    assert bench["unfinished_runs"] == ["parity-lstm-s1"]
+    run = bench["runs"][1]
+    assert run["provenance"]["git_commit"] == "abcdef1234567"
+    assert run["provenance"]["git_dirty"] is False and run["provenance"]["device"] == "cpu"
+    assert run["provenance"]["command"].startswith("pntm sweep")
+    assert run["steps"] == 100 and run["train_seconds"] == 10.0
+    assert [r["length"] for r in run["lengths"]] == [1, 2, 3, 4, 8, 16, 32]
+    assert [(a["task"], a["model"]) for a in bench["aggregates"]] == [("parity", "lstm"),
+                                                                      ("copy", "pntm")]
+    assert "max_length_at_99" in bench["definitions"]
+
+
+def test_markdown_tables_keep_the_prose_and_compare_with_published_numbers(runs, tmp_path):
+    out = tmp_path / "R.md"
     start, end = markers(str(runs))
     out.write_text(f"# Results\n\nintro\n\n{start}\nold\n{end}\n\nafter\n")
-    write_report(runs, out)
+    block = report(runs, tmp_path)["block"]
     text = out.read_text()
     assert text.startswith("# Results\n\nintro") and text.rstrip().endswith("after")
-    assert "\nold\n" not in text
-    rows = [line for line in text.splitlines() if line.startswith("| copy")
-            or line.startswith("| reverse")]
-    assert rows[0].startswith("| copy | pntm | 1 | 500 | 12 | 100.0 | 100.0 | 90.0 | 40 |")
-    assert rows[1].startswith("| reverse | pntm | 0 | 500 | 12 | 100.0 | 25.0 | 90.0 | 40 |")
-    assert "| copy | pntm | 1 | 100.0 |" in text   # per-length table, length 41
-    assert "| reverse | pntm | 0 | 25.0 |" in text
+    assert "\nold\n" not in text and block in text
+    assert "| copy | 100.0 ✓ | — |" in text          # the task x model matrix
+    assert "| parity | — | 50.0 ✗ |" in text
+    assert ("| copy | pntm | 3 | 1 | 100.0 | 63.8 ± 48.8 | 100.0 | 99.5 | 2 | 300 | 30 |"
+            in text)
+    assert "| parity | lstm | 1 | 0 | 50.0 | 50.0 (1 seed) |" in text
+    assert ("`lstm` fails out of distribution on 1 of 1 tasks: parity (50.0%; not learned in "
+            "distribution either: ID 97.5%)." in text)
+    assert "`pntm` holds ≥ 99% on every task it ran here (copy)" in text
+    assert "| parity | lstm | 100.0 | 50.0 (of 1) |" in text and "differs" in text
+    assert "Not in this folder yet: transformer on parity" in text
+    assert "left out: parity-lstm-s1" in text
+    assert "| copy | pntm | 1 | 100.0 | 100.0 | 100.0 |" in text   # OOD lengths, best seed
+    assert "[`b.json`](b.json)" in text
+
+    assert report(runs, tmp_path)["block"] == block   # the same data, the same block
 
 
-def test_report_appends_a_block_to_a_file_without_markers(tmp_path):
+def test_a_second_folder_gets_a_block_of_its_own(runs, tmp_path):
     out = tmp_path / "R.md"
-    runs = make_results(tmp_path)
-    write_report(runs, out)
-    assert out.read_text().startswith(markers(str(runs))[0])
+    report(runs, tmp_path)
     other = tmp_path / "other"
     (other / "x").mkdir(parents=True)
-    (runs / "a" / "eval.json").rename(other / "x" / "eval.json")
-    write_report(other, out)  # a second folder gets a block of its own
+    (runs / "parity-lstm-s0" / "eval.json").rename(other / "x" / "eval.json")
+    write_report(other, out, json_path=tmp_path / "o.json", plots=False)
     text = out.read_text()
     assert markers(str(runs))[0] in text and markers(str(other))[0] in text
 
 
-def test_report_errors_are_one_line(tmp_path, capsys):
+def test_cli_writes_json_and_plots_inside_the_runs_folder_by_default(runs, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "R.md"
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| copy | 100.0 ✓ | — |" in printed and "4 runs" in printed
+    for task in ("copy", "parity"):
+        assert (runs / "plots" / f"{task}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![copy](runs/plots/copy.png)" in out.read_text()
+    assert json.loads((runs / "benchmark.json").read_text())["generated_by"]["command"] \
+        == f"pntm report {runs} --out {out}"
+    assert main(["report", str(runs), "--out", str(out)]) == 0  # its own outputs are no runs
+    assert "4 runs (2 task/model pairs, 1 unfinished)" in capsys.readouterr().out
+
+
+def test_without_matplotlib_a_notice_replaces_the_plots(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    out = tmp_path / "R.md"
+    assert main(["report", str(runs), "--out", str(out), "--plots", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("pntm: note: no plots: matplotlib is not installed")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "p").exists() and "_No plots: matplotlib" in out.read_text()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("{not json", "cannot read"),
+    ('{"task": "copy", "model": "pntm", "seed": 0, "train_lengths": [1, 4]}',
+     "no valid 'lengths'"),
+    ('{"task": "copy", "model": "pntm", "seed": 0, "train_lengths": [1, 4], '
+     '"lengths": [{"length": 3}]}', "lacks length, sequence_accuracy"),
+])
+def test_a_bad_eval_json_is_a_one_line_error(runs, tmp_path, capsys, damage, message):
+    (runs / "copy-pntm-s2" / "eval.json").write_text(damage)
+    out = tmp_path / "R.md"
+    assert main(["report", str(runs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pntm: error:") and err.count("\n") == 1
+    assert "copy-pntm-s2" in err and message in err
+    assert not out.exists() and not (runs / "benchmark.json").exists()  # nothing half-written
+
+
+def test_a_missing_or_empty_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pntm: error: no such results folder") and err.count("\n") == 1
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no eval.json" in capsys.readouterr().err
+
+
+def test_published_numbers_are_the_quoted_ones():
+    assert published.token_accuracy("parity", "transformer") == pytest.approx(0.52)
+    assert published.token_accuracy("reverse", "lstm") == pytest.approx(0.609)
+    assert published.token_accuracy("modular_arithmetic", "transformer") == pytest.approx(0.242)
+    assert published.token_accuracy("copy", "lstm") is None       # not in their table
+    assert published.token_accuracy("parity", "pntm") is None     # not their model
+    assert len(published.comparable_pairs()) == 8

@@ -80,10 +80,18 @@ def build_parser() -> ArgumentParser:
     p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
-    p = sub.add_parser("report", help="results tables from the eval.json files of run folders")
+    p = sub.add_parser("report", help="benchmark.json, plots and results tables from the "
+                       "eval.json files of run folders")
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="a folder of run directories")
     p.add_argument("--out", default="RESULTS.md", metavar="FILE.md",
                    help="markdown file whose report block is replaced (default RESULTS.md)")
+    p.add_argument("--json", metavar="PATH",
+                   help="every run and the per-task/model aggregates (default "
+                        "RUNS_DIR/benchmark.json)")
+    p.add_argument("--plots", metavar="DIR",
+                   help="one PNG per task, accuracy against length (default RUNS_DIR/plots; "
+                        "needs matplotlib)")
+    p.add_argument("--no-plots", action="store_true", help="write no plots")
 
     p = sub.add_parser("bench", help="speed benchmark: training step, scan methods, decoding")
     p.add_argument("--models", metavar="M1,M2", help="comma list of models (default "
@@ -215,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             from pntm.sweep import cmd_sweep
             return cmd_sweep(args, command_line(argv))
         elif args.command == "report":
-            from pntm.report import write_report
-            print(write_report(args.runs_dir, args.out))
+            from pntm.report import cmd_report
+            cmd_report(args, command_line(argv))
         elif args.command == "bench":
             from pntm.bench import cmd_bench
             cmd_bench(args, command_line(argv))

@@ -1,113 +1,646 @@
-"""Results tables from run directories: ``pntm report RUNS_DIR [--out RESULTS.md]``.
+"""The benchmark report: ``pntm report RUNS_DIR [--out RESULTS.md] [--json PATH] [--plots DIR]``.
 
 Every figure in ``RESULTS.md`` comes from an ``eval.json`` under ``results/``. The report reads
-each ``RUNS_DIR/*/eval.json`` and writes markdown tables between the markers
-``<!-- report RUNS_DIR -->`` and ``<!-- /report RUNS_DIR -->`` of the output file (appending
-them if absent), so prose around them is kept, one file can hold the blocks of several folders,
-and the numbers are always regenerated, never typed.
+each ``RUNS_DIR/*/eval.json`` and writes three things:
+
+- ``--json`` (default ``RUNS_DIR/benchmark.json``): one entry per finished run (per-length and
+  summary metrics, steps, training wall time, provenance: commit, dirty flag, command, device),
+  one aggregate per (task, model), and the command and pntm commit that produced the file.
+- ``--out`` (default ``RESULTS.md``): markdown tables between the markers
+  ``<!-- report RUNS_DIR -->`` and ``<!-- /report RUNS_DIR -->`` (appended if absent), so prose
+  around them is kept, one file can hold the blocks of several folders, and the numbers are
+  always regenerated, never typed.
+- ``--plots`` (default ``RUNS_DIR/plots``): one PNG per task, sequence accuracy against length,
+  when matplotlib is installed (otherwise a one-line notice, not an error).
+
+Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
+
+- A run counts once it has an ``eval.json`` (the sweep writes it last, atomically). Run folders
+  without one (a ``config.yaml`` or ``error.txt`` but no ``eval.json``: still training, or
+  failed) are listed as unfinished.
+- Each run's summary is recomputed from its per-length rows by ``evaluate.summarize``, so old and
+  new runs are measured alike: ID sequence accuracy is the mean over the evaluated lengths inside
+  the training range, OOD sequence / token accuracy the mean over those outside it, and the
+  **longest length at ≥ 99%** is the largest evaluated length L such that *every* evaluated
+  length ≤ L (in-distribution ones included) has sequence accuracy ≥ 0.99; 0 when the shortest
+  evaluated length already falls below. Lengths that were not evaluated cannot break the run.
+- The **best seed** of a (task, model) has the highest OOD sequence accuracy; ties go to the
+  higher OOD token accuracy, then the longer length at ≥ 99%, then the lower seed. The OOD token
+  accuracy, ID sequence accuracy and longest length shown per (task, model) are the best seed's
+  (the reference table reports the best seed too); **mean ± std** is over all seeds, with the
+  sample standard deviation (n − 1), undefined (null) with a single seed.
+- A model **fails out of distribution** on a task when its best seed's OOD sequence accuracy is
+  below 99% (:data:`THRESHOLD`).
+- Steps and training wall time per (task, model) are means over its seeds (the JSON also holds
+  the total time).
+- The JSON and the plots go inside ``RUNS_DIR`` by default, so reports of different folders
+  never overwrite each other; ``make report`` names ``results/benchmark.json`` and
+  ``results/plots``.
+- The comparison with published numbers (:mod:`pntm.published`) uses their metric, token
+  accuracy out of distribution, best of the seeds (here: the highest OOD token accuracy over
+  seeds, which need not be the best seed's); a model "solves" a task there at ≥ 99%.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shlex
+import statistics
+import sys
+from collections import defaultdict
 from pathlib import Path
 
+from pntm import published, tasks
 from pntm.errors import PntmError
-from pntm.runs import atomic_write_text
+from pntm.evaluate import summarize
+from pntm.provenance import provenance
+from pntm.runs import atomic_write, atomic_write_json, atomic_write_text
 
+THRESHOLD = 0.99
+MARKERS = ("o", "s", "^", "D", "v")
+LINE_WIDTHS = (5.0, 3.0, 1.6, 0.8)
+MODEL_ORDER = ("pntm", "ntm", "lstm", "transformer")
+EVAL_FILE, JSON_FILE, PLOTS_DIR = "eval.json", "benchmark.json", "plots"
+PROVENANCE_KEYS = ("git_commit", "git_dirty", "command", "device", "created", "machine", "torch")
+DEFINITIONS = {
+    "id_sequence_accuracy": "mean sequence accuracy over the evaluated lengths inside "
+                            "train_lengths",
+    "ood_sequence_accuracy": "mean sequence accuracy over the evaluated lengths outside "
+                             "train_lengths",
+    "ood_token_accuracy": "mean token accuracy over the evaluated lengths outside train_lengths",
+    "max_length_at_99": "the largest evaluated length L such that every evaluated length <= L "
+                        "has sequence accuracy >= 0.99 (0 if the shortest one is below)",
+    "best_seed": "highest ood_sequence_accuracy; ties: higher ood_token_accuracy, then higher "
+                 "max_length_at_99, then lower seed",
+    "std": "sample standard deviation over seeds (n - 1); null with one seed",
+    "fails_ood": "the best seed's ood_sequence_accuracy is below 0.99",
+}
 
 
 def markers(runs_dir: str) -> tuple[str, str]:
     return f"<!-- report {runs_dir} -->", f"<!-- /report {runs_dir} -->"
 
 
+# --------------------------------------------------------------------------- reading the runs
+
+def _problem(data) -> str | None:
+    """What makes ``data`` unusable as an eval.json, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, kind in (("task", str), ("model", str), ("seed", int), ("train_lengths", list),
+                      ("lengths", list)):
+        if not isinstance(data.get(key), kind):
+            return f"no valid '{key}'"
+    if len(data["train_lengths"]) != 2:
+        return "'train_lengths' is not [low, high]"
+    if not data["lengths"]:
+        return "no per-length rows"
+    for row in data["lengths"]:
+        if not isinstance(row, dict) or not all(
+                isinstance(row.get(k), (int, float)) for k in
+                ("length", "sequence_accuracy", "token_accuracy")):
+            return "a per-length row lacks length, sequence_accuracy or token_accuracy"
+    return None
+
+
+def read_eval(path: Path) -> dict:
+    """One eval.json, checked; a corrupt or incomplete file raises PntmError naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PntmError(f"cannot read {path}: {err}") from None
+    problem = _problem(data)
+    if problem:
+        raise PntmError(f"{path} is not a usable eval.json: {problem}")
+    return data
+
+
+def _order_key(name: str, order) -> tuple:
+    order = list(order)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def task_key(task: str) -> tuple:
+    """Tasks in the benchmark's order (``pntm tasks``), then any others by name."""
+    return _order_key(task, tasks.TASKS)
+
+
+def model_key(model: str) -> tuple:
+    return _order_key(model, MODEL_ORDER)
+
+
 def load_evals(runs_dir: str | Path) -> list[dict]:
-    """Every ``eval.json`` one level below ``runs_dir``, sorted by task, model and seed."""
+    """Every ``eval.json`` one level below ``runs_dir`` (with ``run``: its folder's name), in
+    task, model and seed order."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise PntmError(f"no such results folder: {runs_dir}")
     evals = []
-    for path in sorted(runs_dir.glob("*/eval.json")):
-        try:
-            data = json.loads(path.read_text())
-            data["run"] = path.parent.name
-            evals.append(data)
-        except (OSError, json.JSONDecodeError) as err:
-            raise PntmError(f"cannot read {path}: {err}") from None
+    for path in sorted(runs_dir.glob(f"*/{EVAL_FILE}")):
+        data = read_eval(path)
+        data["run"] = path.parent.name
+        evals.append(data)
     if not evals:
         raise PntmError(f"no eval.json found in the run folders of {runs_dir}")
-    return sorted(evals, key=lambda e: (e["task"], e["model"], e["seed"]))
+    return sorted(evals, key=lambda e: (task_key(e["task"]), model_key(e["model"]), e["seed"]))
 
 
-def percent(x: float) -> str:
-    return f"{100 * x:.1f}"
+def unfinished_runs(runs_dir: str | Path) -> list[str]:
+    """Run folders (a config.yaml or error.txt) that have no eval.json yet."""
+    return sorted(p.name for p in Path(runs_dir).iterdir() if p.is_dir()
+                  and not (p / EVAL_FILE).exists()
+                  and ((p / "config.yaml").exists() or (p / "error.txt").exists()))
 
 
-def summary_table(evals: list[dict]) -> str:
-    lines = ["| task | model | seed | steps | train time (s) | ID seq acc | OOD seq acc "
-             "| OOD token acc | longest length at ≥99% |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for e in evals:
-        s = e["summary"]
+# --------------------------------------------------------------------------- numbers
+
+def run_record(e: dict) -> dict:
+    """One finished run as benchmark.json holds it, its summary recomputed from its rows."""
+    keep = ("length", "samples", "sequence_accuracy", "token_accuracy")
+    rows = sorted(({k: row[k] for k in keep if k in row} for row in e["lengths"]),
+                  key=lambda r: r["length"])
+    lo, hi = e["train_lengths"]
+    prov = e.get("provenance") if isinstance(e.get("provenance"), dict) else {}
+    return {"run": e["run"], "task": e["task"], "model": e["model"], "seed": e["seed"],
+            "train_lengths": [lo, hi], "summary": summarize(rows, (lo, hi)),
+            "steps": e.get("steps"), "train_seconds": e.get("train_seconds"),
+            "eval_seconds": e.get("eval_seconds"), "early_stopped": e.get("early_stopped"),
+            "samples": e.get("samples"), "eval_seed": e.get("eval_seed"),
+            "provenance": {k: prov.get(k) for k in PROVENANCE_KEYS},
+            "lengths": rows}
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def best_run(runs: list[dict]) -> dict:
+    """The best seed (see the module docstring for the tie-breaks)."""
+    def rank(r):
+        s = r["summary"]
+        return (_or(s["ood_sequence_accuracy"], -1.0), _or(s["ood_token_accuracy"], -1.0),
+                s["max_length_at_99"], -r["seed"])
+    return max(runs, key=rank)
+
+
+def mean_std(values) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the values that are not None (std: None below two
+    values, mean: None with none)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def _spread(runs: list[dict], best: dict, key: str) -> dict:
+    values = [r["summary"][key] for r in runs if r["summary"][key] is not None]
+    mean, std = mean_std(values)
+    return {"best_seed": best["summary"][key], "mean": mean, "std": std,
+            "min": min(values, default=None), "max": max(values, default=None)}
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """The seeds of one (task, model) in one entry (the definitions: module docstring)."""
+    best = best_run(runs)
+    ood = best["summary"]["ood_sequence_accuracy"]
+    steps = [r["steps"] for r in runs if r["steps"] is not None]
+    seconds = [r["train_seconds"] for r in runs if r["train_seconds"] is not None]
+    longest = [r["summary"]["max_length_at_99"] for r in runs]
+    return {"task": best["task"], "model": best["model"],
+            "seeds": [r["seed"] for r in runs], "n_seeds": len(runs), "best_seed": best["seed"],
+            "ood_sequence_accuracy": _spread(runs, best, "ood_sequence_accuracy"),
+            "ood_token_accuracy": _spread(runs, best, "ood_token_accuracy"),
+            "id_sequence_accuracy": _spread(runs, best, "id_sequence_accuracy"),
+            "max_length_at_99": {"best_seed": best["summary"]["max_length_at_99"],
+                                 "min": min(longest), "max": max(longest)},
+            "steps": {"mean": mean_std(steps)[0], "max": max(steps, default=None)},
+            "train_seconds": {"mean": mean_std(seconds)[0],
+                              "total": sum(seconds) if seconds else None},
+            "fails_ood": None if ood is None else ood < THRESHOLD}
+
+
+def rounded(obj, digits: int = 6):
+    """``obj`` with its floats rounded to ``digits`` decimals (means need no 17 digits)."""
+    if isinstance(obj, float):
+        return round(obj, digits)
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [rounded(v, digits) for v in obj]
+    return obj
+
+
+def group_runs(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Runs by (task, model), in report order (``runs`` is already sorted)."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[r["task"], r["model"]].append(r)
+    return dict(groups)
+
+
+def build_benchmark(runs_dir: str, evals: list[dict], unfinished: list[str],
+                    command: str) -> dict:
+    """The content of benchmark.json."""
+    runs = [run_record(e) for e in evals]
+    return {"generated_by": provenance(command), "runs_dir": runs_dir,
+            "threshold": THRESHOLD, "definitions": DEFINITIONS,
+            "aggregates": [rounded(aggregate(g)) for g in group_runs(runs).values()],
+            "unfinished_runs": unfinished, "runs": runs}
+
+
+# --------------------------------------------------------------------------- markdown pieces
+
+def percent(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def mean_pm_std(spread: dict) -> str:
+    if spread["mean"] is None:
+        return "—"
+    if spread["std"] is None:
+        return f"{percent(spread['mean'])} (1 seed)"
+    return f"{percent(spread['mean'])} ± {percent(spread['std'])}"
+
+
+def number(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def _ordered(aggs: list[dict]) -> tuple[list[str], list[str], dict]:
+    by_pair = {(a["task"], a["model"]): a for a in aggs}
+    task_list = sorted({a["task"] for a in aggs}, key=task_key)
+    model_list = sorted({a["model"] for a in aggs}, key=model_key)
+    return task_list, model_list, by_pair
+
+
+def matrix_table(aggs: list[dict]) -> str:
+    """Task × model: the best seed's OOD sequence accuracy, ✗ below the threshold."""
+    task_list, model_list, by_pair = _ordered(aggs)
+    lines = ["| task | " + " | ".join(model_list) + " |", "|---|" + "---|" * len(model_list)]
+    for task in task_list:
+        cells = []
+        for model in model_list:
+            a = by_pair.get((task, model))
+            if a is None:
+                cells.append("—")
+            else:
+                mark = {True: " ✗", False: " ✓", None: ""}[a["fails_ood"]]
+                cells.append(percent(a["ood_sequence_accuracy"]["best_seed"]) + mark)
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(aggs: list[dict]) -> str:
+    lines = ["| task | model | seeds | best seed | OOD seq acc (best seed) | OOD seq acc "
+             "(mean ± std) | OOD token acc | ID seq acc | longest length at ≥99% | steps "
+             "| train time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for a in aggs:
         lines.append(
-            f"| {e['task']} | {e['model']} | {e['seed']} | {e.get('steps', '?')} "
-            f"| {e.get('train_seconds', float('nan')):.0f} | {percent(s['id_sequence_accuracy'])} "
+            f"| {a['task']} | {a['model']} | {a['n_seeds']} | {a['best_seed']} "
+            f"| {percent(a['ood_sequence_accuracy']['best_seed'])} "
+            f"| {mean_pm_std(a['ood_sequence_accuracy'])} "
+            f"| {percent(a['ood_token_accuracy']['best_seed'])} "
+            f"| {percent(a['id_sequence_accuracy']['best_seed'])} "
+            f"| {a['max_length_at_99']['best_seed']} | {number(a['steps']['mean'])} "
+            f"| {number(a['train_seconds']['mean'])} |")
+    return "\n".join(lines)
+
+
+def failures_paragraph(aggs: list[dict]) -> str:
+    """Per model, the tasks it fails out of distribution, in words generated from the data."""
+    task_list, model_list, by_pair = _ordered(aggs)
+    lines = []
+    for model in model_list:
+        mine = [by_pair[t, model] for t in task_list if (t, model) in by_pair]
+        failed = [f"{a['task']} ({percent(a['ood_sequence_accuracy']['best_seed'])}%"
+                  f"{_unlearned(a)})" for a in mine if a["fails_ood"]]
+        held = [a["task"] for a in mine if a["fails_ood"] is False]
+        if not failed:
+            lines.append(f"- `{model}` holds ≥ 99% on every task it ran here "
+                         f"({', '.join(held)}).")
+        else:
+            tail = f"; holds ≥ 99% on {', '.join(held)}" if held else ""
+            lines.append(f"- `{model}` fails out of distribution on {len(failed)} of "
+                         f"{len(mine)} tasks: {', '.join(failed)}{tail}.")
+    return "\n".join(lines)
+
+
+def _unlearned(a: dict) -> str:
+    """A note when the best seed did not even learn the training lengths."""
+    id_accuracy = a["id_sequence_accuracy"]["best_seed"]
+    if id_accuracy is None or id_accuracy >= THRESHOLD:
+        return ""
+    return f"; not learned in distribution either: ID {percent(id_accuracy)}%"
+
+
+def published_rows(aggs: list[dict]) -> list[dict]:
+    """(task, model) pairs that both the published table and these runs have."""
+    by_pair = {(a["task"], a["model"]): a for a in aggs}
+    rows = []
+    for task, model in published.comparable_pairs():
+        a = by_pair.get((task, model))
+        if a is None:
+            continue
+        theirs = published.token_accuracy(task, model)
+        ours = a["ood_token_accuracy"]["max"]
+        rows.append({"task": task, "model": model, "published": theirs, "ours": ours,
+                     "spread": a["ood_token_accuracy"], "n_seeds": a["n_seeds"],
+                     "same_verdict": (theirs >= THRESHOLD) == (ours >= THRESHOLD)})
+    return rows
+
+
+def _verdict(x: float) -> str:
+    return "solves" if x >= THRESHOLD else "fails"
+
+
+def published_table(rows: list[dict]) -> str:
+    lines = ["| task | model | published token acc | ours: token acc, best of seeds | ours: "
+             "mean ± std | verdict (≥ 99%) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = (f"both: {_verdict(r['ours'])}" if r["same_verdict"] else
+                   f"differs: published {_verdict(r['published'])}, ours {_verdict(r['ours'])}")
+        lines.append(f"| {r['task']} | {r['model']} | {percent(r['published'])} "
+                     f"| {percent(r['ours'])} (of {r['n_seeds']}) | {mean_pm_std(r['spread'])} "
+                     f"| {verdict} |")
+    return "\n".join(lines)
+
+
+def published_paragraph(rows: list[dict], aggs: list[dict]) -> str:
+    """Agreement with the published verdicts, and the comparable pairs not run yet."""
+    have = {(a["task"], a["model"]) for a in aggs}
+    agree = [f"{r['model']} on {r['task']}" for r in rows if r["same_verdict"]]
+    differ = [f"{r['model']} on {r['task']} (published {percent(r['published'])}, ours "
+              f"{percent(r['ours'])})" for r in rows if not r["same_verdict"]]
+    missing = [f"{m} on {t}" for t, m in published.comparable_pairs() if (t, m) not in have]
+    lines = []
+    if agree:
+        lines.append(f"- Same verdict as published: {', '.join(agree)}.")
+    if differ:
+        lines.append(f"- Different verdict: {', '.join(differ)}.")
+    if missing:
+        lines.append(f"- Not in this folder yet: {', '.join(missing)}.")
+    return "\n".join(lines)
+
+
+def length_table(runs: list[dict], title_runs: str) -> str:
+    """Sequence accuracy (%) of ``runs`` at every out-of-distribution length evaluated."""
+    def ood(r):
+        lo, hi = r["train_lengths"]
+        return [row for row in r["lengths"] if not lo <= row["length"] <= hi]
+    lengths = sorted({row["length"] for r in runs for row in ood(r)})
+    lines = [f"| task | model | {title_runs} | " + " | ".join(str(n) for n in lengths) + " |",
+             "|---|---|---|" + "---|" * len(lengths)]
+    for r in runs:
+        by_length = {row["length"]: row["sequence_accuracy"] for row in ood(r)}
+        cells = [percent(by_length[n]) if n in by_length else "" for n in lengths]
+        lines.append(f"| {r['task']} | {r['model']} | {r['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_table(runs: list[dict]) -> str:
+    lines = ["| task | model | seed | steps | train time (s) | ID seq acc | OOD seq acc "
+             "| OOD token acc | longest length at ≥99% |", "|---" * 9 + "|"]
+    for r in runs:
+        s = r["summary"]
+        lines.append(
+            f"| {r['task']} | {r['model']} | {r['seed']} | {number(r['steps'])} "
+            f"| {number(r['train_seconds'])} | {percent(s['id_sequence_accuracy'])} "
             f"| {percent(s['ood_sequence_accuracy'])} | {percent(s['ood_token_accuracy'])} "
             f"| {s['max_length_at_99']} |")
     return "\n".join(lines)
 
 
-def length_table(evals: list[dict]) -> str:
-    """Sequence accuracy (%) at every out-of-distribution length evaluated."""
-    lo, hi = evals[0]["train_lengths"]
-    lengths = sorted({row["length"] for e in evals for row in e["lengths"] if row["length"] > hi})
-    lines = ["| task | model | seed | " + " | ".join(str(n) for n in lengths) + " |",
-             "|---|---|---|" + "---|" * len(lengths)]
-    for e in evals:
-        by_length = {row["length"]: row["sequence_accuracy"] for row in e["lengths"]}
-        cells = [percent(by_length[n]) if n in by_length else "" for n in lengths]
-        lines.append(f"| {e['task']} | {e['model']} | {e['seed']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def provenance_list(evals: list[dict]) -> str:
+def provenance_list(runs: list[dict]) -> str:
+    """Runs grouped by what produced them (command, commit, dirty flag, device, machine)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        p = r["provenance"]
+        groups[p["command"], p["git_commit"], p["git_dirty"], p["device"], p["machine"],
+               p["torch"]].append(r)
     lines = []
-    for e in evals:
-        p = e.get("provenance", {})
-        lines.append(f"- `{e['run']}`: `{p.get('command', '?')}` at commit "
-                     f"`{str(p.get('git_commit', '?'))[:10]}`, {p.get('machine', '?')}, "
-                     f"torch {p.get('torch', '?')}, {p.get('created', '?')}")
+    for (command, commit, dirty, device, machine, torch), members in groups.items():
+        state = {False: "clean", True: "**uncommitted changes**", None: "dirty flag unknown"}
+        created = sorted(str(m["provenance"]["created"]) for m in members)
+        when = created[0] if created[0] == created[-1] else f"{created[0]} to {created[-1]}"
+        lines.append(f"- {len(members)} run{'s' if len(members) > 1 else ''}: "
+                     f"`{command or '?'}` at commit `{str(commit or '?')[:10]}` "
+                     f"({state.get(dirty, '?')}), device {device or '?'}, {machine or '?'}, "
+                     f"torch {torch or '?'}, {when}")
     return "\n".join(lines)
 
 
-def render(evals: list[dict], runs_dir: str) -> str:
+def link(path: Path, out: Path) -> str:
+    """``path`` relative to the folder of the markdown file ``out``, with forward slashes."""
+    return Path(os.path.relpath(path, out.parent)).as_posix()
+
+
+# --------------------------------------------------------------------------- the block
+
+def render(bench: dict, out: Path, json_path: Path, plot_paths: dict[str, Path],
+           plot_notice: str | None) -> str:
+    """The marked markdown block for ``bench`` (nothing in it changes unless the data does)."""
+    runs_dir, runs, aggs = bench["runs_dir"], bench["runs"], bench["aggregates"]
     start, end = markers(runs_dir)
-    return "\n\n".join([
+    best = [best_run(g) for g in group_runs(runs).values()]
+    parts = [
         start,
-        f"_Generated by `pntm report {runs_dir}` from the `eval.json` files there; "
-        "do not edit by hand._",
-        "**Summary** (sequence accuracy = the whole answer and its EOS right, by greedy "
-        "decoding; ID = mean over lengths 1–40, OOD = mean over the out-of-distribution grid)",
-        summary_table(evals),
-        "**Sequence accuracy (%) at each out-of-distribution length**",
-        length_table(evals),
-        "**Provenance**",
-        provenance_list(evals),
+        f"_Generated by `{bench['generated_by']['command']}` from the {len(runs)} `eval.json` "
+        f"files of `{runs_dir}`; every run with its per-length numbers and provenance is in "
+        f"[`{link(json_path, out)}`]({link(json_path, out)}). Do not edit by hand._",
+    ]
+    if bench["unfinished_runs"]:
+        parts.append(f"_Not finished yet (no eval.json), left out: "
+                     f"{', '.join(bench['unfinished_runs'])}._")
+    parts += [
+        "**Out-of-distribution sequence accuracy (%), best seed** (✗: below 99%, the model "
+        "fails out of distribution; —: no finished run)",
+        matrix_table(aggs),
+        "**Per task and model** (sequence accuracy: the whole answer and its EOS right, by "
+        "greedy decoding; ID / OOD: mean over the training lengths / the out-of-distribution "
+        "grid; best seed: the highest OOD sequence accuracy, whose OOD token accuracy, ID "
+        "accuracy and longest length at ≥ 99% are shown; mean ± sample std over all seeds; "
+        "steps and training time in s, evaluation excluded: means per seed; exact definitions "
+        "under `definitions` in the JSON)",
+        summary_table(aggs),
+        "**Which models fail out of distribution** (generated from the table above: best seed "
+        "below 99% OOD sequence accuracy)",
+        failures_paragraph(aggs),
+    ]
+    parts += published_section(aggs)
+    parts += plots_section(plot_paths, plot_notice, out)
+    parts += [
+        "**Sequence accuracy (%) at each out-of-distribution length, best seed**",
+        length_table(best, "best seed"),
+        "<details><summary>Every seed</summary>",
+        seed_table(runs),
+        length_table(runs, "seed"),
+        "</details>",
+        "**Provenance** (per run in the JSON)",
+        provenance_list(runs),
         end,
-    ])
+    ]
+    return "\n\n".join(parts)
 
 
-def write_report(runs_dir: str | Path, out: str | Path) -> str:
-    """Replace the marked block of ``out`` (or append one) with fresh tables."""
-    runs_dir = str(runs_dir).rstrip("/")
-    block = render(load_evals(runs_dir), runs_dir)
+def published_section(aggs: list[dict]) -> list[str]:
+    rows = published_rows(aggs)
+    head = (f"**Published vs ours** ({published.SOURCE}, as quoted in "
+            "`shared/design/benchmark.md`; ours: OOD token accuracy, the mean over our "
+            "out-of-distribution grid, best of our seeds. Their tasks differ in detail from ours, "
+            "so compare verdicts, not digits.)")
+    if not rows:
+        names = ", ".join(sorted({m for _, m in published.comparable_pairs()}, key=model_key))
+        return [head, f"No run here of a model the published table shares with us ({names}) "
+                      "on one of its tasks."]
+    return [head, published_table(rows), published_paragraph(rows, aggs)]
+
+
+def plots_section(plot_paths: dict[str, Path], notice: str | None, out: Path) -> list[str]:
+    if notice:
+        return [f"_No plots: {notice}._"]
+    if not plot_paths:
+        return []
+    images = " ".join(f"![{task}]({link(path, out)})" for task, path in plot_paths.items())
+    return ["**Sequence accuracy against length** (log scale; one line per model, its best seed; "
+            "shaded: the range over seeds; grey: the training lengths)", images]
+
+
+# --------------------------------------------------------------------------- plots
+
+def matplotlib_missing() -> str | None:
+    """None when matplotlib can be imported, else why not (for a one-line notice)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib)"
+    return None
+
+
+def seed_range(runs: list[dict]) -> tuple[list[int], list[float], list[float]]:
+    """Lengths every seed evaluated, with the lowest and highest sequence accuracy there."""
+    tables = [{row["length"]: row["sequence_accuracy"] for row in r["lengths"]} for r in runs]
+    common = sorted(set.intersection(*(set(t) for t in tables)))
+    return (common, [min(t[n] for t in tables) for n in common],
+            [max(t[n] for t in tables) for n in common])
+
+
+def plot_task(path: Path, task: str, groups: list[list[dict]]) -> None:
+    """Sequence accuracy against length for one task: per model its best seed as a line, the
+    range over its seeds shaded, the training lengths greyed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    try:
+        lo, hi = groups[0][0]["train_lengths"]
+        ax.axvspan(lo, hi, color="0.85", alpha=0.5, lw=0, label=f"training lengths {lo}–{hi}")
+        ax.axvline(hi, color="0.4", ls=":", lw=1)
+        longest = max(row["length"] for g in groups for r in g for row in r["lengths"])
+        for i, runs in enumerate(groups):
+            best = best_run(runs)
+            xs = [row["length"] for row in best["lengths"]]
+            ys = [100 * row["sequence_accuracy"] for row in best["lengths"]]
+            # models often coincide at 100%: each later line thinner, with its own marker
+            line, = ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], ms=3, zorder=3 + i,
+                            lw=LINE_WIDTHS[min(i, len(LINE_WIDTHS) - 1)],
+                            label=f"{best['model']} (best of {len(runs)} seeds)"
+                            if len(runs) > 1 else f"{best['model']} (1 seed)")
+            if len(runs) > 1:
+                common, low, high = seed_range(runs)
+                ax.fill_between(common, [100 * v for v in low], [100 * v for v in high],
+                                color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, longest * 1.05)
+        ticks = [t for t in (1, 2, 5, 10, 20, hi, 100, 200, 500, 1000, 2000) if lo <= t <= longest]
+        ax.xaxis.set_major_locator(FixedLocator(sorted(set(ticks + [longest]))))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel(f"length (log scale; trained on {lo}–{hi})")
+        ax.set_ylabel("sequence accuracy (%)")
+        ax.set_title(task)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower left", fontsize="small")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+        atomic_write(path, buffer.getvalue())
+    finally:
+        plt.close(fig)
+
+
+def write_plots(runs: list[dict], plots_dir: Path) -> dict[str, Path]:
+    """One ``plots_dir/{task}.png`` per task; returns them by task."""
+    by_task: dict[str, list[list[dict]]] = defaultdict(list)
+    for (task, _), group in group_runs(runs).items():
+        by_task[task].append(group)
+    paths = {}
+    for task, groups in by_task.items():
+        paths[task] = plots_dir / f"{task}.png"
+        plot_task(paths[task], task, groups)
+    return paths
+
+
+# --------------------------------------------------------------------------- writing
+
+def replace_block(text: str, block: str, runs_dir: str) -> str:
+    """``text`` with its marked block for ``runs_dir`` replaced by ``block`` (or appended)."""
     start, end = markers(runs_dir)
-    out = Path(out)
-    text = out.read_text() if out.exists() else ""
     if start in text and end in text:
         head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = (text.rstrip() + "\n\n" if text else "") + block + "\n"
-    atomic_write_text(out, text)
-    return block
+        return head + block + rest.split(end, 1)[1]
+    return (text.rstrip() + "\n\n" if text else "") + block + "\n"
+
+
+def default_command(runs_dir: str, out: Path, json_path: Path, plots_dir: Path | None) -> str:
+    args = ["pntm", "report", runs_dir, "--out", str(out), "--json", str(json_path)]
+    args += ["--plots", str(plots_dir)] if plots_dir is not None else ["--no-plots"]
+    return shlex.join(args)
+
+
+def write_report(runs_dir: str | Path, out: str | Path = "RESULTS.md", *,
+                 json_path: str | Path | None = None, plots_dir: str | Path | None = None,
+                 plots: bool = True, command: str | None = None) -> dict:
+    """Write benchmark.json, the plots and the marked block of ``out``; everything is read and
+    checked before anything is written. Returns ``{"block", "benchmark", "json", "plots",
+    "notice"}`` (``notice``: why there are no plots, or None)."""
+    runs_dir = str(runs_dir).rstrip("/") or "/"
+    evals = load_evals(runs_dir)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path = Path(json_path) if json_path is not None else Path(runs_dir) / JSON_FILE
+    plots_dir = Path(plots_dir) if plots_dir is not None else Path(runs_dir) / PLOTS_DIR
+    command = command or default_command(runs_dir, out, json_path, plots_dir if plots else None)
+    bench = build_benchmark(runs_dir, evals, unfinished_runs(runs_dir), command)
+    text = out.read_text() if out.exists() else ""
+
+    notice = matplotlib_missing() if plots else None
+    plot_paths = write_plots(bench["runs"], plots_dir) if plots and not notice else {}
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(json_path, bench)
+    block = render(bench, out, json_path, plot_paths, notice)
+    atomic_write_text(out, replace_block(text, block, runs_dir))
+    return {"block": block, "benchmark": bench, "json": json_path, "plots": plot_paths,
+            "notice": notice}
+
+
+def cmd_report(args, command: str) -> None:
+    """``pntm report``: write everything, print the task × model matrix and what was written."""
+    result = write_report(args.runs_dir, args.out, json_path=args.json, plots_dir=args.plots,
+                          plots=not args.no_plots, command=command)
+    bench = result["benchmark"]
+    print(matrix_table(bench["aggregates"]))
+    if result["notice"]:
+        print(f"pntm: note: no plots: {result['notice']}", file=sys.stderr)
+    written = [str(args.out), str(result["json"])]
+    if result["plots"]:
+        written.append(f"{len(result['plots'])} plots in "
+                       f"{next(iter(result['plots'].values())).parent}")
+    print(f"{len(bench['runs'])} runs ({len(bench['aggregates'])} task/model pairs, "
+          f"{len(bench['unfinished_runs'])} unfinished) -> {', '.join(written)}")
