@@ -212,3 +212,46 @@ def test_published_numbers_are_the_quoted_ones():
     assert published.token_accuracy("copy", "lstm") is None       # not in their table
     assert published.token_accuracy("parity", "pntm") is None     # not their model
     assert len(published.comparable_pairs()) == 8
+
+
+# --------------------------------------------------------------------------- bench JSON files
+
+def bench_file(tmp_path, benchmark, results):
+    path = tmp_path / f"{benchmark}.json"
+    path.write_text(json.dumps({
+        "device": "cpu (test, 1 threads)",
+        "provenance": {"benchmark": benchmark, "git_commit": "abcdef1234567", "git_dirty": False,
+                       "command": "pntm bench", "created": "2026-01-01", "machine": "m",
+                       "torch": "2"},
+        "results": results}))
+    return path
+
+
+def test_speed_tables_are_rendered_from_bench_json(tmp_path):
+    from pntm.cli import main
+
+    rows = [{"model": m, "length": t, "batch": 4, "step_seconds": s, "parameters": 10}
+            for m, t, s in [("pntm", 64, 0.01), ("ntm", 64, 0.05), ("pntm", 256, 0.02),
+                            ("ntm", 256, 0.4), ("pntm", 1024, 0.16), ("ntm", 1024, None)]]
+    path = bench_file(tmp_path, "train", rows)
+    out = tmp_path / "R.md"
+    out.write_text("intro\n")
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("intro\n") and f"<!-- report {path} -->" in text
+    assert "| 256 | 20.0 | 400.0 | 20.0× | 1.00 |" in text      # ratio; per token vs 256
+    assert "| 1024 | 160.0 | skipped | – | 2.00 |" in text       # 0.16/1024 / (0.02/256) = 2
+    assert "| 64 | 10.0 | 50.0 | 5.0× | – |" in text
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    assert out.read_text() == text                               # the block is replaced
+
+
+def test_a_json_that_is_not_a_bench_file_is_a_one_line_error(tmp_path, capsys):
+    from pntm.cli import main
+
+    bad = tmp_path / "x.json"
+    bad.write_text('{"results": []}')
+    assert main(["report", str(bad), "--out", str(tmp_path / "R.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pntm: error:") and err.count("\n") == 1
+    assert not (tmp_path / "R.md").exists()

@@ -82,7 +82,9 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("report", help="benchmark.json, plots and results tables from the "
                        "eval.json files of run folders")
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="a folder of run directories")
+    p.add_argument("runs_dir", metavar="RUNS_DIR",
+                   help="a folder of run directories, or a `pntm bench --json` file (its "
+                        "speed tables go into the markdown file)")
     p.add_argument("--out", default="RESULTS.md", metavar="FILE.md",
                    help="markdown file whose report block is replaced (default RESULTS.md)")
     p.add_argument("--json", metavar="PATH",
@@ -223,8 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             from pntm.sweep import cmd_sweep
             return cmd_sweep(args, command_line(argv))
         elif args.command == "report":
-            from pntm.report import cmd_report
-            cmd_report(args, command_line(argv))
+            if args.runs_dir.endswith(".json"):
+                from pntm.bench_report import write_bench_report
+                write_bench_report(args.runs_dir, args.out)
+                print(f"{args.runs_dir} -> {args.out}")
+            else:
+                from pntm.report import cmd_report
+                cmd_report(args, command_line(argv))
         elif args.command == "bench":
             from pntm.bench import cmd_bench
             cmd_bench(args, command_line(argv))

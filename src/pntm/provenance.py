@@ -17,22 +17,28 @@ SOURCE_COMMIT_VARIABLE = "PNTM_SOURCE_COMMIT"
 
 
 def git_commit() -> str:
-    """The commit of the checkout this package runs from; where git cannot tell (a copy of the
-    tree without ``.git``, e.g. on a remote GPU machine), the commit the copy was made from as
-    given in ``$PNTM_SOURCE_COMMIT``; else "unknown"."""
-    fallback = os.environ.get(SOURCE_COMMIT_VARIABLE, "unknown")
+    """The commit of the checkout this package runs from, or "unknown".
+
+    ``$PNTM_SOURCE_COMMIT``, when set, wins: a copy of the tree sent to another machine (a
+    remote GPU) may carry no ``.git`` or a stale one, so the sender names the commit it sent.
+    """
+    if os.environ.get(SOURCE_COMMIT_VARIABLE):
+        return os.environ[SOURCE_COMMIT_VARIABLE]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return fallback
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else fallback
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def git_dirty() -> bool | None:
     """Whether the package's source (this folder: code and configs, untracked files included)
-    differs from that commit, or None when git cannot tell: a result made from uncommitted code
-    cannot be reproduced from its commit alone."""
+    differs from that commit, or None when git cannot tell (or the commit was given by
+    ``$PNTM_SOURCE_COMMIT``): a result made from uncommitted code cannot be reproduced from its
+    commit alone."""
+    if os.environ.get(SOURCE_COMMIT_VARIABLE):
+        return None
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--", "."],
                              cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)

@@ -1,0 +1,143 @@
+"""Markdown tables from ``pntm bench`` JSON files: ``pntm report results/speed-cpu.json``.
+
+The speed figures in ``RESULTS.md`` are rendered from the JSON that ``pntm bench --json`` wrote,
+never typed: ``pntm report FILE.json --out RESULTS.md`` writes the file's tables between the
+markers ``<!-- report FILE.json -->`` and ``<!-- /report FILE.json -->`` (as ``pntm report`` does
+for a runs folder), with the device, the commit and the command that produced them.
+
+Per benchmark (``provenance.benchmark`` in the file):
+
+* ``train``: step time (ms) per length and model, the NTM / P-NTM ratio, and P-NTM's time per
+  token relative to its value at the first length of at least 256 (1.00 = flat);
+* ``decode``: prefill and decoding throughput (tokens/s) per context length and model;
+* ``scan``: forward and forward + backward time (ms) per recurrence shape, length and method,
+  the fastest forward + backward in bold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pntm.errors import PntmError
+from pntm.runs import atomic_write_text
+
+MODEL_ORDER = ("pntm", "ntm", "lstm", "transformer")
+REFERENCE_LENGTH = 256  # time per token is compared with the first length >= this one
+
+
+def load_bench(path: str | Path) -> dict:
+    """A ``pntm bench --json`` file; anything else is a PntmError."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PntmError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PntmError(f"cannot read {path}: {err}") from None
+    kind = data.get("provenance", {}).get("benchmark") if isinstance(data, dict) else None
+    if kind not in RENDERERS or not isinstance(data.get("results"), list):
+        raise PntmError(f"{path} is not a pntm bench JSON file (no provenance.benchmark "
+                        f"train, decode or scan)")
+    return data
+
+
+def _ms(seconds: float | None) -> str:
+    return "skipped" if seconds is None else f"{seconds * 1e3:.1f}"
+
+
+def _models(results: list[dict]) -> list[str]:
+    names = {r["model"] for r in results}
+    return [m for m in MODEL_ORDER if m in names] + sorted(names - set(MODEL_ORDER))
+
+
+def train_table(results: list[dict]) -> str:
+    models = _models(results)
+    step = {(r["model"], r["length"]): r.get("step_seconds") for r in results}
+    lengths = sorted({r["length"] for r in results})
+    has_ratio = {"pntm", "ntm"} <= set(models)
+    reference = next((t for t in lengths if t >= REFERENCE_LENGTH and step.get(("pntm", t))),
+                     None)
+    header = ["length", *models]
+    if has_ratio:
+        header.append("NTM / P-NTM")
+    if reference is not None:
+        header.append(f"P-NTM time per token vs {reference}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in lengths:
+        row = [str(t), *(_ms(step.get((m, t))) for m in models)]
+        pntm, ntm = step.get(("pntm", t)), step.get(("ntm", t))
+        if has_ratio:
+            row.append(f"{ntm / pntm:.1f}×" if pntm and ntm else "–")
+        if reference is not None:
+            row.append(f"{pntm / t / (step[('pntm', reference)] / reference):.2f}"
+                       if pntm and t >= reference else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    params = {r["model"]: r["parameters"] for r in results}
+    lines.append("")
+    lines.append("Milliseconds per training step (forward, backward, AdamW) at batch "
+                 f"{results[0]['batch']}, median of the timed steps. Parameters: "
+                 + ", ".join(f"{m} {params[m]:,}" for m in models) + ".")
+    return "\n".join(lines)
+
+
+def decode_table(results: list[dict]) -> str:
+    lines = ["| context | model | prefill tokens/s | decoding tokens/s |", "|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["context"], _models(results).index(r["model"]))):
+        prefill = r.get("prefill_tokens_per_second")
+        decode = r.get("tokens_per_second")
+        lines.append(f"| {r['context']} | {r['model']} | "
+                     f"{'skipped' if prefill is None else f'{prefill:,.0f}'} | "
+                     f"{'skipped' if decode is None else f'{decode:,.0f}'} |")
+    lines.append("")
+    lines.append(f"Batch {results[0]['batch']}; greedy decoding through `model.step`, "
+                 f"{results[0].get('new_tokens', '?')} new tokens after the prompt.")
+    return "\n".join(lines)
+
+
+def scan_table(results: list[dict]) -> str:
+    lines = ["| shape | length | method | forward ms | forward + backward ms |",
+             "|---|---|---|---|---|"]
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["shape"], r["length"]), []).append(r)
+    for (shape, length), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        timed = [r["backward_seconds"] for r in rows if r.get("backward_seconds") is not None]
+        best = min(timed) if timed else None
+        for r in rows:
+            total = _ms(r.get("backward_seconds"))
+            if best is not None and r.get("backward_seconds") == best:
+                total = f"**{total}**"
+            fwd = r.get("forward_seconds")
+            lines.append(f"| {shape} | {length} | {r['method']} | "
+                         f"{'skipped' if fwd is None else f'{fwd * 1e3:.2f}'} | {total} |")
+    return "\n".join(lines)
+
+
+RENDERERS = {"train": train_table, "decode": decode_table, "scan": scan_table}
+
+
+def render(data: dict, name: str) -> str:
+    prov = data["provenance"]
+    commit = str(prov.get("git_commit", "unknown"))[:10]
+    dirty = " (uncommitted changes)" if prov.get("git_dirty") else ""
+    return "\n".join([
+        RENDERERS[prov["benchmark"]](data["results"]), "",
+        f"Device: {data['device']}. Machine: {prov.get('machine', '?')}; torch "
+        f"{prov.get('torch', '?')}. Commit `{commit}`{dirty}, {prov.get('created', '?')}. "
+        f"Data: `{name}`, made by `{prov.get('command', '?')}`.",
+    ])
+
+
+def write_bench_report(path: str | Path, out: str | Path = "RESULTS.md") -> str:
+    """Render ``path`` into its marked block of ``out``; returns the block."""
+    from pntm.report import markers, replace_block
+
+    name = str(path)
+    block_body = render(load_bench(path), name)
+    start, end = markers(name)
+    block = f"{start}\n{block_body}\n{end}"
+    out = Path(out)
+    text = out.read_text() if out.exists() else ""
+    atomic_write_text(out, replace_block(text, block, name))
+    return block
