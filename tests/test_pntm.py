@@ -127,7 +127,7 @@ def test_reads_weight_the_memory_rows():
     captured = {}
     layer.out.register_forward_hook(lambda mod, inp, out: captured.update(x=inp[0]))
     ctl = {"h": torch.zeros(1, 1, layer.controller.out_features)}
-    layer.output(torch.zeros(1, 1, 32), ctl, weights, memory)
+    layer.output(torch.zeros(1, 1, 32), ctl, weights, memory, None)
     reads = captured["x"][0, 0, -(2 + tags.shape[1]):]
     expected_read = 0.25 * memory[0, 0, 1] + 0.75 * memory[0, 0, 2]
     torch.testing.assert_close(reads[:2], expected_read)
@@ -219,3 +219,43 @@ def test_memory_path_must_be_known():
     from pntm.errors import ConfigError
     with pytest.raises(ConfigError, match="memory_path"):
         make_model(memory_path="fast")
+
+
+def content_layer(**overrides):
+    torch.manual_seed(0)
+    model = make_model(tape_writer=True, content_heads=1, **overrides)
+    return model.layers[0]
+
+
+def test_content_head_reads_the_cell_whose_content_matches_its_query():
+    layer = content_layer()
+    rows = torch.tensor([[[1.0, 0, 0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0, 0, 0],
+                          [0, 0, 1.0, 0, 0, 0, 0, 0], [0, 1.0, 1.0, 0, 0, 0, 0, 0]]])
+    query = torch.zeros(1, 4, 1, 8)
+    query[0, :, 0, 2] = 1.0                      # every step asks for "the third unit vector"
+    ctl = {"query": query, "strength": torch.full((1, 4, 1), 3.0)}
+    contents, tags = layer.content_reads(ctl, rows, causal=True)
+    # t = 0, 1 see only cells 0..t: cos = 0 everywhere, the first cell wins the tie; t = 2
+    # finds cell 2 (cos 1), and so does t = 3 (cell 3 has cos 0.71).
+    assert torch.equal(contents[0, :, 0], rows[0, [0, 0, 2, 2]])
+    table = layer.address_table(rows.device)
+    assert torch.allclose(tags[0, :, 0], table[[0, 0, 2, 2]])
+    layer.hard = False                           # soft: a softmax of strength * cosine
+    soft, _ = layer.content_reads(ctl, rows, causal=True)
+    weights = torch.softmax(3.0 * torch.tensor([0.0, 0.0, 1.0, 0.5 ** 0.5]), 0)
+    torch.testing.assert_close(soft[0, 3, 0], weights @ rows[0])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"memory_path": "scan"}])
+def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
+    model = make_model(tape_writer=True, content_heads=2, jump_bias=0.0, **overrides)
+    tokens = random_tokens(3, 120)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_content_heads_need_the_tape_writer():
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="content_heads"):
+        make_model(content_heads=1)

@@ -32,6 +32,16 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
        r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
 
+   **Content reads** (``content_heads`` per layer, optional, with the tape writer). A content
+   head compares a query with every written cell by cosine similarity, scaled by a strength::
+
+       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
+
+   (hard: the argmax, straight-through; exact ties go to the first cell) and reads ``[M[j], A[j]]``
+   with it like a location head. Nothing feeds back into the heads or the memory, so it is
+   causal attention over the tape: O(T²) in training and O(t) per decoded token, the only part
+   of a layer whose cost grows with the context.
+
 5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t]``; after the last layer,
    ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
    separator-and-answer).
@@ -108,6 +118,7 @@ class LayerState:
     memory: Tensor  # (B, N, W)
     previous: Tensor  # (B, 1, d): the layer's previous input, for the token shift
     positions: Tensor | None = None  # (B, H) long: hard heads' cells (the position path)
+    length: int = 0  # tokens seen: the tape's written cells are 0..length-1
 
 
 class PNTMLayer(nn.Module):
@@ -119,7 +130,7 @@ class PNTMLayer(nn.Module):
                  tape_writer: bool = False, jump_bias: float = -2.0,
                  relaxed_heads: int | None = None, token_shift: bool = False,
                  memory_path: str = "auto", head_path: str = "auto",
-                 jump_horizon: int | None = None):
+                 jump_horizon: int | None = None, content_heads: int = 0):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -133,6 +144,7 @@ class PNTMLayer(nn.Module):
         self.memory_path = memory_path
         self.head_path = head_path
         self.jump_horizon = jump_horizon
+        self.content_heads = content_heads
         self.learned_heads = self.heads - int(tape_writer)
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
@@ -151,7 +163,10 @@ class PNTMLayer(nn.Module):
         self.to_jump = nn.Linear(d_ff, self.learned_heads)
         self.to_erase = nn.Linear(d_ff, memory_width)
         self.to_add = nn.Linear(d_ff, memory_width)
-        self.out = nn.Linear(d_ff + read_heads * (memory_width + address_width), d_model)
+        self.to_query = nn.Linear(d_ff, content_heads * memory_width) if content_heads else None
+        self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
+        reads = read_heads + content_heads
+        self.out = nn.Linear(d_ff + reads * (memory_width + address_width), d_model)
         self.address_patterns = nn.ParameterList(
             [nn.Parameter(torch.randn(p, address_width)) for p in periods])
 
@@ -225,8 +240,12 @@ class PNTMLayer(nn.Module):
             x = torch.cat([x, self.norm(previous)], dim=-1)
         h = F.gelu(self.controller(x))
         shift, jump = self.head_choices(h)
-        return {"h": h, "shift": shift, "jump": jump,
-                "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
+        ctl = {"h": h, "shift": shift, "jump": jump,
+               "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
+        if self.content_heads:
+            ctl["query"] = self.to_query(h).unflatten(-1, (self.content_heads, self.width))
+            ctl["strength"] = F.softplus(self.to_strength(h))
+        return ctl
 
     def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
         """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each."""
@@ -240,20 +259,49 @@ class PNTMLayer(nn.Module):
         w = write[..., None]
         return 1 - w * ctl["erase"][:, :, None, :], w * ctl["add"][:, :, None, :]
 
-    def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor) -> Tensor:
+    def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
+               tape: tuple[Tensor, bool] | None) -> Tensor:
         """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
         read_weights = weights[:, :, 1:]
         contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
-        return self.residual(u, ctl, contents, self.tags(read_weights))
+        return self.residual(u, ctl, contents, self.tags(read_weights), tape)
 
     def tags(self, read_weights: Tensor) -> Tensor:
         """Address tags read by weightings (B, T, H, N): (B, T, H, address_width)."""
         return torch.einsum("bthn,nw->bthw", read_weights,
                             self.addresses(read_weights.shape[-1], read_weights.device))
 
+    def content_reads(self, ctl: dict[str, Tensor], rows: Tensor,
+                      causal: bool) -> tuple[Tensor, Tensor]:
+        """Content-addressed reads of the tape (see the module docstring): contents and tags
+        (B, T, H_content, ·). ``rows`` (B, J, W) are the written cells ``M[j] = m_0 + v_j``;
+        ``causal``: query ``t`` sees cells ``j ≤ t`` (parallel mode), else all ``J`` (a step)."""
+        keys = F.normalize(rows, dim=-1)
+        query = F.normalize(ctl["query"], dim=-1)                       # (B, T, Hc, W)
+        scores = ctl["strength"][..., None] * torch.einsum("bthw,bjw->bthj", query, keys)
+        if causal:
+            T, J = scores.shape[1], scores.shape[-1]
+            future = torch.ones(T, J, dtype=torch.bool, device=rows.device).triu(1)
+            scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
+        relaxing = self.relaxing()
+        weights = (scores / (self.temperature if relaxing else 1.0)).softmax(-1)
+        if self.hard and not relaxing:
+            hard = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)
+            weights = straight_through(weights, hard)
+        contents = torch.einsum("bthj,bjw->bthw", weights, rows)
+        table = self.address_table(rows.device)
+        tags = torch.einsum("bthj,jw->bthw", weights,
+                            table[torch.arange(rows.shape[1], device=rows.device) % len(table)])
+        return contents, tags
+
     def residual(self, u: Tensor, ctl: dict[str, Tensor], contents: Tensor,
-                 tags: Tensor) -> Tensor:
-        """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag."""
+                 tags: Tensor, tape: tuple[Tensor, bool] | None = None) -> Tensor:
+        """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag; with
+        content heads, ``tape`` = (written rows, causal) for ``content_reads``."""
+        if self.content_heads:
+            extra_contents, extra_tags = self.content_reads(ctl, *tape)
+            contents = torch.cat([contents, extra_contents], dim=2)
+            tags = torch.cat([tags, extra_tags], dim=2)
         reads = torch.cat([contents, tags], dim=-1)
         return u + self.out(torch.cat([ctl["h"], reads.flatten(2)], dim=-1))
 
@@ -265,7 +313,7 @@ class PNTMLayer(nn.Module):
             contents, tags = tape_read(
                 ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
                 self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
-            return self.residual(u, ctl, contents, tags)
+            return self.residual(u, ctl, contents, tags, self.parallel_tape(ctl))
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         first = int(self.tape_writer)
         scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
@@ -281,7 +329,7 @@ class PNTMLayer(nn.Module):
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
                              method=self.scan_method)
-        return self.output(u, ctl, weights, memory)
+        return self.output(u, ctl, weights, memory, self.parallel_tape(ctl))
 
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
@@ -303,7 +351,18 @@ class PNTMLayer(nn.Module):
         on_tape = read_weights[..., :T] * causal[None, :, None, :]  # (B, T, H, T)
         contents = torch.einsum("bthj,bjw->bthw", on_tape, values)
         contents = contents + self.initial_value * read_weights.sum(-1, keepdim=True)
-        return self.residual(u, ctl, contents, self.tags(read_weights))
+        return self.residual(u, ctl, contents, self.tags(read_weights), self.parallel_tape(ctl))
+
+    def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple[Tensor, bool] | None:
+        """The tape as content heads see it in parallel mode: cell ``j`` holds
+        ``m_0 + v_j`` from step ``j`` on (causal)."""
+        if not self.content_heads:
+            return None
+        return self.initial_value + self.tape_values(ctl), True
+
+    def step_tape(self, memory: Tensor, length: int) -> tuple[Tensor, bool] | None:
+        """The tape as content heads see it in a step: the ``length`` cells written so far."""
+        return (memory[:, :length], False) if self.content_heads else None
 
     def tape_values(self, ctl: dict[str, Tensor]) -> Tensor:
         """``v_j = a_j - m_0 e_j``: what token ``j`` adds to its cell of the tape (B, T, W)."""
@@ -337,7 +396,9 @@ class PNTMLayer(nn.Module):
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
-        return self.output(u, ctl, weights, memory[:, None]), LayerState(spectra, memory, u)
+        length = state.length + 1
+        out = self.output(u, ctl, weights, memory[:, None], self.step_tape(memory, length))
+        return out, LayerState(spectra, memory, u, length=length)
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -357,8 +418,10 @@ class PNTMLayer(nn.Module):
         contents = memory[rows[:, None], read]                             # (B, H_read, W)
         table = self.address_table(u.device)
         tags = table[read % table.shape[0]]
-        out = self.residual(u, ctl, contents[:, None], tags[:, None])
-        return out, LayerState(None, memory, u, positions)
+        length = state.length + 1
+        out = self.residual(u, ctl, contents[:, None], tags[:, None],
+                            self.step_tape(memory, length))
+        return out, LayerState(None, memory, u, positions, length)
 
 
 @register_model("pntm")
@@ -388,6 +451,7 @@ class PNTM(SequenceModel):
             "memory_path": "auto",  # auto: closed-form tape memory when tape_writer; scan: always scan
             "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
             "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
+            "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -403,6 +467,9 @@ class PNTM(SequenceModel):
         if cfg["head_path"] not in ("auto", "fourier"):
             raise ConfigError(f"pntm model_config.head_path must be 'auto' or 'fourier', "
                               f"got {cfg['head_path']!r}")
+        if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
+            raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
+                              "tape_writer: true (they read the write-once tape)")
         horizon = cfg["jump_horizon"]
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
                                     or horizon < 1):
@@ -422,7 +489,8 @@ class PNTM(SequenceModel):
                       self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
                       cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
                       cfg["jump_bias"], cfg["relaxed_heads"], cfg["token_shift"],
-                      cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"])
+                      cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
+                      cfg["content_heads"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
