@@ -32,6 +32,7 @@ def random_tokens(batch, length, seed=0):
     {"hard": False},                                      # soft NTM semantics
     {"tape_writer": True, "shift_range": 3},
     {"token_shift": True, "relaxed_heads": 1},
+    {"token_shift": True, "shift_tokens": 3, "tape_writer": True, "content_heads": 1},
 ])
 def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
     model = make_model(**overrides)

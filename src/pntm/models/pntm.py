@@ -6,6 +6,10 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
        h_t = GELU(W_c LayerNorm(u_t))                       (d_ff)
 
+   With ``token_shift`` the controller sees a short causal window instead,
+   ``[LN(u_t), LN(u_{t-1}), …, LN(u_{t-k})]`` with ``k = shift_tokens`` (zeros before the first
+   token), like the short convolutions in front of recent linear RNNs; still no state.
+
 2. **Head locations as an affine scan.** Every head (one write head, ``read_heads`` read heads)
    keeps a weighting ``w_t`` over ``N`` memory cells, starting on cell -1::
 
@@ -116,7 +120,7 @@ class LayerState:
 
     head_spectra: Tensor | None  # (B, H, N//2+1) complex; None when heads are positions
     memory: Tensor  # (B, N, W)
-    previous: Tensor  # (B, 1, d): the layer's previous input, for the token shift
+    previous: Tensor  # (B, k, d): the layer's last k inputs, newest first (token shift)
     positions: Tensor | None = None  # (B, H) long: hard heads' cells (the position path)
     length: int = 0  # tokens seen: the tape's written cells are 0..length-1
 
@@ -128,7 +132,7 @@ class PNTMLayer(nn.Module):
                  shift_range: int, periods: tuple[int, ...], address_width: int, hard: bool,
                  scan_method: str, initial_memory: float, write_bias: float = 2.0,
                  tape_writer: bool = False, jump_bias: float = -2.0,
-                 relaxed_heads: int | None = None, token_shift: bool = False,
+                 relaxed_heads: int | None = None, token_shift: int = 0,
                  memory_path: str = "auto", head_path: str = "auto",
                  jump_horizon: int | None = None, content_heads: int = 0):
         super().__init__()
@@ -157,8 +161,8 @@ class PNTMLayer(nn.Module):
         n_shift = 2 * shift_range + 1
 
         self.norm = nn.LayerNorm(d_model)
-        self.token_shift = token_shift
-        self.controller = nn.Linear(d_model * (2 if token_shift else 1), d_ff)
+        self.token_shift = int(token_shift)  # how many previous inputs the controller sees
+        self.controller = nn.Linear(d_model * (1 + self.token_shift), d_ff)
         self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
         self.to_jump = nn.Linear(d_ff, self.learned_heads)
         self.to_erase = nn.Linear(d_ff, memory_width)
@@ -233,11 +237,12 @@ class PNTMLayer(nn.Module):
         return shift, jump
 
     def controls(self, u: Tensor, previous: Tensor) -> dict[str, Tensor]:
-        """Controller and head parameters for inputs ``u`` of shape (B, T, d); ``previous`` is
-        ``u`` one token earlier (zeros before the first), used with ``token_shift``."""
+        """Controller and head parameters for inputs ``u`` of shape (B, T, d); ``previous``
+        (B, T, k, d) holds the ``k = token_shift`` inputs before each one, newest first (zeros
+        before the first token)."""
         x = self.norm(u)
         if self.token_shift:
-            x = torch.cat([x, self.norm(previous)], dim=-1)
+            x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
         h = F.gelu(self.controller(x))
         shift, jump = self.head_choices(h)
         ctl = {"h": h, "shift": shift, "jump": jump,
@@ -308,7 +313,8 @@ class PNTMLayer(nn.Module):
     # ---- parallel mode ---------------------------------------------------------------------
     def forward(self, u: Tensor, cells: int) -> Tensor:
         B, T, _ = u.shape
-        ctl = self.controls(u, F.pad(u, (0, 0, 1, 0))[:, :-1])
+        earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
+        ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
         if self.tape_writer and self.memory_path == "auto" and self.uses_positions():
             contents, tags = tape_read(
                 ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
@@ -378,7 +384,8 @@ class PNTMLayer(nn.Module):
 
     def init_state(self, batch_size: int, cells: int, device) -> LayerState:
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
-        previous = torch.zeros(batch_size, 1, self.norm.normalized_shape[0], device=device)
+        previous = torch.zeros(batch_size, self.token_shift, self.norm.normalized_shape[0],
+                               device=device)
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
             return LayerState(None, memory, previous, positions)
@@ -388,7 +395,7 @@ class PNTMLayer(nn.Module):
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """One token: ``u`` is (B, 1, d)."""
         cells = state.memory.shape[1]
-        ctl = self.controls(u, state.previous)
+        ctl = self.controls(u, state.previous[:, None])
         if state.positions is not None:
             return self.position_step(u, ctl, state)
         a, b = self.location_coefficients(ctl, cells)
@@ -398,7 +405,7 @@ class PNTMLayer(nn.Module):
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
         length = state.length + 1
         out = self.output(u, ctl, weights, memory[:, None], self.step_tape(memory, length))
-        return out, LayerState(spectra, memory, u, length=length)
+        return out, LayerState(spectra, memory, self.remember(u, state), length=length)
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -421,7 +428,11 @@ class PNTMLayer(nn.Module):
         length = state.length + 1
         out = self.residual(u, ctl, contents[:, None], tags[:, None],
                             self.step_tape(memory, length))
-        return out, LayerState(None, memory, u, positions, length)
+        return out, LayerState(None, memory, self.remember(u, state), positions, length)
+
+    def remember(self, u: Tensor, state: LayerState) -> Tensor:
+        """The last ``token_shift`` inputs after input ``u`` (B, 1, d), newest first."""
+        return torch.cat([u, state.previous], dim=1)[:, :self.token_shift]
 
 
 @register_model("pntm")
@@ -447,7 +458,8 @@ class PNTM(SequenceModel):
             "relax": [0.0, 0.0],  # soft-then-anneal phase, fractions of training (see below)
             "min_temperature": 0.1,
             "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
-            "token_shift": False,   # the controller also sees the previous token's input
+            "token_shift": False,   # the controller also sees the previous shift_tokens inputs
+            "shift_tokens": 1,      # how many previous inputs token_shift shows the controller
             "memory_path": "auto",  # auto: closed-form tape memory when tape_writer; scan: always scan
             "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
             "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
@@ -467,6 +479,8 @@ class PNTM(SequenceModel):
         if cfg["head_path"] not in ("auto", "fourier"):
             raise ConfigError(f"pntm model_config.head_path must be 'auto' or 'fourier', "
                               f"got {cfg['head_path']!r}")
+        if cfg["shift_tokens"] < 1:
+            raise ConfigError("pntm model_config.shift_tokens must be >= 1")
         if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
             raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
                               "tape_writer: true (they read the write-once tape)")
@@ -488,7 +502,8 @@ class PNTM(SequenceModel):
             PNTMLayer(d, cfg["d_ff"], cfg["memory_width"], cfg["read_heads"], self.shift_range,
                       self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
                       cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
-                      cfg["jump_bias"], cfg["relaxed_heads"], cfg["token_shift"],
+                      cfg["jump_bias"], cfg["relaxed_heads"],
+                      cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
                       cfg["content_heads"])
             for _ in range(cfg["layers"])])
