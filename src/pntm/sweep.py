@@ -208,9 +208,12 @@ def run_local(jobs: list[dict], workers: int):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the spawned workers
+    # One fresh process per run: each run imports the code as it is when the run starts, so
+    # the commit its provenance records is the code it ran (a long-lived worker would keep
+    # the code of its first run).
     pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=limit_threads)
+                               initializer=limit_threads, max_tasks_per_child=1)
     try:
         futures = {pool.submit(run_one, job): job for job in jobs}
         for future in as_completed(futures):
