@@ -1,5 +1,5 @@
 """A user's own task as JSONL: parsing and every bad-data error, training, evaluation per length,
-resuming, and a 100,000-example file."""
+resuming, TensorBoard, and a 100,000-example file."""
 
 import json
 import re
@@ -251,6 +251,24 @@ def test_resume_rereads_the_file_and_refuses_changed_data(tmp_path, capsys):
         f.write(GOOD + "\n")
     assert_one_line_error(capsys, ["train", "--out", out, "--steps", "15"],
                           f"{train}: the run's training file has changed")
+
+
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "10", "--out",
+                 str(out), "--tensorboard", *sets(TINY), "--set", "train.train_lengths=[1,4]",
+                 "--set", "eval.lengths=1-4"]) == 0
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "metrics.jsonl").is_file()
+
+
+def test_tensorboard_missing_is_one_line_before_any_run_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    out = tmp_path / "run"
+    assert_one_line_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--out",
+                                   str(out), "--tensorboard"], "tensorboard")
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- large files

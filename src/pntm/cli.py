@@ -71,6 +71,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, help="run seed (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/TASK-MODEL-sSEED)")
+    p.add_argument("--tensorboard", action="store_true", help="also log training metrics for "
+                   "TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)")
 
     p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -161,6 +163,7 @@ def cmd_train(args, argv: list[str]) -> None:
         task = args.task if dataset is None or args.task else dataset.path.stem
         cfg = config_lib.build_config(task, args.model, config_file=args.config, sets=args.sets,
                                       steps=args.steps, seed=args.seed, data=data)
+        cfg["train"]["tensorboard"] = cfg["train"]["tensorboard"] or args.tensorboard
         return cfg
 
     out, cfg = args.out, None
@@ -176,7 +179,8 @@ def cmd_train(args, argv: list[str]) -> None:
         what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
         print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
               file=sys.stderr)
-    train_run(out, steps=args.steps, device=device, command=command_line(argv), dataset=dataset)
+    train_run(out, steps=args.steps, device=device, command=command_line(argv), dataset=dataset,
+              tensorboard=args.tensorboard)
 
 
 def _check_resume(run, args, dataset=None) -> None:

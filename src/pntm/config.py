@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
             "seed": 4321,             # its own examples, distinct from the eval set
         },
         "eval_at_end": True,
+        "tensorboard": False,         # also log metrics to RUN_DIR/tensorboard (optional extra)
     },
     "eval": {
         "lengths": DEFAULT_EVAL_LENGTHS,

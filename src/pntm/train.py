@@ -107,6 +107,9 @@ def start_run(out_dir: str | Path, cfg: dict, dataset: JsonlDataset | None = Non
     else:
         vocab = tasks.get_task(cfg["task"]).vocab
     cfg["vocab"] = vocab.to_list()
+    if cfg["train"]["tensorboard"]:
+        from pntm.tblog import check_available
+        check_available()
     # Build the model once before anything is written: a setting the model rejects must not
     # leave a run directory behind that would block the corrected retry.
     try:
@@ -126,7 +129,8 @@ def train(cfg: dict, out_dir: str | Path, **kwargs) -> dict | None:
 
 def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
               command: str | None = None, stop_at: int | None = None,
-              quiet: bool = False, dataset: JsonlDataset | None = None) -> dict | None:
+              quiet: bool = False, dataset: JsonlDataset | None = None,
+              tensorboard: bool = False) -> dict | None:
     """Train the run in ``out_dir`` from its last checkpoint (or from scratch) to the end.
 
     ``steps`` changes the run's total number of steps (to extend a finished run).
@@ -134,11 +138,19 @@ def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
     At the end, when ``train.eval_at_end``, evaluates and returns the eval.json report;
     otherwise returns None. ``quiet`` silences the evaluation table on stdout.
     ``dataset``: the run's training file already loaded (else it is read from ``cfg["data"]``).
+    ``tensorboard`` turns TensorBoard logging on for this and later sessions.
     """
     run = RunDir(out_dir)
     cfg = run.load_config()
+    changed = False
     if steps is not None and steps != cfg["train"]["steps"]:
         cfg["train"]["steps"] = steps
+        changed = True
+    if tensorboard and not cfg["train"]["tensorboard"]:
+        from pntm.tblog import check_available
+        check_available()
+        cfg["train"]["tensorboard"] = changed = True
+    if changed:
         cfg = config_lib.validate(cfg)
         run.save_config(cfg)
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -166,6 +178,7 @@ class Trainer:
         self.step, self.elapsed, self.streak, self.early_stopped = 0, 0.0, 0, False
         self.metrics: list[dict] = []
         self.tty = sys.stderr.isatty()
+        self.tensorboard = None  # opened by fit(), once the step to resume from is known
         self._resume()
 
     def _resume(self) -> None:
@@ -207,6 +220,17 @@ class Trainer:
             self.log(f"{self.run}: resuming at step {self.step}/{total}")
         self.run.file(EVAL).unlink(missing_ok=True)  # it would describe older weights
 
+        if self.tcfg["tensorboard"]:
+            from pntm.tblog import TensorBoardLog
+            self.tensorboard = TensorBoardLog(self.run.file("tensorboard"), self.step + 1)
+        try:
+            return self._fit(stop_at)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def _fit(self, stop_at: int | None) -> dict | None:
+        total = self.tcfg["steps"]
         session_start, elapsed_before = time.perf_counter(), self.elapsed
         bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.tty,
                    dynamic_ncols=True)
@@ -220,6 +244,8 @@ class Trainer:
                 row["elapsed_seconds"] = round(self.elapsed, 3)
                 self.metrics.append(row)
                 self.run.write_metrics(self.metrics)
+                if self.tensorboard is not None:
+                    self.tensorboard.write(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['token_accuracy']:.3f}")
                 if not self.tty:
                     self.log(f"step {self.step}/{total} loss {row['loss']:.4f} "
@@ -292,6 +318,9 @@ class Trainer:
         self.early_stopped = self.streak >= es["patience"]
         self.log(f"step {self.step}: ID greedy seq acc {mean:.3f} (worst {worst:.3f}), "
                  f"perfect checks in a row {self.streak}/{es['patience']}")
+        if self.tensorboard is not None:
+            self.tensorboard.write({"step": self.step, "id_sequence_accuracy": mean,
+                                    "worst_id_sequence_accuracy": worst}, "early_stop")
 
     def checkpoint(self) -> None:
         """Weights, then the full training state (the state is what a resume reads)."""
