@@ -1,5 +1,5 @@
-"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``sweep``, ``report``,
-``bench``.
+"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``inspect``, ``sweep``,
+``report``, ``bench``.
 
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
@@ -86,6 +86,14 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser("generate", help="greedy-decode the answer to one prompt")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+
+    p = sub.add_parser("inspect", help="a figure of what the model does on one prompt: head "
+                       "weightings over memory, erase/add, attention or state norms")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
+    p.add_argument("--out", required=True, metavar="FIG.png",
+                   help="where to write the figure (PNG)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
     p = sub.add_parser("report", help="benchmark.json, plots and results tables from the "
@@ -239,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd_eval(args, argv)
         elif args.command == "generate":
             cmd_generate(args)
+        elif args.command == "inspect":
+            from pntm.inspection import cmd_inspect
+            cmd_inspect(args)
         elif args.command == "sweep":
             from pntm.sweep import cmd_sweep
             return cmd_sweep(args, command_line(argv))
