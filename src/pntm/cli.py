@@ -1,4 +1,5 @@
-"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``sweep``, ``report``.
+"""The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``inspect``, ``sweep``,
+``report``, ``bench``.
 
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
@@ -58,7 +59,10 @@ def build_parser() -> ArgumentParser:
     sub.add_parser("tasks", help="list the tasks")
 
     p = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
-    p.add_argument("--task", help="task name (see `pntm tasks`)")
+    p.add_argument("--task", help="task name (see `pntm tasks`); with --data, a name for the run's "
+                   "task (default: the file's name without .jsonl)")
+    p.add_argument("--data", metavar="TRAIN.jsonl", help="train on your own examples, one JSON "
+                   'object per line: {"input": "0110", "target": "1"} (instead of a task)')
     p.add_argument("--model", help="pntm, ntm, lstm or transformer")
     p.add_argument("--config", metavar="FILE.yaml", help="config overrides from a YAML file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -67,17 +71,29 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, help="run seed (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/TASK-MODEL-sSEED)")
+    p.add_argument("--tensorboard", action="store_true", help="also log training metrics for "
+                   "TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)")
 
     p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--lengths", metavar="SPEC", help="e.g. 1-40,41-500:10 (default: the run's config)")
     p.add_argument("--samples", type=positive_int, metavar="K", help="examples per length")
+    p.add_argument("--data", metavar="TEST.jsonl", help="evaluate on the examples of a JSONL file, "
+                   "per input length (every example unless --samples caps them)")
     p.add_argument("--json", metavar="PATH", help="where to write the report (default RUN_DIR/eval.json)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
     p = sub.add_parser("generate", help="greedy-decode the answer to one prompt")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+
+    p = sub.add_parser("inspect", help="a figure of what the model does on one prompt: head "
+                       "weightings over memory, erase/add, attention or state norms")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
+    p.add_argument("--out", required=True, metavar="FIG.png",
+                   help="where to write the figure (PNG)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
     p = sub.add_parser("report", help="benchmark.json, plots and results tables from the "
@@ -141,33 +157,48 @@ def cmd_tasks(args) -> None:
 
 
 def cmd_train(args, argv: list[str]) -> None:
+    from pntm.data import load_jsonl
     from pntm.runs import RunDir
     from pntm.train import start_run, train_run
 
     device = resolve_device(args.device)
-    out = args.out
+    # The whole file is checked before a run directory exists (and, to resume, compared with
+    # the run's by its sha256).
+    dataset = load_jsonl(args.data) if args.data is not None else None
+
+    def new_config() -> dict:
+        data = dataset.describe() if dataset is not None else None
+        task = args.task if dataset is None or args.task else dataset.path.stem
+        cfg = config_lib.build_config(task, args.model, config_file=args.config, sets=args.sets,
+                                      steps=args.steps, seed=args.seed, data=data)
+        cfg["train"]["tensorboard"] = cfg["train"]["tensorboard"] or args.tensorboard
+        return cfg
+
+    out, cfg = args.out, None
     if out is None:
-        cfg = config_lib.build_config(args.task, args.model, config_file=args.config,
-                                      sets=args.sets, steps=args.steps, seed=args.seed)
+        cfg = new_config()
         out = f"runs/{cfg['task']}-{cfg['model']}-s{cfg['seed']}"
     run = RunDir(out)
     if run.is_run():
-        _check_resume(run, args)
+        _check_resume(run, args, dataset)
     else:
-        cfg = config_lib.build_config(args.task, args.model, config_file=args.config,
-                                      sets=args.sets, steps=args.steps, seed=args.seed)
-        start_run(out, cfg)
-        print(f"pntm: training {cfg['model']} on {cfg['task']} (seed {cfg['seed']}) into {out}",
+        cfg = cfg or new_config()
+        start_run(out, cfg, dataset)
+        what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
+        print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
               file=sys.stderr)
-    train_run(out, steps=args.steps, device=device, command=command_line(argv))
+    train_run(out, steps=args.steps, device=device, command=command_line(argv), dataset=dataset,
+              tensorboard=args.tensorboard)
 
 
-def _check_resume(run, args) -> None:
+def _check_resume(run, args, dataset=None) -> None:
     """Resuming takes the saved config; options that would change it are refused."""
     saved = run.load_config()
     changed = [flag for flag, given in (("--config", args.config), ("--set", args.sets)) if given]
     changed += [f"--{key}" for key in ("task", "model", "seed")
                 if getattr(args, key) is not None and getattr(args, key) != saved[key]]
+    if dataset is not None and dataset.sha256 != (saved["data"] or {}).get("sha256"):
+        changed.append("--data")
     if changed:
         raise RunDirError(f"{run} already holds a {saved['task']}/{saved['model']} run "
                           f"(seed {saved['seed']}); {', '.join(changed)} would change it. Resume "
@@ -182,29 +213,24 @@ def cmd_eval(args, argv: list[str]) -> None:
     if args.lengths is not None:
         tasks.parse_lengths(args.lengths)  # a bad spec fails before any loading
     evaluate_run(args.run_dir, lengths=args.lengths, samples=args.samples, json_path=args.json,
-                 device=device, command=command_line(argv))
+                 device=device, command=command_line(argv), data=args.data)
 
 
 def cmd_generate(args) -> None:
-    from pntm.evaluate import greedy_decode
+    from pntm.evaluate import answer_budget, generate_answer, join_tokens, parse_prompt
     from pntm.runs import RunDir, load_model
 
     device = resolve_device(args.device)
     run = RunDir(args.run_dir)
     cfg = run.load_config()
-    task = tasks.get_task(cfg["task"])
-    prompt = task.parse_prompt(args.prompt)
-    if not prompt:
-        raise PntmError("empty prompt")
+    prompt = parse_prompt(cfg, args.prompt)
+    run.vocab(cfg).encode(prompt)  # an unknown token fails here, naming it
     vocab, model = load_model(run, cfg, device)
-    vocab.encode(prompt)  # an unknown token fails here, naming it
-    budget = 2 * len(prompt) + 2  # enough for every task's answer (duplicate: 2n) plus EOS
-    tokens = vocab.decode(greedy_decode(model, vocab, [prompt], budget, device)[0])
-    if tasks.EOS in tokens:
-        tokens = tokens[: tokens.index(tasks.EOS)]
-    else:
+    budget = answer_budget(cfg, prompt)
+    tokens, ended = generate_answer(model, vocab, prompt, budget, device)
+    if not ended:
         print(f"pntm: note: no {tasks.EOS} within {budget} tokens", file=sys.stderr)
-    print(("" if all(len(t) == 1 for t in tokens) else " ").join(tokens))
+    print(join_tokens(tokens))
 
 
 # --------------------------------------------------------------------------- main
@@ -221,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd_eval(args, argv)
         elif args.command == "generate":
             cmd_generate(args)
+        elif args.command == "inspect":
+            from pntm.inspection import cmd_inspect
+            cmd_inspect(args)
         elif args.command == "sweep":
             from pntm.sweep import cmd_sweep
             return cmd_sweep(args, command_line(argv))

@@ -3,6 +3,7 @@
 A config is a nested dict::
 
     task, model, seed, vocab         # vocab: the token list, filled in when a run starts
+    data: None | {path, sha256, examples, lengths, max_target_length}   # a JSONL run's file
     model_config: {...}              # keys = the model's default_config()
     train: {steps, batch_size, lr, ...}
     eval:  {lengths, samples, eval_seed, batch_size}
@@ -11,6 +12,10 @@ Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the pa
 ``configs/{model}.yaml``, ``configs/{model}-{task}.yaml``, the user's ``--config FILE``, each
 ``--set``, then the ``--steps`` / ``--seed`` flags. Every key is checked against the defaults,
 so a typo is an error rather than a silently ignored setting.
+
+A run on the user's own JSONL data (``pntm train --data``) has ``data`` set (see pntm.data): its
+``task`` is only a name (the file's stem unless ``--task`` names it), no per-task config file
+applies, and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "model": None,
     "seed": 0,
     "vocab": None,
+    "data": None,
     "model_config": {},
     "train": {
         "steps": 10000,
@@ -56,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
             "seed": 4321,             # its own examples, distinct from the eval set
         },
         "eval_at_end": True,
+        "tensorboard": False,         # also log metrics to RUN_DIR/tensorboard (optional extra)
     },
     "eval": {
         "lengths": DEFAULT_EVAL_LENGTHS,
@@ -130,10 +137,12 @@ def merge(base: dict, override: dict) -> dict:
 
 def build_config(task: str | None = None, model: str | None = None, *,
                  config_file: str | Path | None = None, sets: list[str] = (),
-                 steps: int | None = None, seed: int | None = None) -> dict:
+                 steps: int | None = None, seed: int | None = None,
+                 data: dict | None = None) -> dict:
     """The full, validated config for a new run (see the module docstring for the layers).
 
-    ``task`` and ``model`` may also come from the ``--config`` file or ``--set``.
+    ``task`` and ``model`` may also come from the ``--config`` file or ``--set``. ``data`` is
+    ``JsonlDataset.describe()`` for a run on a JSONL file; ``task`` then only names it.
     """
     user = load_yaml(config_file) if config_file else {}
     for item in sets:
@@ -143,9 +152,15 @@ def build_config(task: str | None = None, model: str | None = None, *,
     for key in ("task", "model"):
         if not isinstance(user.get(key), str) or not user[key]:
             raise ConfigError(f"no {key} given (use --{key} or set {key} in --config)")
-    tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
-    base = merge(defaults_for(user["model"]), package_config(user["model"], user["task"]))
-    return validate(merge(base, user))
+    if data is None:
+        tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
+        base = merge(defaults_for(user["model"]), package_config(user["model"], user["task"]))
+        return validate(merge(base, user))
+    cfg = merge(merge(defaults_for(user["model"]), package_config(user["model"], None)), user)
+    lengths = tasks.parse_lengths(data["lengths"])
+    cfg["data"] = dict(data)
+    cfg["train"]["train_lengths"] = [lengths[0], lengths[-1]]
+    return validate(cfg)
 
 
 def defaults_for(model: str) -> dict:
@@ -248,9 +263,26 @@ def _check_values(cfg: dict) -> None:
     for key in ("samples", "batch_size"):
         _require(ev[key] >= 1, f"eval.{key}", "must be a positive integer")
     _require(ev["eval_seed"] >= 0, "eval.eval_seed", "must be >= 0")
+    if cfg["data"] is not None:
+        _check_data(cfg["data"], lo_hi)
     if cfg["vocab"] is not None:
         _require(isinstance(cfg["vocab"], list) and all(isinstance(t, str) for t in cfg["vocab"]),
                  "vocab", "must be a list of token strings")
+
+
+DATA_KEYS = {"path": str, "sha256": str, "examples": int, "lengths": str, "max_target_length": int}
+
+
+def _check_data(data: Any, train_lengths: list[int]) -> None:
+    """The ``data`` record of a JSONL run (written by pntm, so a failure means a damaged file)."""
+    _require(isinstance(data, dict) and set(data) == set(DATA_KEYS), "data",
+             f"must be a mapping with the keys {', '.join(DATA_KEYS)}")
+    for key, kind in DATA_KEYS.items():
+        _require(isinstance(data[key], kind) and not isinstance(data[key], bool), f"data.{key}",
+                 f"must be {kind.__name__}")
+    lengths = lengths_from(data["lengths"], "data.lengths")
+    _require([lengths[0], lengths[-1]] == list(train_lengths), "train.train_lengths",
+             f"must span the training file's lengths {data['lengths']} in a run on JSONL data")
 
 
 def lengths_from(spec: Any, key: str = "lengths") -> list[int]:

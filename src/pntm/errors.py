@@ -11,3 +11,7 @@ class ConfigError(PntmError):
 
 class RunDirError(PntmError):
     """A run directory is missing, incomplete, corrupt, or does not match what was asked."""
+
+
+class DataError(PntmError):
+    """A user's JSONL data file is unreadable or malformed; the message starts ``FILE:LINE:``."""

@@ -3,6 +3,14 @@
 The model sees ``BOS prompt SEP`` one token at a time through its recurrent mode and then
 feeds back its own argmax for ``len(answer) + 1`` steps (the answer, then EOS). Nothing is
 teacher-forced, so these numbers are what a user of ``pntm generate`` would get.
+
+Examples come from the run's task generator (a fixed evaluation set per length), or from a JSONL
+file (pntm.data): ``pntm eval RUN_DIR --data TEST.jsonl`` scores every example of the file (or
+``--samples K`` per length), grouped by input length; a JSONL run evaluated without ``--data``
+(as at the end of its training) scores up to ``eval.samples`` examples per length of its
+training file. Either way eval.json has the same shape. With a JSONL training file, the summary's
+in-distribution lengths are the lengths present in that file and out-of-distribution the longer
+ones; a length in a gap of the training lengths is reported in the table but in neither mean.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import torch
 from tqdm import tqdm
 
 from pntm import tasks
-from pntm.errors import PntmError
+from pntm.data import JsonlDataset, format_lengths, load_jsonl, run_dataset
+from pntm.errors import DataError, PntmError
 from pntm.models import SequenceModel
 from pntm.provenance import provenance
 from pntm.runs import EVAL, RunDir, atomic_write_json, load_model
@@ -66,6 +75,41 @@ def greedy_decode(model: SequenceModel, vocab: tasks.Vocab, prompts: Sequence[Se
     return [out[i, : int(a)].tolist() for i, a in enumerate(answer_lengths)]
 
 
+def parse_prompt(cfg: dict, text: str) -> tuple[str, ...]:
+    """A user's prompt for a run: the task's own parsing, or for a JSONL run whitespace-separated
+    tokens (one token per character when there is no whitespace)."""
+    if cfg["data"] is not None:
+        prompt = tasks.split_prompt(text)
+    else:
+        prompt = tasks.get_task(cfg["task"]).parse_prompt(text)
+    if not prompt:
+        raise PntmError("empty prompt")
+    return prompt
+
+
+def answer_budget(cfg: dict, prompt: Sequence[str]) -> int:
+    """How many tokens to decode for ``prompt``: every built-in task's answer (duplicate: 2n)
+    plus EOS, or a JSONL run's longest training target plus EOS when that is more."""
+    budget = 2 * len(prompt) + 2
+    if cfg["data"] is not None:
+        budget = max(budget, cfg["data"]["max_target_length"] + 1)
+    return budget
+
+
+def generate_answer(model: SequenceModel, vocab: tasks.Vocab, prompt: Sequence[str], budget: int,
+                    device=None) -> tuple[list[str], bool]:
+    """The greedy answer to one prompt, cut before its EOS, and whether an EOS came at all."""
+    tokens = vocab.decode(greedy_decode(model, vocab, [prompt], budget, device)[0])
+    if tasks.EOS in tokens:
+        return tokens[: tokens.index(tasks.EOS)], True
+    return tokens, False
+
+
+def join_tokens(tokens: Sequence[str]) -> str:
+    """Tokens as one string: concatenated when each is one character, else space-separated."""
+    return ("" if all(len(t) == 1 for t in tokens) else " ").join(tokens)
+
+
 def score_examples(model: SequenceModel, vocab: tasks.Vocab, examples: Sequence[tasks.Example],
                    batch_size: int, device=None) -> dict:
     """Token and sequence accuracy of greedy decoding on ``examples`` (EOS included)."""
@@ -92,9 +136,19 @@ def evaluate_lengths(model: SequenceModel, task: tasks.Task, vocab: tasks.Vocab,
     if task.max_length is not None and max(lengths) > task.max_length:
         raise PntmError(f"task {task.name} has no examples longer than {task.max_length} "
                         f"(asked for {max(lengths)})")
+    groups = ((n, tasks.eval_examples(task, n, samples, eval_seed)) for n in lengths)
+    return evaluate_groups(model, vocab, groups, batch_size, device, on_row, progress,
+                           total=len(lengths))
+
+
+def evaluate_groups(model: SequenceModel, vocab: tasks.Vocab, groups, batch_size: int,
+                    device=None, on_row=None, progress: bool = False,
+                    total: int | None = None) -> list[dict]:
+    """One row per ``(length, examples)`` of ``groups`` (an iterable, consumed lazily so only
+    one length's examples exist at a time)."""
     rows = []
-    for length in tqdm(lengths, desc="eval", unit="length", leave=False, disable=not progress):
-        examples = tasks.eval_examples(task, length, samples, eval_seed)
+    for length, examples in tqdm(groups, desc="eval", unit="length", leave=False, total=total,
+                                 disable=not progress):
         row = {"length": length, **score_examples(model, vocab, examples, batch_size, device)}
         rows.append(row)
         if on_row:
@@ -104,11 +158,20 @@ def evaluate_lengths(model: SequenceModel, task: tasks.Task, vocab: tasks.Vocab,
 
 # --------------------------------------------------------------------------- the report
 
-def summarize(rows: list[dict], train_lengths: Sequence[int]) -> dict:
-    """Means over ID / OOD lengths and the longest length up to which every length is >= 99%."""
+def summarize(rows: list[dict], train_lengths: Sequence[int],
+              id_lengths: Sequence[int] | None = None) -> dict:
+    """Means over ID / OOD lengths and the longest length up to which every length is >= 99%.
+
+    ID lengths are ``train_lengths`` (``[lo, hi]``), OOD the others; with ``id_lengths`` (the
+    lengths of a JSONL training file) ID lengths are those and OOD the lengths above ``hi``."""
     lo, hi = train_lengths
-    in_dist = [r for r in rows if lo <= r["length"] <= hi]
-    out_dist = [r for r in rows if not lo <= r["length"] <= hi]
+    if id_lengths is None:
+        in_dist = [r for r in rows if lo <= r["length"] <= hi]
+        out_dist = [r for r in rows if not lo <= r["length"] <= hi]
+    else:
+        known = set(id_lengths)
+        in_dist = [r for r in rows if r["length"] in known]
+        out_dist = [r for r in rows if r["length"] > hi]
 
     def mean(rs, key):
         return statistics.fmean(r[key] for r in rs) if rs else None
@@ -144,41 +207,70 @@ def format_summary(summary: dict) -> str:
 def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: int | None = None,
                  json_path: str | Path | None = None, device=None, command: str | None = None,
                  model: SequenceModel | None = None, extra: dict | None = None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, data: str | Path | None = None,
+                 train_dataset: JsonlDataset | None = None) -> dict:
     """Evaluate a run, write its eval.json (or ``json_path``), print the table; returns the report.
 
     ``lengths`` (a spec) and ``samples`` default to the run's config. Pass ``model`` to evaluate
     weights already in memory (the end of training), ``extra`` to add fields to the report.
-    ``quiet`` prints nothing.
+    ``quiet`` prints nothing. ``data``: a JSONL test file (its lengths, every example unless
+    ``samples`` caps them); ``train_dataset``: a JSONL run's training file, already loaded.
+    The data is read and checked before the model is loaded.
     """
     run = RunDir(run_dir)
     cfg = run.load_config()
-    task = tasks.get_task(cfg["task"])
+    vocab = run.vocab(cfg)
     device = torch.device(device) if device is not None else torch.device("cpu")
+    if samples is not None and samples < 1:
+        raise PntmError(f"samples must be a positive integer, got {samples}")
+    source = None  # where the examples come from, for the report: None = the task's generator
+    if data is not None:
+        dataset = load_jsonl(data, vocab=vocab)
+        source = {"file": str(data), "split": "test"}
+    elif cfg["data"] is not None:
+        dataset = train_dataset if train_dataset is not None else run_dataset(cfg)
+        source = {"file": cfg["data"]["path"], "split": "train"}
+        samples = samples if samples is not None else cfg["eval"]["samples"]
+    if source is None:
+        task = tasks.get_task(cfg["task"])
+        spec = lengths if lengths is not None else cfg["eval"]["lengths"]
+        length_list = tasks.parse_lengths(spec)
+        samples = samples if samples is not None else cfg["eval"]["samples"]
+    else:
+        length_list = dataset.lengths
+        if lengths is not None:
+            wanted = set(tasks.parse_lengths(lengths))
+            length_list = [n for n in length_list if n in wanted]
+            if not length_list:
+                raise DataError(f"{dataset.path}: no example has a length in {lengths!r} (its "
+                                f"lengths: {format_lengths(dataset.lengths)})")
     if model is None:
         vocab, model = load_model(run, cfg, device)
-    else:
-        vocab = run.vocab(cfg)
-    spec = lengths if lengths is not None else cfg["eval"]["lengths"]
-    length_list = tasks.parse_lengths(spec)
-    samples = samples if samples is not None else cfg["eval"]["samples"]
-    if samples < 1:
-        raise PntmError(f"samples must be a positive integer, got {samples}")
 
     def show(text):
         if not quiet:
             tqdm.write(text, file=sys.stdout)  # plays well with the progress bar
 
     lo, hi = cfg["train"]["train_lengths"]
+    trained_on = cfg["data"]["lengths"] if cfg["data"] is not None else f"{lo}-{hi}"
+    per_length = "every example" if samples is None else f"{samples} samples"
     show(f"{cfg['task']} / {cfg['model']} / seed {cfg['seed']}: greedy decoding, "
-         f"{samples} samples per length (trained on lengths {lo}-{hi})")
+         f"{per_length} per length{'' if source is None else ' of ' + source['file']} "
+         f"(trained on lengths {trained_on})")
     show(TABLE_HEADER)
     started = time.perf_counter()
-    rows = evaluate_lengths(model, task, vocab, length_list, samples, cfg["eval"]["eval_seed"],
-                            cfg["eval"]["batch_size"], device,
-                            on_row=lambda r: show(format_row(r)),
-                            progress=not quiet and sys.stderr.isatty())
-    summary = summarize(rows, (lo, hi))
+    progress = not quiet and sys.stderr.isatty()
+    if source is None:
+        rows = evaluate_lengths(model, task, vocab, length_list, samples, cfg["eval"]["eval_seed"],
+                                cfg["eval"]["batch_size"], device,
+                                on_row=lambda r: show(format_row(r)), progress=progress)
+    else:
+        groups = ((n, dataset.subset(n, samples, cfg["eval"]["eval_seed"])) for n in length_list)
+        rows = evaluate_groups(model, vocab, groups, cfg["eval"]["batch_size"], device,
+                               on_row=lambda r: show(format_row(r)), progress=progress,
+                               total=len(length_list))
+    id_lengths = tasks.parse_lengths(cfg["data"]["lengths"]) if cfg["data"] is not None else None
+    summary = summarize(rows, (lo, hi), id_lengths)
     show(format_summary(summary))
 
     report = {"task": cfg["task"], "model": cfg["model"], "seed": cfg["seed"],
@@ -186,6 +278,10 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
               "provenance": {**provenance(command), "device": str(device)},
               "eval_seed": cfg["eval"]["eval_seed"], "samples": samples,
               "eval_seconds": round(time.perf_counter() - started, 3)}
+    if id_lengths is not None:
+        report["id_lengths"] = cfg["data"]["lengths"]
+    if source is not None:
+        report["data"] = {**source, "examples": sum(r["samples"] for r in rows)}
     report.update(_training_facts(run) if extra is None else extra)
     path = Path(json_path) if json_path is not None else run.file(EVAL)
     path.parent.mkdir(parents=True, exist_ok=True)

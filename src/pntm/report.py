@@ -162,9 +162,12 @@ def run_record(e: dict) -> dict:
     rows = sorted(({k: row[k] for k in keep if k in row} for row in e["lengths"]),
                   key=lambda r: r["length"])
     lo, hi = e["train_lengths"]
+    # a run on JSONL data: ID = the lengths of its training file, OOD = the longer ones
+    spec = e.get("id_lengths")
+    id_lengths = tasks.parse_lengths(spec) if isinstance(spec, str) else None
     prov = e.get("provenance") if isinstance(e.get("provenance"), dict) else {}
     return {"run": e["run"], "task": e["task"], "model": e["model"], "seed": e["seed"],
-            "train_lengths": [lo, hi], "summary": summarize(rows, (lo, hi)),
+            "train_lengths": [lo, hi], "summary": summarize(rows, (lo, hi), id_lengths),
             "steps": e.get("steps"), "train_seconds": e.get("train_seconds"),
             "eval_seconds": e.get("eval_seconds"), "early_stopped": e.get("early_stopped"),
             "samples": e.get("samples"), "eval_seed": e.get("eval_seed"),

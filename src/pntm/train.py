@@ -6,6 +6,10 @@ cross-entropy on the answer tokens and the final EOS only. Everything random (we
 Python / NumPy / torch RNGs) is checkpointed, so a resumed run computes exactly what an
 uninterrupted one would have.
 
+A run on the user's JSONL data (``config["data"]``, see pntm.data) draws each step's length
+uniformly among the lengths present in its file (within the curriculum's current range) and a
+batch of that length from the file; early stopping checks examples of the file.
+
 Entry points: ``start_run(out_dir, config)`` creates a run directory, ``train_run(out_dir)``
 trains it (from scratch or from its last checkpoint), ``train(config, out_dir)`` does both.
 """
@@ -25,7 +29,8 @@ from tqdm import tqdm
 
 from pntm import config as config_lib
 from pntm import tasks
-from pntm.evaluate import evaluate_lengths, evaluate_run
+from pntm.data import JsonlDataset, load_jsonl, run_dataset
+from pntm.evaluate import evaluate_groups, evaluate_lengths, evaluate_run
 from pntm.errors import ConfigError, RunDirError
 from pntm.models import SequenceModel, build_model
 from pntm.runs import EVAL, TRAIN_STATE, RunDir, load_model_state
@@ -91,11 +96,20 @@ def set_rng_state(state: dict) -> None:
 
 # --------------------------------------------------------------------------- entry points
 
-def start_run(out_dir: str | Path, cfg: dict) -> RunDir:
-    """Create a run directory for ``cfg`` (a config from ``config.build_config``)."""
+def start_run(out_dir: str | Path, cfg: dict, dataset: JsonlDataset | None = None) -> RunDir:
+    """Create a run directory for ``cfg`` (a config from ``config.build_config``).
+
+    A run on JSONL data takes its vocabulary from ``dataset`` (loaded from ``cfg["data"]`` when
+    not given)."""
     cfg = config_lib.validate(cfg)
-    vocab = tasks.get_task(cfg["task"]).vocab
+    if cfg["data"] is not None:
+        vocab = (dataset if dataset is not None else load_jsonl(cfg["data"]["path"])).vocab
+    else:
+        vocab = tasks.get_task(cfg["task"]).vocab
     cfg["vocab"] = vocab.to_list()
+    if cfg["train"]["tensorboard"]:
+        from pntm.tblog import check_available
+        check_available()
     # Build the model once before anything is written: a setting the model rejects must not
     # leave a run directory behind that would block the corrected retry.
     try:
@@ -115,33 +129,47 @@ def train(cfg: dict, out_dir: str | Path, **kwargs) -> dict | None:
 
 def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
               command: str | None = None, stop_at: int | None = None,
-              quiet: bool = False) -> dict | None:
+              quiet: bool = False, dataset: JsonlDataset | None = None,
+              tensorboard: bool = False) -> dict | None:
     """Train the run in ``out_dir`` from its last checkpoint (or from scratch) to the end.
 
     ``steps`` changes the run's total number of steps (to extend a finished run).
     ``stop_at`` stops after that step, checkpointed, as if interrupted (used by tests).
     At the end, when ``train.eval_at_end``, evaluates and returns the eval.json report;
     otherwise returns None. ``quiet`` silences the evaluation table on stdout.
+    ``dataset``: the run's training file already loaded (else it is read from ``cfg["data"]``).
+    ``tensorboard`` turns TensorBoard logging on for this and later sessions.
     """
     run = RunDir(out_dir)
     cfg = run.load_config()
+    changed = False
     if steps is not None and steps != cfg["train"]["steps"]:
         cfg["train"]["steps"] = steps
+        changed = True
+    if tensorboard and not cfg["train"]["tensorboard"]:
+        from pntm.tblog import check_available
+        check_available()
+        cfg["train"]["tensorboard"] = changed = True
+    if changed:
         cfg = config_lib.validate(cfg)
         run.save_config(cfg)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    return Trainer(run, cfg, device, command, quiet).fit(stop_at)
+    return Trainer(run, cfg, device, command, quiet, dataset).fit(stop_at)
 
 
 class Trainer:
     """Holds the model, optimizer, data stream and counters of one training session."""
 
     def __init__(self, run: RunDir, cfg: dict, device: torch.device, command: str | None,
-                 quiet: bool = False):
+                 quiet: bool = False, dataset: JsonlDataset | None = None):
         self.run, self.cfg, self.device, self.command, self.quiet = run, cfg, device, command, quiet
         self.tcfg = cfg["train"]
-        self.task = tasks.get_task(cfg["task"])
         self.vocab = run.vocab(cfg)
+        # Built-in task: examples are generated; JSONL run: drawn from the training file.
+        self.task = tasks.get_task(cfg["task"]) if cfg["data"] is None else None
+        self.dataset = None
+        if cfg["data"] is not None:
+            self.dataset = dataset if dataset is not None else run_dataset(cfg)
         seed_everything(cfg["seed"])
         self.model = build_model(cfg["model"], len(self.vocab), self.vocab.sep_id,
                                  cfg["model_config"]).to(device)
@@ -150,6 +178,7 @@ class Trainer:
         self.step, self.elapsed, self.streak, self.early_stopped = 0, 0.0, 0, False
         self.metrics: list[dict] = []
         self.tty = sys.stderr.isatty()
+        self.tensorboard = None  # opened by fit(), once the step to resume from is known
         self._resume()
 
     def _resume(self) -> None:
@@ -191,6 +220,17 @@ class Trainer:
             self.log(f"{self.run}: resuming at step {self.step}/{total}")
         self.run.file(EVAL).unlink(missing_ok=True)  # it would describe older weights
 
+        if self.tcfg["tensorboard"]:
+            from pntm.tblog import TensorBoardLog
+            self.tensorboard = TensorBoardLog(self.run.file("tensorboard"), self.step + 1)
+        try:
+            return self._fit(stop_at)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def _fit(self, stop_at: int | None) -> dict | None:
+        total = self.tcfg["steps"]
         session_start, elapsed_before = time.perf_counter(), self.elapsed
         bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.tty,
                    dynamic_ncols=True)
@@ -204,6 +244,8 @@ class Trainer:
                 row["elapsed_seconds"] = round(self.elapsed, 3)
                 self.metrics.append(row)
                 self.run.write_metrics(self.metrics)
+                if self.tensorboard is not None:
+                    self.tensorboard.write(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['token_accuracy']:.3f}")
                 if not self.tty:
                     self.log(f"step {self.step}/{total} loss {row['loss']:.4f} "
@@ -227,8 +269,13 @@ class Trainer:
     def train_step(self) -> dict | None:
         """One optimizer step; returns a metrics row on logging steps."""
         lo, hi = current_length_range(self.step, self.tcfg)
-        length = int(self.data_rng.integers(lo, hi + 1))
-        examples = tasks.sample_examples(self.task, length, self.tcfg["batch_size"], self.data_rng)
+        if self.dataset is None:
+            length = int(self.data_rng.integers(lo, hi + 1))
+            examples = tasks.sample_examples(self.task, length, self.tcfg["batch_size"],
+                                             self.data_rng)
+        else:
+            length = self.dataset.draw_length(lo, hi, self.data_rng)
+            examples = self.dataset.sample(length, self.tcfg["batch_size"], self.data_rng)
         batch = tasks.encode_batch(examples, self.vocab).to(self.device)
         lr = learning_rate(self.step, self.tcfg)
         for group in self.optimizer.param_groups:
@@ -257,14 +304,23 @@ class Trainer:
         """Greedy sequence accuracy on ID lengths; stop after ``patience`` perfect checks."""
         es = self.tcfg["early_stop"]
         lengths = config_lib.early_stop_lengths(self.cfg)
-        rows = evaluate_lengths(self.model, self.task, self.vocab, lengths, es["samples"],
-                                es["seed"], self.cfg["eval"]["batch_size"], self.device)
+        if self.dataset is None:
+            rows = evaluate_lengths(self.model, self.task, self.vocab, lengths, es["samples"],
+                                    es["seed"], self.cfg["eval"]["batch_size"], self.device)
+        else:  # examples of the training file, at those of the lengths it has (else at all)
+            lengths = [n for n in lengths if self.dataset.count(n)] or self.dataset.lengths
+            groups = ((n, self.dataset.subset(n, es["samples"], es["seed"])) for n in lengths)
+            rows = evaluate_groups(self.model, self.vocab, groups, self.cfg["eval"]["batch_size"],
+                                   self.device)
         worst = min(r["sequence_accuracy"] for r in rows)
         mean = sum(r["sequence_accuracy"] for r in rows) / len(rows)
         self.streak = self.streak + 1 if worst == 1.0 else 0
         self.early_stopped = self.streak >= es["patience"]
         self.log(f"step {self.step}: ID greedy seq acc {mean:.3f} (worst {worst:.3f}), "
                  f"perfect checks in a row {self.streak}/{es['patience']}")
+        if self.tensorboard is not None:
+            self.tensorboard.write({"step": self.step, "id_sequence_accuracy": mean,
+                                    "worst_id_sequence_accuracy": worst}, "early_stop")
 
     def checkpoint(self) -> None:
         """Weights, then the full training state (the state is what a resume reads)."""
@@ -284,4 +340,5 @@ class Trainer:
         extra = {"steps": self.step, "train_seconds": round(self.elapsed, 3),
                  "early_stopped": self.early_stopped}
         return evaluate_run(self.run.path, model=self.model, device=self.device,
-                            command=self.command, extra=extra, quiet=self.quiet)
+                            command=self.command, extra=extra, quiet=self.quiet,
+                            train_dataset=self.dataset)
