@@ -140,3 +140,12 @@ def test_plot_without_matplotlib(capsys, monkeypatch):
                  "--plot", "x.png"]) == 2
     err = capsys.readouterr().err
     assert "matplotlib" in err and err.count("\n") == 1
+
+
+def test_relaxed_pntm_variant_runs_the_fourier_path():
+    from pntm.bench import bench_model, parse_models
+
+    assert parse_models("pntm,pntm-relaxed") == ["pntm", "pntm-relaxed"]
+    hard, relaxed = bench_model("pntm").train(), bench_model("pntm-relaxed").train()
+    assert all(layer.uses_positions() for layer in hard.layers)
+    assert not any(layer.uses_positions() for layer in relaxed.layers)

@@ -58,6 +58,13 @@ BENCH_CONFIGS: dict[str, dict] = {
     "transformer": {"d_model": 64, "layers": 1, "heads": 4, "d_ff": 192},
 }
 
+# Named variants: (model, config overrides, training progress). ``pntm-relaxed`` is P-NTM in the
+# soft phase of its relax-then-harden schedule: its relaxed head is soft, so the step runs the
+# Fourier head scan over every cell instead of the position path of hard heads.
+VARIANTS: dict[str, tuple[str, dict, float]] = {
+    "pntm-relaxed": ("pntm", {"relax": [0.5, 0.9]}, 0.0),
+}
+
 DEFAULT_MODELS = "pntm,ntm,lstm,transformer"
 DEFAULT_DECODE_MODELS = "pntm,transformer"
 DEFAULT_LENGTHS = "64,256,1024"
@@ -91,7 +98,8 @@ def parse_models(text: str) -> list[str]:
         raise PntmError(f"bad --models '{text}': expected comma-separated model names, "
                         "e.g. pntm,ntm")
     for name in names:
-        get_model_class(name)  # unknown or broken: a one-line ConfigError naming the choices
+        if name not in VARIANTS:
+            get_model_class(name)  # unknown or broken: a one-line ConfigError naming the choices
     return list(dict.fromkeys(names))
 
 
@@ -170,8 +178,9 @@ def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.
 
 
 def bench_model(name: str) -> torch.nn.Module:
-    model = build_model(name, VOCAB_SIZE, SEP_ID, BENCH_CONFIGS.get(name, {}))
-    model.set_training_progress(1.0)
+    base, overrides, progress = VARIANTS.get(name, (name, {}, 1.0))
+    model = build_model(base, VOCAB_SIZE, SEP_ID, {**BENCH_CONFIGS.get(base, {}), **overrides})
+    model.set_training_progress(progress)
     return model
 
 
