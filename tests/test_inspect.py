@@ -123,8 +123,8 @@ def test_pntm_content_heads_weightings_give_what_they_read():
     with torch.no_grad():
         [(ctl, cells)] = capture_controls(model, tokens)
         layer = model.layers[0]
-        rows, causal = layer.parallel_tape(ctl)
-        reads, _ = layer.content_reads(ctl, rows, causal)
+        rows, keys, causal = layer.parallel_tape(ctl)
+        reads, _ = layer.content_reads(ctl, rows, keys, causal)
         weights = content_weights(layer, ctl)
         assert torch.allclose(torch.einsum("bthj,bjw->bthw", weights, rows), reads, atol=1e-5)
         [rec] = pntm_internals(model, tokens)

@@ -19,7 +19,7 @@ Decisions:
   (``location_coefficients``, ``start_spectrum``, ``linear_scan``, ``torch.fft.irfft``): the
   Fourier scan, which the integer-position path of hard heads equals (tested in the model's
   tests). A test checks them against the recurrent mode that decoding uses. Content heads'
-  weightings follow ``PNTMLayer.content_reads``' formula, checked against what it reads. The NTM and the
+  weightings are ``PNTMLayer.content_weights``, checked against what the heads read. The NTM and the
   LSTM are stepped through their recurrent mode, whose state holds the weightings and the
   (h, c) pairs; Transformer attention is recomputed from each block's queries and keys
   (``CausalSelfAttention.project``), with its causal mask.
@@ -154,18 +154,10 @@ def capture_controls(model, tokens: torch.Tensor) -> list[tuple[dict[str, torch.
 
 
 def content_weights(layer, ctl: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Content heads' weightings over the tape, (B, T, H_content, T): softmax over written cells
-    ``j <= t`` of ``strength * cos(query_t, M[j])``, hardened to the argmax like the layer's
-    (the formula of ``PNTMLayer.content_reads``, which returns only what the heads read)."""
-    rows, _ = layer.parallel_tape(ctl)
-    scores = ctl["strength"][..., None] * torch.einsum(
-        "bthw,bjw->bthj", F.normalize(ctl["query"], dim=-1), F.normalize(rows, dim=-1))
-    T = rows.shape[1]
-    future = torch.ones(T, T, dtype=torch.bool, device=rows.device).triu(1)
-    weights = scores.masked_fill(future[None, :, None, :], float("-inf")).softmax(-1)
-    if layer.hard:
-        weights = F.one_hot(weights.argmax(-1), T).to(weights)
-    return weights
+    """Content heads' weightings over the tape, (B, T, H_content, T), as the layer computes them
+    in parallel mode (``PNTMLayer.content_weights``)."""
+    _, keys, causal = layer.parallel_tape(ctl)
+    return layer.content_weights(ctl, keys, causal).detach()
 
 
 def pntm_internals(model, tokens: torch.Tensor) -> list[dict[str, np.ndarray]]:

@@ -37,12 +37,17 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
        r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
 
    **Content reads** (``content_heads`` per layer, optional, with the tape writer). A content
-   head compares a query with every written cell by cosine similarity, scaled by a strength::
+   head compares a query with a key written with every cell, by cosine similarity scaled by a
+   strength::
 
-       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
+       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, k_j)),   q_t = W_q h_t,   k_j = W_k h_j,
+       β_t = softplus(W_β h_t)
 
    (hard: the argmax, straight-through; exact ties go to the first cell) and reads ``[M[j], A[j]]``
-   with it like a location head. Nothing feeds back into the heads or the memory, so it is
+   with it like a location head. ``content_match: content`` compares with the cell's content
+   ``M[j]`` instead, as the NTM does; then a cell's value moves its address (measured on
+   associative recall: prototype runs plateaued at 76-86% ID sequence accuracy, mostly failing
+   where another key shares two letters with the query). Nothing feeds back into the heads or the memory, so it is
    causal attention over the tape: O(T²) in training and O(t) per decoded token, the only part
    of a layer whose cost grows with the context.
 
@@ -123,6 +128,7 @@ class LayerState:
     previous: Tensor  # (B, k, d): the layer's last k inputs, newest first (token shift)
     positions: Tensor | None = None  # (B, H) long: hard heads' cells (the position path)
     length: int = 0  # tokens seen: the tape's written cells are 0..length-1
+    keys: Tensor | None = None  # (B, N, W): content keys written with the tape (content heads)
 
 
 class PNTMLayer(nn.Module):
@@ -134,7 +140,8 @@ class PNTMLayer(nn.Module):
                  tape_writer: bool = False, jump_bias: float = -2.0,
                  relaxed_heads: int | None = None, token_shift: int = 0,
                  memory_path: str = "auto", head_path: str = "auto",
-                 jump_horizon: int | None = None, content_heads: int = 0):
+                 jump_horizon: int | None = None, content_heads: int = 0,
+                 content_match: str = "key"):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -149,6 +156,7 @@ class PNTMLayer(nn.Module):
         self.head_path = head_path
         self.jump_horizon = jump_horizon
         self.content_heads = content_heads
+        self.match_keys = content_heads > 0 and content_match == "key"
         self.learned_heads = self.heads - int(tape_writer)
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
@@ -169,6 +177,7 @@ class PNTMLayer(nn.Module):
         self.to_add = nn.Linear(d_ff, memory_width)
         self.to_query = nn.Linear(d_ff, content_heads * memory_width) if content_heads else None
         self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
+        self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
         reads = read_heads + content_heads
         self.out = nn.Linear(d_ff + reads * (memory_width + address_width), d_model)
         self.address_patterns = nn.ParameterList(
@@ -250,6 +259,8 @@ class PNTMLayer(nn.Module):
         if self.content_heads:
             ctl["query"] = self.to_query(h).unflatten(-1, (self.content_heads, self.width))
             ctl["strength"] = F.softplus(self.to_strength(h))
+        if self.match_keys:
+            ctl["key"] = self.to_key(h)
         return ctl
 
     def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
@@ -276,23 +287,31 @@ class PNTMLayer(nn.Module):
         return torch.einsum("bthn,nw->bthw", read_weights,
                             self.addresses(read_weights.shape[-1], read_weights.device))
 
-    def content_reads(self, ctl: dict[str, Tensor], rows: Tensor,
-                      causal: bool) -> tuple[Tensor, Tensor]:
-        """Content-addressed reads of the tape (see the module docstring): contents and tags
-        (B, T, H_content, ·). ``rows`` (B, J, W) are the written cells ``M[j] = m_0 + v_j``;
+    def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool) -> Tensor:
+        """Content heads' weightings (B, T, H_content, J) over the ``J`` cells whose ``keys``
+        (B, J, W) are given: a softmax of strength × cosine (hard: the argmax, straight-through);
         ``causal``: query ``t`` sees cells ``j ≤ t`` (parallel mode), else all ``J`` (a step)."""
-        keys = F.normalize(rows, dim=-1)
+        keys = F.normalize(keys, dim=-1)
         query = F.normalize(ctl["query"], dim=-1)                       # (B, T, Hc, W)
         scores = ctl["strength"][..., None] * torch.einsum("bthw,bjw->bthj", query, keys)
         if causal:
             T, J = scores.shape[1], scores.shape[-1]
-            future = torch.ones(T, J, dtype=torch.bool, device=rows.device).triu(1)
+            future = torch.ones(T, J, dtype=torch.bool, device=keys.device).triu(1)
             scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
         relaxing = self.relaxing()
         weights = (scores / (self.temperature if relaxing else 1.0)).softmax(-1)
         if self.hard and not relaxing:
             hard = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)
             weights = straight_through(weights, hard)
+        return weights
+
+    def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor,
+                      causal: bool) -> tuple[Tensor, Tensor]:
+        """Content-addressed reads of the tape (see the module docstring): contents and tags
+        (B, T, H_content, ·). ``rows`` (B, J, W) are the written cells ``M[j] = m_0 + v_j``,
+        ``keys`` what the queries are compared with (the keys written with the cells, or the
+        rows themselves)."""
+        weights = self.content_weights(ctl, keys, causal)
         contents = torch.einsum("bthj,bjw->bthw", weights, rows)
         table = self.address_table(rows.device)
         tags = torch.einsum("bthj,jw->bthw", weights,
@@ -359,16 +378,25 @@ class PNTMLayer(nn.Module):
         contents = contents + self.initial_value * read_weights.sum(-1, keepdim=True)
         return self.residual(u, ctl, contents, self.tags(read_weights), self.parallel_tape(ctl))
 
-    def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple[Tensor, bool] | None:
+    def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple | None:
         """The tape as content heads see it in parallel mode: cell ``j`` holds
-        ``m_0 + v_j`` from step ``j`` on (causal)."""
+        ``m_0 + v_j`` (and its key) from step ``j`` on (causal)."""
         if not self.content_heads:
             return None
-        return self.initial_value + self.tape_values(ctl), True
+        rows = self.initial_value + self.tape_values(ctl)
+        return rows, (ctl["key"] if self.match_keys else rows), True
 
-    def step_tape(self, memory: Tensor, length: int) -> tuple[Tensor, bool] | None:
-        """The tape as content heads see it in a step: the ``length`` cells written so far."""
-        return (memory[:, :length], False) if self.content_heads else None
+    def step_tape(self, ctl: dict[str, Tensor], state: LayerState, memory: Tensor) -> tuple | None:
+        """The tape as content heads see it in a step: the cells written so far, this token's
+        included (its key is written into ``state.keys`` in place)."""
+        if not self.content_heads:
+            return None
+        length = state.length + 1
+        rows = memory[:, :length]
+        if not self.match_keys:
+            return rows, rows, False
+        state.keys[:, state.length] = ctl["key"][:, 0]
+        return rows, state.keys[:, :length], False
 
     def tape_values(self, ctl: dict[str, Tensor]) -> Tensor:
         """``v_j = a_j - m_0 e_j``: what token ``j`` adds to its cell of the tape (B, T, W)."""
@@ -386,11 +414,12 @@ class PNTMLayer(nn.Module):
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
         previous = torch.zeros(batch_size, self.token_shift, self.norm.normalized_shape[0],
                                device=device)
+        keys = torch.zeros_like(memory) if self.match_keys else None
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
-            return LayerState(None, memory, previous, positions)
+            return LayerState(None, memory, previous, positions, keys=keys)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
-        return LayerState(spectra, memory, previous)
+        return LayerState(spectra, memory, previous, keys=keys)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """One token: ``u`` is (B, 1, d)."""
@@ -403,9 +432,9 @@ class PNTMLayer(nn.Module):
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
-        length = state.length + 1
-        out = self.output(u, ctl, weights, memory[:, None], self.step_tape(memory, length))
-        return out, LayerState(spectra, memory, self.remember(u, state), length=length)
+        out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory))
+        return out, LayerState(spectra, memory, self.remember(u, state), length=state.length + 1,
+                               keys=state.keys)
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -425,10 +454,10 @@ class PNTMLayer(nn.Module):
         contents = memory[rows[:, None], read]                             # (B, H_read, W)
         table = self.address_table(u.device)
         tags = table[read % table.shape[0]]
-        length = state.length + 1
         out = self.residual(u, ctl, contents[:, None], tags[:, None],
-                            self.step_tape(memory, length))
-        return out, LayerState(None, memory, self.remember(u, state), positions, length)
+                            self.step_tape(ctl, state, memory))
+        return out, LayerState(None, memory, self.remember(u, state), positions,
+                               state.length + 1, state.keys)
 
     def remember(self, u: Tensor, state: LayerState) -> Tensor:
         """The last ``token_shift`` inputs after input ``u`` (B, 1, d), newest first."""
@@ -464,6 +493,8 @@ class PNTM(SequenceModel):
             "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
             "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
             "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
+            "content_match": "key",  # key: compare queries with a key written with each cell;
+                                     # content: with the cell's content itself (as the NTM)
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -484,6 +515,9 @@ class PNTM(SequenceModel):
         if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
             raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
                               "tape_writer: true (they read the write-once tape)")
+        if cfg["content_match"] not in ("key", "content"):
+            raise ConfigError(f"pntm model_config.content_match must be 'key' or 'content', "
+                              f"got {cfg['content_match']!r}")
         horizon = cfg["jump_horizon"]
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
                                     or horizon < 1):
@@ -505,7 +539,7 @@ class PNTM(SequenceModel):
                       cfg["jump_bias"], cfg["relaxed_heads"],
                       cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
-                      cfg["content_heads"])
+                      cfg["content_heads"], cfg["content_match"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
