@@ -263,3 +263,7 @@ def test_content_heads_need_the_tape_writer():
     from pntm.errors import ConfigError
     with pytest.raises(ConfigError, match="content_heads"):
         make_model(content_heads=1)
+    with pytest.raises(ConfigError, match="content_match"):
+        make_model(tape_writer=True, content_heads=1, content_match="both")
+    with pytest.raises(ConfigError, match="content_strength"):
+        make_model(tape_writer=True, content_heads=1, content_strength=0.0)

@@ -141,7 +141,7 @@ class PNTMLayer(nn.Module):
                  relaxed_heads: int | None = None, token_shift: int = 0,
                  memory_path: str = "auto", head_path: str = "auto",
                  jump_horizon: int | None = None, content_heads: int = 0,
-                 content_match: str = "key"):
+                 content_match: str = "key", content_strength: float = 1.0):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -190,6 +190,8 @@ class PNTMLayer(nn.Module):
             if not tape_writer:
                 self.to_shift.bias.view(self.learned_heads, n_shift)[0, shift_range + 1] = write_bias
             self.to_jump.bias.fill_(jump_bias)
+            if content_heads:  # strength β = softplus(bias) = content_strength at the start
+                self.to_strength.bias.fill_(math.log(math.expm1(content_strength)))
 
     # ---- pieces shared by both modes -------------------------------------------------------
     def initial_memory(self, cells: int, device) -> Tensor:
@@ -495,6 +497,7 @@ class PNTM(SequenceModel):
             "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
             "content_match": "key",  # key: compare queries with a key written with each cell;
                                      # content: with the cell's content itself (as the NTM)
+            "content_strength": 0.69,  # initial strength β of content heads (softplus(0))
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -515,6 +518,8 @@ class PNTM(SequenceModel):
         if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
             raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
                               "tape_writer: true (they read the write-once tape)")
+        if not cfg["content_strength"] > 0:
+            raise ConfigError("pntm model_config.content_strength must be > 0")
         if cfg["content_match"] not in ("key", "content"):
             raise ConfigError(f"pntm model_config.content_match must be 'key' or 'content', "
                               f"got {cfg['content_match']!r}")
@@ -539,7 +544,7 @@ class PNTM(SequenceModel):
                       cfg["jump_bias"], cfg["relaxed_heads"],
                       cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
-                      cfg["content_heads"], cfg["content_match"])
+                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
