@@ -147,22 +147,30 @@ def peak_memory_kind(device: torch.device) -> str:
     return "cpu: growth of the process RSS high-water mark (resource.getrusage ru_maxrss)"
 
 
+LONG_STEP_REPEATS = 3  # timed calls once one call has taken longer than the time limit
+
+
 def time_call(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int,
-              time_limit: float) -> tuple[float, bool]:
-    """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, and whether
-    a call took longer than ``time_limit`` (then the measurement stops at that call)."""
-    times = []
-    for i in range(warmup + repeats):
+              time_limit: float) -> tuple[float, bool, int]:
+    """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, whether a
+    call took longer than ``time_limit``, and how many calls were timed.
+
+    A call over the limit does not end the measurement (a first, warm-up call is often the
+    slowest): it shortens it to at most one untimed call and ``LONG_STEP_REPEATS`` timed ones,
+    and the caller skips the longer lengths."""
+    times, over_limit, done = [], False, 0
+    while len(times) < repeats:
         synchronize(device)
         start = time.perf_counter()
         fn()
         synchronize(device)
         elapsed = time.perf_counter() - start
-        if i >= warmup:
+        done += 1
+        if done > warmup or (over_limit and done > 1):
             times.append(elapsed)
-        if elapsed > time_limit:
-            return statistics.median(times or [elapsed]), True
-    return statistics.median(times), False
+        if elapsed > time_limit and not over_limit:
+            over_limit, repeats = True, min(repeats, LONG_STEP_REPEATS)
+    return statistics.median(times), over_limit, len(times)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -215,10 +223,12 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
                 optimizer.step()
 
             with PeakMemory(device) as peak:
-                seconds, over_limit = time_call(step, device, warmup, repeats, time_limit)
+                seconds, over_limit, timed = time_call(step, device, warmup, repeats,
+                                                       time_limit)
             results.append({**row, "step_seconds": seconds,
                             "tokens_per_second": batch * length / seconds,
-                            "peak_memory_bytes": peak.bytes, "parameters": params})
+                            "peak_memory_bytes": peak.bytes, "parameters": params,
+                            "timed_steps": timed})
             log(f"bench: {name} T={length}: {seconds * 1e3:.1f} ms/step")
         del model, optimizer
         if device.type == "cuda":
@@ -300,10 +310,11 @@ def bench_scan(lengths: list[int], batch: int, device: torch.device, repeats: in
                     torch.autograd.backward(out, grad)
                     a_g.grad = b_g.grad = None
 
-                fwd, over = time_call(forward, device, warmup, repeats, time_limit)
+                fwd, over, _ = time_call(forward, device, warmup, repeats, time_limit)
                 bwd = None
                 if not over:
-                    bwd, over = time_call(forward_backward, device, warmup, repeats, time_limit)
+                    bwd, over, _ = time_call(forward_backward, device, warmup, repeats,
+                                             time_limit)
                 over_limit[method] = over
                 results.append({**row, "forward_seconds": fwd, "backward_seconds": bwd})
                 log(f"bench: scan {method} {shape} T={length}: forward {fwd * 1e3:.2f} ms")
