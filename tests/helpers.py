@@ -1,6 +1,10 @@
-"""Helpers shared by the model tests."""
+"""Helpers shared by the tests."""
 
 import torch
+
+from pntm.cli import main
+
+BOS, SEP = 1, 2
 
 
 def run_recurrent(model, tokens):
@@ -11,3 +15,27 @@ def run_recurrent(model, tokens):
         step_logits, state = model.step(tokens[:, t], state)
         logits.append(step_logits)
     return torch.stack(logits, 1)
+
+
+def sample_tokens(batch, length, vocab, seed=0, sep_at=None):
+    """BOS, then random symbols (ids 4..vocab-1) with one SEP at ``sep_at`` (default a third of
+    the way), so both segments occur."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(4, vocab, (batch, length), generator=g)
+    tokens[:, 0] = BOS
+    tokens[:, length // 3 if sep_at is None else sep_at] = SEP
+    return tokens
+
+
+def assert_user_error(capsys, argv, *fragments):
+    """``pntm argv`` fails with exit code 2 and one line ``pntm: error: ...`` naming the
+    problem (every fragment in it); returns that line."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pntm: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import assert_user_error
 from pntm import cli, tasks
 from pntm.cli import main
 from pntm.models import KNOWN_MODELS, available_models
@@ -31,18 +32,6 @@ def run_dir(tmp_path_factory):
     assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "10",
                  "--out", out, *sets(TINY)]) == 0
     return out
-
-
-def assert_user_error(capsys, argv, *fragments):
-    """``pntm argv`` fails with exit code 2 and one line ``pntm: error: ...`` naming the problem."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pntm: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 # --------------------------------------------------------------------------- happy paths

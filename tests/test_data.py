@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import assert_user_error
 from pntm import tasks
 from pntm.cli import main
 from pntm.data import format_lengths, load_jsonl
@@ -41,18 +42,6 @@ def reverse_lines(lengths, per_length=3, seed=0):
             bits = "".join(rng.choice(["0", "1"], size=n))
             lines.append(json.dumps({"input": bits, "target": bits[::-1]}))
     return lines
-
-
-def assert_one_line_error(capsys, argv, *fragments):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pntm: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +146,7 @@ def test_bad_training_data_is_one_line_and_leaves_no_run_dir(tmp_path, monkeypat
         path = write_lines(tmp_path / "task.jsonl", [GOOD, BAD_LINES[case][0]])
         where = [f"pntm: error: {path}:2: ", BAD_LINES[case][1]]
     for out in ([], ["--out", str(tmp_path / "run")]):  # the default run dir too
-        assert_one_line_error(capsys, ["train", "--data", str(path), "--model", "lstm", *out],
+        assert_user_error(capsys, ["train", "--data", str(path), "--model", "lstm", *out],
                               *where)
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
@@ -182,10 +171,10 @@ def test_vocab_is_stored_with_the_run_and_used_at_eval(tmp_path, capsys):
                                                  '{"input": ["1", "+", "2"], "target": ["3"]}',
                                                  '{"input": ["1", "*", "2"], "target": ["2"]}'])
     report = tmp_path / "e.json"
-    assert_one_line_error(capsys, ["eval", str(out), "--data", str(test), "--json", str(report)],
+    assert_user_error(capsys, ["eval", str(out), "--data", str(test), "--json", str(report)],
                           f"{test}:3: token '*' in \"input\" is not in the run's vocabulary")
     assert not report.exists()
-    assert_one_line_error(capsys, ["generate", str(out), "1 * 2"], "unknown token '*'")
+    assert_user_error(capsys, ["generate", str(out), "1 * 2"], "unknown token '*'")
 
 
 def test_eval_reports_per_length_with_id_and_ood(trained, tmp_path, capsys):
@@ -219,7 +208,7 @@ def test_eval_reports_per_length_with_id_and_ood(trained, tmp_path, capsys):
                  "--json", str(tmp_path / "e2.json")]) == 0
     rows = json.loads((tmp_path / "e2.json").read_text())["lengths"]
     assert [(r["length"], r["samples"]) for r in rows] == [(2, 2), (3, 2)]
-    assert_one_line_error(capsys, ["eval", str(out), "--data", str(test), "--lengths", "40"],
+    assert_user_error(capsys, ["eval", str(out), "--data", str(test), "--lengths", "40"],
                           "no example has a length in")
 
 
@@ -246,10 +235,10 @@ def test_resume_rereads_the_file_and_refuses_changed_data(tmp_path, capsys):
     assert RunDir(out).load_train_state()["step"] == 10
     other = write_lines(tmp_path / "other.jsonl", reverse_lines([1, 2], per_length=2))
     capsys.readouterr()
-    assert_one_line_error(capsys, ["train", "--data", str(other), "--out", out], "--data")
+    assert_user_error(capsys, ["train", "--data", str(other), "--out", out], "--data")
     with open(train, "a") as f:
         f.write(GOOD + "\n")
-    assert_one_line_error(capsys, ["train", "--out", out, "--steps", "15"],
+    assert_user_error(capsys, ["train", "--out", out, "--steps", "15"],
                           f"{train}: the run's training file has changed")
 
 
@@ -266,7 +255,7 @@ def test_tensorboard_logging(tmp_path):
 def test_tensorboard_missing_is_one_line_before_any_run_dir(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     out = tmp_path / "run"
-    assert_one_line_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--out",
+    assert_user_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--out",
                                    str(out), "--tensorboard"], "tensorboard")
     assert not out.exists()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import run_recurrent
+from helpers import run_recurrent, sample_tokens
 from pntm.hard_heads import head_positions, tape_read
 from pntm.models.pntm import PNTM
 
@@ -25,11 +25,7 @@ def test_positions_by_hand():
 
 
 def tokens_for(batch, length, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(4, VOCAB, (batch, length), generator=g)
-    tokens[:, 0] = 1
-    tokens[:, length // 3] = SEP
-    return tokens
+    return sample_tokens(batch, length, VOCAB, seed)
 
 
 def loss_and_grads(model, tokens):

@@ -12,7 +12,7 @@ from pntm import config as config_lib
 from pntm.models.ntm import (NTM, circular_shift, content_weights, interpolate, sharpen,
                              write_memory)
 
-from helpers import run_recurrent
+from helpers import sample_tokens, run_recurrent
 
 torch.set_num_threads(1)  # the machine is shared
 
@@ -26,11 +26,7 @@ def make_model(**overrides):
 
 
 def random_tokens(batch, length, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(4, VOCAB, (batch, length), generator=g)
-    tokens[:, 0] = 1
-    tokens[:, length // 2] = SEP
-    return tokens
+    return sample_tokens(batch, length, VOCAB, seed, sep_at=length // 2)
 
 
 def one_hot(index, cells):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import run_recurrent
+from helpers import sample_tokens, run_recurrent
 from pntm.models.pntm import PNTM
 
 SEP = 2
@@ -20,11 +20,7 @@ def make_model(**overrides):
 
 
 def random_tokens(batch, length, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(4, VOCAB, (batch, length), generator=g)
-    tokens[:, 0] = 1                      # BOS
-    tokens[:, length // 3] = SEP          # a separator, so both segments occur
-    return tokens
+    return sample_tokens(batch, length, VOCAB, seed)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from helpers import sample_tokens
 from pntm.errors import ConfigError
 from pntm.models import build_model
 from pntm.models.transformer import (
@@ -31,11 +32,7 @@ def make_model(**overrides):
 
 
 def random_tokens(batch, length, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(4, VOCAB, (batch, length), generator=g)
-    tokens[:, 0] = 1
-    tokens[:, length // 3] = SEP
-    return tokens
+    return sample_tokens(batch, length, VOCAB, seed)
 
 
 @pytest.mark.parametrize("positional", MODES)
