@@ -85,33 +85,46 @@ class _TapeRead(torch.autograd.Function):
             0, (cell % table.shape[0]).flatten(), grad_tags.reshape(-1, table.shape[-1]))
 
         read_grad = _ReadGradient(grad_contents, grad_tags, values, table, ctx.initial)
-        horizon = T if ctx.horizon is None else min(int(ctx.horizon), T)
         stop = _segment_ends(jumped)
-        # Λ_t(d) for d = -2K..2K: sums of G_τ[c_τ + d] over the rest of the head's segment.
+        # G_t[c_t + d] for d = -2K..2K: the cells another shift choice would put the head on.
         offsets = torch.arange(-2 * K, 2 * K + 1, device=cell.device)
         local = read_grad.at(0, torch.remainder(cell[..., None] + offsets, cells))  # (B,T,H,D)
-        adjoint = _segment_sums(local, stop)
-        index = torch.arange(2 * K + 1, device=cell.device) - choice[..., None] + 2 * K
-        grad_shift = torch.gather(adjoint, -1, index)
-
-        # The jump gate: the other choice's future against the head's own, over the horizon.
-        previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
-        moved = choice - K
-        other = torch.remainder(torch.where(jumped, previous + moved, moved), cells)
-        steps = torch.arange(T, device=cell.device).view(1, T, 1)
-        own = _segment_sums(local[..., 2 * K], torch.minimum(stop, steps + horizon))
-        counterfactual = torch.zeros_like(own)
-        alive = torch.ones_like(cell, dtype=torch.bool)
-        for o in range(horizon):
-            if o > 0:
-                alive = alive[:, :-1] & ~jumped[:, o:]
-                if not alive.any():
-                    break
-            target = torch.remainder(other[:, :T - o] + cell[:, o:] - cell[:, :T - o], cells)
-            counterfactual[:, :T - o] += alive * read_grad.at(o, target)
-        sign = torch.where(jumped, -1.0, 1.0).to(own)
-        grad_jump = sign * (counterfactual - own)
+        grad_shift = _shift_gradient(local, stop, choice, K)
+        horizon = T if ctx.horizon is None else min(int(ctx.horizon), T)
+        grad_jump = _jump_gradient(read_grad, local[..., 2 * K], cell, choice, jumped, stop, K,
+                                   cells, horizon)
         return grad_shift, grad_jump, grad_values, grad_table, None, None, None
+
+
+def _shift_gradient(local: Tensor, stop: Tensor, choice: Tensor, K: int) -> Tensor:
+    """``∂L/∂s_t[k] = Λ_t(k - k_t)``, where ``Λ_t(d)`` sums ``G_τ[c_τ + d]`` over the rest of
+    the head's segment (``stop``: where it ends)."""
+    adjoint = _segment_sums(local, stop)
+    index = torch.arange(2 * K + 1, device=local.device) - choice[..., None] + 2 * K
+    return torch.gather(adjoint, -1, index)
+
+
+def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, choice: Tensor,
+                   jumped: Tensor, stop: Tensor, K: int, cells: int, horizon: int) -> Tensor:
+    """``∂L/∂g_t = ±(λ_t[x_t] - λ_t[c_t])`` summed over ``horizon`` steps: the other choice's
+    future (starting at ``x_t``, making the same moves) against the head's own."""
+    T = cell.shape[1]
+    previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
+    moved = choice - K
+    other = torch.remainder(torch.where(jumped, previous + moved, moved), cells)
+    steps = torch.arange(T, device=cell.device).view(1, T, 1)
+    own = _segment_sums(own_now, torch.minimum(stop, steps + horizon))
+    counterfactual = torch.zeros_like(own)
+    alive = torch.ones_like(cell, dtype=torch.bool)  # no jump yet between t and t + o
+    for o in range(horizon):
+        if o > 0:
+            alive = alive[:, :-1] & ~jumped[:, o:]
+            if not alive.any():
+                break
+        target = torch.remainder(other[:, :T - o] + cell[:, o:] - cell[:, :T - o], cells)
+        counterfactual[:, :T - o] += alive * read_grad.at(o, target)
+    sign = torch.where(jumped, -1.0, 1.0).to(own)
+    return sign * (counterfactual - own)
 
 
 class _ReadGradient:
