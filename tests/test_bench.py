@@ -13,7 +13,7 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 
 TINY = ["--batch", "2", "--repeats", "1", "--warmup", "0"]
 TRAIN_KEYS = {"model", "length", "batch", "step_seconds", "tokens_per_second",
-              "peak_memory_bytes", "parameters"}
+              "peak_memory_bytes", "parameters", "timed_steps"}
 
 
 def load(path):
