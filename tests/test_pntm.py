@@ -244,7 +244,7 @@ def test_content_head_reads_the_cell_whose_content_matches_its_query():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"memory_path": "scan", "hard": False},
-                                       {"content_match": "content"}])
+                                       {"content_match": "key"}])
 def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
     # Hard content heads with the memory scan are left out: its weightings carry float noise
     # of ~1e-7, which breaks the exact ties of repeated random tokens differently in each mode.

@@ -37,17 +37,16 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
        r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
 
    **Content reads** (``content_heads`` per layer, optional, with the tape writer). A content
-   head compares a query with a key written with every cell, by cosine similarity scaled by a
-   strength::
+   head compares a query with every written cell's content, by cosine similarity scaled by a
+   strength, as the NTM's content addressing does::
 
-       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, k_j)),   q_t = W_q h_t,   k_j = W_k h_j,
-       β_t = softplus(W_β h_t)
+       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
 
    (hard: the argmax, straight-through; exact ties go to the first cell) and reads ``[M[j], A[j]]``
-   with it like a location head. ``content_match: content`` compares with the cell's content
-   ``M[j]`` instead, as the NTM does; then a cell's value moves its address (measured on
-   associative recall: prototype runs plateaued at 76-86% ID sequence accuracy, mostly failing
-   where another key shares two letters with the query). Nothing feeds back into the heads or the memory, so it is
+   with it like a location head. ``content_match: key`` compares with a key ``k_j = W_k h_j``
+   written with each cell instead, so that a cell's value does not move its address. Measured on
+   associative recall (prototype runs, seed 0, 4-token window, length curriculum, 6,000 steps):
+   content 94% ID / 73% OOD sequence accuracy, key 48% / 18%; neither solves it yet. Nothing feeds back into the heads or the memory, so it is
    causal attention over the tape: O(T²) in training and O(t) per decoded token, the only part
    of a layer whose cost grows with the context.
 
@@ -141,7 +140,7 @@ class PNTMLayer(nn.Module):
                  relaxed_heads: int | None = None, token_shift: int = 0,
                  memory_path: str = "auto", head_path: str = "auto",
                  jump_horizon: int | None = None, content_heads: int = 0,
-                 content_match: str = "key", content_strength: float = 1.0):
+                 content_match: str = "content", content_strength: float = 1.0):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -495,8 +494,8 @@ class PNTM(SequenceModel):
             "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
             "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
             "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
-            "content_match": "key",  # key: compare queries with a key written with each cell;
-                                     # content: with the cell's content itself (as the NTM)
+            "content_match": "content",  # content: compare queries with the cells (as the NTM);
+                                         # key: with a key written with each cell
             "content_strength": 0.69,  # initial strength β of content heads (softplus(0))
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
