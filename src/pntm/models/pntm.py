@@ -277,7 +277,7 @@ class PNTMLayer(nn.Module):
         return 1 - w * ctl["erase"][:, :, None, :], w * ctl["add"][:, :, None, :]
 
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
-               tape: tuple[Tensor, bool] | None) -> Tensor:
+               tape: tuple | None) -> Tensor:
         """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
         read_weights = weights[:, :, 1:]
         contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
@@ -314,15 +314,13 @@ class PNTMLayer(nn.Module):
         rows themselves)."""
         weights = self.content_weights(ctl, keys, causal)
         contents = torch.einsum("bthj,bjw->bthw", weights, rows)
-        table = self.address_table(rows.device)
-        tags = torch.einsum("bthj,jw->bthw", weights,
-                            table[torch.arange(rows.shape[1], device=rows.device) % len(table)])
+        tags = torch.einsum("bthj,jw->bthw", weights, self.addresses(rows.shape[1], rows.device))
         return contents, tags
 
     def residual(self, u: Tensor, ctl: dict[str, Tensor], contents: Tensor,
-                 tags: Tensor, tape: tuple[Tensor, bool] | None = None) -> Tensor:
+                 tags: Tensor, tape: tuple | None = None) -> Tensor:
         """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag; with
-        content heads, ``tape`` = (written rows, causal) for ``content_reads``."""
+        content heads, ``tape`` = (written rows, their keys, causal) for ``content_reads``."""
         if self.content_heads:
             extra_contents, extra_tags = self.content_reads(ctl, *tape)
             contents = torch.cat([contents, extra_contents], dim=2)
