@@ -101,6 +101,21 @@ def test_user_mistakes_are_one_line_and_exit_2_before_anything_runs(tmp_path, ca
     assert not (tmp_path / "g").exists()
 
 
+def test_cuda_without_a_gpu_is_refused_up_front(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sweep(tmp_path / "g", seeds="0", extra=["--device", "cuda"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_train_on_the_gpu(tmp_path):
+    out = tmp_path / "grid"
+    assert sweep(out, seeds="0", extra=["--device", "cuda", "--workers", "2"]) == 0
+    report = json.loads((out / "parity-lstm-s0" / "eval.json").read_text())
+    assert report["provenance"]["device"].startswith("cuda")
+
+
 def test_a_changed_setting_is_refused_for_an_existing_run(tmp_path, capsys):
     out = tmp_path / "grid"
     start_run(out / "parity-lstm-s0", config_lib.build_config("parity", "lstm", sets=TINY,

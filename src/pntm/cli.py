@@ -146,6 +146,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key for every run (repeatable)")
     p.add_argument("--steps", type=positive_int, help="training steps of every run")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where every run trains (default cpu: one thread per worker; cuda: "
+                        "the workers share the GPU)")
     return parser
 
 

@@ -73,9 +73,12 @@ def run_name(task: str, model: str, seed: int) -> str:
 
 
 def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | Path, *,
-         sets: list[str] = (), steps: int | None = None, command: str | None = None) -> list[dict]:
+         sets: list[str] = (), steps: int | None = None, command: str | None = None,
+         device: str = "cpu") -> list[dict]:
     """Every job of the grid, each with its validated config; any user mistake raises here,
-    before anything runs or is written."""
+    before anything runs or is written. ``device`` is where every run trains and evaluates:
+    the CPU by default (one thread per worker), or ``cuda``, where the workers share the GPU
+    (a GPU runs several small models at once better than one after another)."""
     from pntm.models import build_model
     from pntm.runs import RunDir
 
@@ -99,7 +102,8 @@ def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | 
                 name = run_name(task, model, seed)
                 _check_existing(RunDir(out / name), cfg)
                 jobs.append({"name": name, "task": task, "model": model, "seed": seed,
-                             "out": str(out / name), "cfg": cfg, "command": command})
+                             "out": str(out / name), "cfg": cfg, "command": command,
+                             "device": device})
     return jobs
 
 
@@ -167,9 +171,10 @@ def run_one(job: dict) -> dict:
                     run.file(leftover).unlink(missing_ok=True)
                 start_run(run.path, job["cfg"])
             with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
-                report = train_run(run.path, device="cpu", command=job["command"], quiet=True)
+                device = job.get("device", "cpu")
+                report = train_run(run.path, device=device, command=job["command"], quiet=True)
                 if report is None:  # train.eval_at_end is off
-                    report = evaluate_run(run.path, device="cpu", command=job["command"],
+                    report = evaluate_run(run.path, device=device, command=job["command"],
                                           quiet=True)
             run.file(ERROR).unlink(missing_ok=True)
         result["train_seconds"] = report.get("train_seconds")
@@ -323,9 +328,11 @@ def cmd_sweep(args, command: str) -> int:
         raise PntmError("--address is for --executor ray")
     if args.executor == "ray":
         import_ray()  # a missing extra fails before anything runs
+    from pntm.device import resolve_device
+    device = resolve_device(args.device).type  # cuda without a GPU fails before anything runs
     jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
                 parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
-                command=command)
+                command=command, device=device)
     where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
         f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
     print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
