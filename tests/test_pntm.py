@@ -244,7 +244,11 @@ def test_content_head_reads_the_cell_whose_content_matches_its_query():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"memory_path": "scan", "hard": False},
-                                       {"content_match": "key"}])
+                                       {"content_match": "key"},
+                                       {"content_match": "context", "token_shift": True,
+                                        "shift_tokens": 2},
+                                       {"content_match": "context", "token_shift": True,
+                                        "hard": False}])
 def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
     # Hard content heads with the memory scan are left out: its weightings carry float noise
     # of ~1e-7, which breaks the exact ties of repeated random tokens differently in each mode.
@@ -255,6 +259,31 @@ def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_context_head_reads_the_cell_after_the_same_context():
+    # shift_tokens 2: cell j's key is a function of inputs j-1, j-2 only, and so is the query
+    # at t. Tokens: 0:5 1:3 2:4 3:6 4:7 5:3 6:4 7:8 8:3. At t = 7 the last two inputs (3, 4)
+    # occurred before cell 3 (inputs 1, 2): its key is the same vector, cos 1, the argmax.
+    # Nothing before t = 4 repeats a context, and t never matches itself (strictly earlier
+    # cells; t = 0 reads cell 0).
+    torch.manual_seed(0)
+    model = make_model(tape_writer=True, content_heads=1, content_match="context",
+                       token_shift=True, shift_tokens=2, layers=1)
+    layer = model.layers[0]
+    tokens = torch.tensor([[5, 3, 4, 6, 7, 3, 4, 8, 3]])
+    u = model.embed(tokens, torch.zeros_like(tokens))    # no separator: all prompt
+    earlier = [F.pad(u, (0, 0, k, 0))[:, :u.shape[1]] for k in (1, 2)]
+    ctl = layer.controls(u, torch.stack(earlier, dim=2))
+    _, keys, causal = layer.parallel_tape(ctl)
+    weights = layer.content_weights(ctl, keys, causal)[0, :, 0]      # (T, J)
+    chosen = weights.argmax(-1)
+    assert chosen[7] == 3                  # context (3, 4) as before cell 3
+    assert chosen[0] == 0
+    assert all(chosen[t] < t for t in range(1, 9))
+    assert torch.equal(weights.sum(-1), torch.ones(9))
+    cos = F.cosine_similarity(keys[0, 7, 0], keys[0, 3, 0], dim=0)
+    torch.testing.assert_close(cos, torch.tensor(1.0))
+
+
 def test_content_heads_need_the_tape_writer():
     from pntm.errors import ConfigError
     with pytest.raises(ConfigError, match="content_heads"):
@@ -263,3 +292,5 @@ def test_content_heads_need_the_tape_writer():
         make_model(tape_writer=True, content_heads=1, content_match="both")
     with pytest.raises(ConfigError, match="content_strength"):
         make_model(tape_writer=True, content_heads=1, content_strength=0.0)
+    with pytest.raises(ConfigError, match="token_shift"):
+        make_model(tape_writer=True, content_heads=1, content_match="context")
