@@ -1,6 +1,11 @@
 """`pntm sweep`: a tiny grid runs, resumes, records failures, and refuses bad input up front."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +142,35 @@ def test_ray_executor(tmp_path, capsys):
     out = tmp_path / "grid"
     assert sweep(out, tasks="parity", seeds="0", extra=["--executor", "ray", "--workers", "1"]) == 0
     assert (out / "parity-lstm-s0" / "eval.json").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child pids from /proc")
+def test_sigterm_stops_the_workers_and_the_run_resumes(tmp_path):
+    out = tmp_path / "grid"
+    sets = [x for s in TINY + ["train.checkpoint_every=50"] for x in ("--set", s)]
+    sweep = subprocess.Popen([sys.executable, "-m", "pntm.cli", "sweep", "--tasks", "parity",
+                              "--models", "lstm", "--seeds", "0", "--out", str(out),
+                              "--workers", "1", *sets, "--steps", "1000000"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "parity-lstm-s0" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+        assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
+        time.sleep(0.2)
+    workers = children(sweep.pid)
+    assert workers
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=60) == 130
+    assert "interrupted" in sweep.stderr.read()
+    for pid in workers:  # gone (or a zombie about to be reaped), not training on
+        status = Path(f"/proc/{pid}/status")
+        deadline = time.monotonic() + 30
+        while status.exists() and "zombie" not in status.read_text():
+            assert time.monotonic() < deadline, f"worker {pid} still runs"
+            time.sleep(0.2)
+    assert (out / "parity-lstm-s0" / "train_state.pt").is_file()  # what resumes
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()]

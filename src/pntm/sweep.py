@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -219,6 +220,7 @@ def run_local(jobs: list[dict], workers: int):
     pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=limit_threads, max_tasks_per_child=1)
+    finished = False
     try:
         futures = {pool.submit(run_one, job): job for job in jobs}
         for future in as_completed(futures):
@@ -226,8 +228,12 @@ def run_local(jobs: list[dict], workers: int):
                 yield future.result()
             except Exception as err:  # noqa: BLE001 -- a worker died (killed, out of memory)
                 yield _failed(futures[future], err)
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not finished:  # interrupted (Ctrl-C, SIGTERM): stop the runs too, they resume later
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def import_ray():
@@ -322,6 +328,10 @@ def sweep(jobs: list[dict], *, executor: str = "local", workers: int | None = No
     return [results[job["name"]] for job in jobs if job["name"] in results]
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_sweep(args, command: str) -> int:
     """``pntm sweep``: 0 when every run has its eval.json, 1 when some failed."""
     if args.address and args.executor != "ray":
@@ -336,6 +346,9 @@ def cmd_sweep(args, command: str) -> int:
     where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
         f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
     print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
+    # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the worker processes
+    # stop with the sweep instead of training on, orphaned; each run resumes from its checkpoint.
+    signal.signal(signal.SIGTERM, _interrupted)
     started = time.perf_counter()
     results = sweep(jobs, executor=args.executor, workers=args.workers, address=args.address,
                     echo=lambda line: print(line, flush=True))
