@@ -29,6 +29,7 @@ def random_tokens(batch, length, seed=0):
     {"tape_writer": True, "shift_range": 3},
     {"token_shift": True, "relaxed_heads": 1},
     {"token_shift": True, "shift_tokens": 3, "tape_writer": True, "content_heads": 1},
+    {"tape_writer": True, "periods": []},                # cells without address tags
 ])
 def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
     model = make_model(**overrides)
@@ -38,6 +39,14 @@ def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
         recurrent = run_recurrent(model, tokens)
     assert parallel.shape == (3, 200, VOCAB)
     torch.testing.assert_close(recurrent, parallel, atol=1e-5, rtol=1e-5)
+
+
+def test_cells_without_address_tags_read_zero_tags_and_train():
+    model = make_model(tape_writer=True, periods=[]).train()
+    layer = model.layers[0]
+    assert torch.equal(layer.addresses(7, "cpu"), torch.zeros(7, layer.address_width))
+    model(random_tokens(2, 30)).sum().backward()  # the position path and its backward run
+    assert model.layers[0].controller.weight.grad is not None
 
 
 def test_parameters_do_not_depend_on_memory_size():

@@ -160,6 +160,7 @@ class PNTMLayer(nn.Module):
         self.shift_range = shift_range
         self.width = memory_width
         self.periods = periods
+        self.address_width = address_width
         self.hard = hard
         self.scan_method = scan_method
         self.initial_value = initial_memory
@@ -218,9 +219,13 @@ class PNTMLayer(nn.Module):
         return torch.full((cells, self.width), self.initial_value, device=device)
 
     def addresses(self, cells: int, device) -> Tensor:
-        """Read-only address tags ``A[i] = Σ_p P_p[i mod p]`` (N, address_width)."""
+        """Read-only address tags ``A[i] = Σ_p P_p[i mod p]`` (N, address_width); zeros when
+        ``periods`` is empty (cells without tags)."""
         index = torch.arange(cells, device=device)
-        return sum(pattern[index % p] for p, pattern in zip(self.periods, self.address_patterns))
+        tags = torch.zeros(cells, self.address_width, device=device)
+        for p, pattern in zip(self.periods, self.address_patterns):
+            tags = tags + pattern[index % p]
+        return tags
 
     def address_table(self, device) -> Tensor:
         """The tag of each residue modulo ``lcm(periods)`` (L, address_width)."""
