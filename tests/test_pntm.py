@@ -181,6 +181,34 @@ def test_relaxed_training_is_soft_and_evaluation_is_hard():
     assert not layer.relaxed and layer.temperature == 1.0
 
 
+@pytest.mark.parametrize("hold", [False, True])
+def test_hold_temperature_keeps_the_annealed_gradient_after_the_relax_phase(hold):
+    """After the relax phase the heads are hard either way; with hold_temperature the relaxed
+    heads' straight-through gradient is that of softmax(z / min_temperature), without it that of
+    softmax(z), and the heads that never relaxed keep softmax(z)."""
+    model = make_model(relax=[0.2, 0.5], relaxed_heads=1, min_temperature=0.1,
+                       hold_temperature=hold).train()
+    model.set_training_progress(0.75)
+    layer = model.layers[0]
+    assert not layer.relaxing()
+    assert layer.temperature == (0.1 if hold else 1.0)
+    torch.manual_seed(1)
+    h = torch.randn(2, 7, layer.to_shift.in_features, requires_grad=True)
+    shift, jump = layer.head_choices(h)
+    assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
+    assert set(jump.detach().unique().tolist()) <= {0.0, 1.0}
+    tau = torch.tensor([0.1 if hold and relaxed else 1.0 for relaxed in layer.relaxed_mask.tolist()])
+    logits = layer.to_shift(h).view(*shift.shape)
+    soft_shift = (logits / tau[:, None]).softmax(-1)
+    soft_jump = torch.sigmoid(layer.to_jump(h) / tau)
+    weights = torch.randn_like(shift), torch.randn_like(jump)
+    got = torch.autograd.grad((shift * weights[0]).sum() + (jump * weights[1]).sum(), h)[0]
+    want = torch.autograd.grad((soft_shift * weights[0]).sum() + (soft_jump * weights[1]).sum(), h)[0]
+    torch.testing.assert_close(got, want)
+    model.eval()
+    assert torch.equal(layer.head_choices(h)[0], shift.detach())
+
+
 def test_tape_writer_writes_one_cell_per_token():
     model = make_model(tape_writer=True)
     layer = model.layers[0]
