@@ -249,6 +249,12 @@ def test_closed_form_tape_memory_equals_the_memory_scan(overrides):
         torch.testing.assert_close(grads[0][key], grads[1][key], atol=1e-5, rtol=1e-4)
 
 
+def test_hold_temperature_must_be_a_boolean():
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="hold_temperature must be true or false"):
+        make_model(hold_temperature="yes")
+
+
 def test_memory_path_must_be_known():
     from pntm.errors import ConfigError
     with pytest.raises(ConfigError, match="memory_path"):

@@ -564,6 +564,9 @@ class PNTM(SequenceModel):
         if cfg["head_path"] not in ("auto", "fourier"):
             raise ConfigError(f"pntm model_config.head_path must be 'auto' or 'fourier', "
                               f"got {cfg['head_path']!r}")
+        if not isinstance(cfg["hold_temperature"], bool):
+            raise ConfigError("pntm model_config.hold_temperature must be true or false, "
+                              f"got {cfg['hold_temperature']!r}")
         if cfg["shift_tokens"] < 1:
             raise ConfigError("pntm model_config.shift_tokens must be >= 1")
         if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
