@@ -1,0 +1,152 @@
+"""Finite-state heads: maps on a small set of states, composed by a parallel scan.
+
+A head that only moves by shifts composes translations, an abelian group: it can count modulo
+``N`` but not track a non-commutative state such as a product modulo 5 (``a * b`` is not a
+translation of ``a``). A *state head* instead keeps one of ``S`` states and lets every token
+choose a whole map of the states onto themselves, as the transition of a finite automaton::
+
+    s_t = f_t(s_{t-1}),     s_0 = 0,     f_t : {0..S-1} -> {0..S-1}
+
+Composition of maps is associative, so the states of a whole sequence come out of a prefix scan
+over the maps (``F_t = f_t ∘ … ∘ f_1``, ``s_t = F_t(s_0)``) without a loop over time. Any finite
+automaton with at most ``S`` states, commutative or not, is one choice of ``f``.
+
+Two forms, each beside its sequential reference:
+
+* **Soft** (relaxed training): row-stochastic matrices ``A_t`` (``A_t[i, j]`` = the chance that
+  state ``i`` goes to ``j``) act on distributions, ``p_t = p_{t-1} A_t`` (row vectors).
+  :func:`soft_states` scans the matrix products in log2 T rounds (Hillis-Steele): O(T log T S³)
+  work, exact up to rounding; :func:`soft_states_reference` is the loop.
+* **Hard** (straight-through): the forward pass takes ``f_t(i) = argmax_j A_t[i, j]``, so states
+  are integers and a round of the scan is a gather, O(T log T S). Backward gives the gradient of
+  the soft recurrence evaluated at the one-hot matrices. ``p_t`` is linear in each ``A_t``, so
+  this is the exact effect of changing one token's transition row, as the shift heads'
+  straight-through gradient is (``pntm.hard_heads``). With ``λ_t = ∂L/∂p_t`` through every
+  later step::
+
+      λ_t[i] = g_t[i] + λ_{t+1}[f_{t+1}(i)],      ∂L/∂A_t[i, j] = [i = s_{t-1}] λ_t[j]
+
+  (``g_t`` the direct gradient of ``p_t``). The adjoint is again a composition of maps, run as a
+  reverse scan of (map, vector) pairs in log2 T gather rounds. Only the row of the state the head
+  was in receives a gradient, as only the cell a hard head stands on does.
+
+The scans are written for shapes ``(B, T, H, S)`` (maps) and ``(B, T, H, S, S)`` (matrices):
+batch, time, heads, states.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+# --------------------------------------------------------------------------- hard maps
+
+def compose_prefix(maps: Tensor) -> Tensor:
+    """Prefix compositions ``F_t = f_t ∘ … ∘ f_1`` of integer maps ``maps`` (B, T, H, S) along
+    dim 1: ``F_t[i]`` is the state after step ``t`` of a head that was in ``i`` before step 1.
+
+    Hillis-Steele: after the round with offset ``d`` entry ``t`` holds the composition of steps
+    ``t-2d+1..t``; the earlier steps act first, so ``F[t] ← F[t][F[t-d]]``.
+    """
+    out = maps
+    T, d = maps.shape[1], 1
+    while d < T:
+        later, earlier = out[:, d:], out[:, :-d]
+        out = torch.cat([out[:, :d], torch.gather(later, -1, earlier)], dim=1)
+        d *= 2
+    return out
+
+
+def hard_states(maps: Tensor, start: int = 0) -> Tensor:
+    """States ``s_t = f_t(s_{t-1})``, ``s_0 = start``, for integer maps (B, T, H, S): (B, T, H)."""
+    return compose_prefix(maps)[..., start]
+
+
+def hard_states_reference(maps: Tensor, start: int = 0) -> Tensor:
+    """The loop over time that :func:`hard_states` must equal."""
+    B, T, H, _ = maps.shape
+    state = torch.full((B, H), start, dtype=torch.long, device=maps.device)
+    out = []
+    for t in range(T):
+        state = torch.gather(maps[:, t], -1, state[..., None])[..., 0]
+        out.append(state)
+    return torch.stack(out, dim=1)
+
+
+def adjoint_scan(maps: Tensor, grad: Tensor) -> Tensor:
+    """``λ_t[i] = g_t[i] + λ_{t+1}[f_{t+1}(i)]`` (``λ_{T+1} = 0``) for maps (B, T, H, S) and direct
+    gradients ``grad`` (B, T, H, S), by a reverse Hillis-Steele scan of (map, vector) pairs.
+
+    Entry ``t`` holds ``v_t`` (the gradient collected from steps ``t..t+d-1``) and ``m_t`` (where
+    a state at ``t`` is after step ``t+d``); a round adds ``v_{t+d}`` read through ``m_t`` and
+    extends the map: ``v_t ← v_t + v_{t+d}[m_t]``, ``m_t ← m_{t+d}[m_t]``.
+    """
+    T = maps.shape[1]
+    values = grad
+    # the state at t goes to f_{t+1}(i) after step t+1; the last step has no successor
+    reach = maps[:, 1:]
+    d = 1
+    while d < T:
+        ahead = values[:, d:]                          # v_{t+d} for t = 0..T-d-1
+        gathered = torch.gather(ahead, -1, reach[:, :T - d])
+        values = torch.cat([values[:, :T - d] + gathered, values[:, T - d:]], dim=1)
+        if 2 * d < T:
+            # m_t (t = 0..T-2d-1) now covers steps t+1..t+2d: apply m_t, then m_{t+d}
+            reach = torch.gather(reach[:, d:T - d], -1, reach[:, :T - 2 * d])
+        d *= 2
+    return values
+
+
+class _HardStates(torch.autograd.Function):
+    """One-hot states of hard maps with the straight-through gradient of the soft recurrence."""
+
+    @staticmethod
+    def forward(ctx, matrices, maps, start):
+        states = hard_states(maps, start)
+        ctx.save_for_backward(maps, states)
+        ctx.start, ctx.S = start, maps.shape[-1]
+        return torch.nn.functional.one_hot(states, ctx.S).to(matrices.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        maps, states = ctx.saved_tensors
+        lam = adjoint_scan(maps, grad)                               # (B, T, H, S)
+        before = torch.cat([torch.full_like(states[:, :1], ctx.start), states[:, :-1]], dim=1)
+        grad_matrices = torch.zeros(*lam.shape, ctx.S, dtype=lam.dtype, device=lam.device)
+        grad_matrices.scatter_(-2, before[..., None, None].expand(*before.shape, 1, ctx.S),
+                               lam[..., None, :])
+        return grad_matrices, None, None
+
+
+def hard_state_path(matrices: Tensor, start: int = 0) -> Tensor:
+    """One-hot states (B, T, H, S) of the maps ``f_t(i) = argmax_j matrices[..., i, j]``, with
+    the straight-through gradient with respect to ``matrices`` (B, T, H, S, S) (see the module
+    docstring). Exact ties go to the lowest state."""
+    return _HardStates.apply(matrices, matrices.argmax(-1), start)
+
+
+# --------------------------------------------------------------------------- soft matrices
+
+def soft_states(matrices: Tensor, start: int = 0) -> Tensor:
+    """Distributions ``p_t = p_{t-1} A_t`` with ``p_0 = δ_start`` for matrices (B, T, H, S, S):
+    (B, T, H, S). Prefix products in log2 T rounds (``P[t] ← P[t-d] P[t]``); differentiable
+    by autograd."""
+    out = matrices
+    T, d = matrices.shape[1], 1
+    while d < T:
+        out = torch.cat([out[:, :d], out[:, :-d] @ out[:, d:]], dim=1)
+        d *= 2
+    return out[..., start, :]
+
+
+def soft_states_reference(matrices: Tensor, start: int = 0) -> Tensor:
+    """The loop over time that :func:`soft_states` must equal."""
+    B, T, H, S, _ = matrices.shape
+    p = torch.zeros(B, H, S, dtype=matrices.dtype, device=matrices.device)
+    p[..., start] = 1.0
+    out = []
+    for t in range(T):
+        p = (p[..., None, :] @ matrices[:, t])[..., 0, :]
+        out.append(p)
+    return torch.stack(out, dim=1)

@@ -1,0 +1,98 @@
+"""Finite-state heads' scans (pntm.state_maps) against their loops and hand-computed cases."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pntm.state_maps import (adjoint_scan, compose_prefix, hard_state_path, hard_states,
+                             hard_states_reference, soft_states, soft_states_reference)
+
+
+def multiply_mod5(factor: int) -> list[int]:
+    """The map ``i -> factor * i mod 5`` on states 0..4."""
+    return [(factor * i) % 5 for i in range(5)]
+
+
+def test_hand_case_product_mod_5():
+    # states are residues mod 5; the head starts on 1 (the empty product) and each token
+    # multiplies: 1 ->2-> 2 ->3-> 1 ->4-> 4 ->0-> 0 ->3-> 0
+    maps = torch.tensor([multiply_mod5(k) for k in (2, 3, 4, 0, 3)])[None, :, None]
+    assert hard_states(maps, start=1)[0, :, 0].tolist() == [2, 1, 4, 0, 0]
+    assert hard_states_reference(maps, start=1)[0, :, 0].tolist() == [2, 1, 4, 0, 0]
+
+
+def test_non_commuting_maps_keep_their_order():
+    # swap(0,1) then cycle(0->1->2->0), against the reverse order: different states
+    swap, cycle = [1, 0, 2], [1, 2, 0]
+    ab = torch.tensor([swap, cycle])[None, :, None]
+    ba = torch.tensor([cycle, swap])[None, :, None]
+    # from 0: swap -> 1, cycle -> 2;   cycle -> 1, swap -> 0
+    assert hard_states(ab)[0, :, 0].tolist() == [1, 2]
+    assert hard_states(ba)[0, :, 0].tolist() == [1, 0]
+    # the prefix compositions as whole tables: F_2 = cycle ∘ swap maps 0->2, 1->1, 2->0
+    assert compose_prefix(ab)[0, 1, 0].tolist() == [2, 1, 0]
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 17, 64, 1000])
+def test_hard_scan_equals_loop(T):
+    g = torch.Generator().manual_seed(T)
+    maps = torch.randint(0, 7, (3, T, 2, 7), generator=g)
+    assert torch.equal(hard_states(maps, 3), hard_states_reference(maps, 3))
+
+
+def straight_through_reference(matrices: torch.Tensor, start: int) -> torch.Tensor:
+    """The soft loop run on one-hot matrices, with the gradient of the soft matrices."""
+    hard = F.one_hot(matrices.argmax(-1), matrices.shape[-1]).to(matrices)
+    return soft_states_reference(hard + (matrices - matrices.detach()), start)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 33, 300])
+def test_hard_path_gradient_is_the_soft_recurrence_at_one_hot_matrices(T):
+    g = torch.Generator().manual_seed(100 + T)
+    S = 5
+    logits = torch.randn(2, T, 3, S, S, generator=g, dtype=torch.float64)
+    upstream = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    out_a = hard_state_path(a.softmax(-1), start=2)
+    out_b = straight_through_reference(b.softmax(-1), start=2)
+    assert torch.equal(out_a, out_b)
+    (out_a * upstream).sum().backward()
+    (out_b * upstream).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_adjoint_by_hand():
+    # two states, T = 3, maps: swap, stay, swap; gradients g_t
+    swap, stay = [1, 0], [0, 1]
+    maps = torch.tensor([swap, stay, swap])[None, :, None]
+    grad = torch.tensor([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]])[None, :, None]
+    # λ_3 = g_3 = [100, 200]; λ_2[i] = g_2[i] + λ_3[swap(i)] = [10+200, 20+100]
+    # λ_1[i] = g_1[i] + λ_2[stay(i)] = [1+210, 2+120]
+    lam = adjoint_scan(maps, grad)[0, :, 0]
+    assert lam.tolist() == [[211.0, 122.0], [210.0, 120.0], [100.0, 200.0]]
+
+
+@pytest.mark.parametrize("T", [1, 4, 31, 200])
+def test_soft_scan_equals_loop_forward_and_backward(T):
+    g = torch.Generator().manual_seed(7 * T)
+    logits = torch.randn(2, T, 2, 4, 4, generator=g, dtype=torch.float64)
+    upstream = torch.randn(2, T, 2, 4, generator=g, dtype=torch.float64)
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    pa, pb = soft_states(a.softmax(-1), 1), soft_states_reference(b.softmax(-1), 1)
+    torch.testing.assert_close(pa, pb)
+    torch.testing.assert_close(pa.sum(-1), torch.ones_like(pa[..., 0]))  # still distributions
+    (pa * upstream).sum().backward()
+    (pb * upstream).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_extreme_logits_stay_finite():
+    logits = torch.randn(1, 500, 1, 6, 6) * 1e4
+    logits.requires_grad_()
+    soft_states(logits.softmax(-1)).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    hard = logits.detach().clone().requires_grad_()
+    (hard_state_path(hard.softmax(-1)) * torch.randn(1, 500, 1, 6)).sum().backward()
+    assert torch.isfinite(hard.grad).all()
