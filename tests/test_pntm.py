@@ -30,6 +30,9 @@ def random_tokens(batch, length, seed=0):
     {"token_shift": True, "relaxed_heads": 1},
     {"token_shift": True, "shift_tokens": 3, "tape_writer": True, "content_heads": 1},
     {"tape_writer": True, "periods": []},                # cells without address tags
+    {"state_heads": 2, "states": 5},                     # finite-state heads, hard
+    {"state_heads": 1, "hard": False},                   # soft state heads
+    {"tape_writer": True, "state_heads": 2, "states": 3},  # position path with state heads
 ])
 def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
     model = make_model(**overrides)
@@ -337,3 +340,26 @@ def test_content_heads_need_the_tape_writer():
         make_model(tape_writer=True, content_heads=1, content_strength=0.0)
     with pytest.raises(ConfigError, match="token_shift"):
         make_model(tape_writer=True, content_heads=1, content_match="context")
+
+
+def test_state_heads_run_the_automaton_their_maps_choose():
+    """A state head whose maps are set by hand (token 5 multiplies by 2 mod 5, every other
+    token keeps the state) reads the embedding of 2^(count of 5s) mod 5 from state 1."""
+    model = make_model(state_heads=1, states=5)
+    machine = model.layers[0].machine
+    double = torch.tensor([(2 * i) % 5 for i in range(5)])
+    with torch.no_grad():
+        h = torch.zeros(1, 4, machine.to_maps.in_features)
+        h[0, 1, 0] = 1.0  # tokens 1 and 3 carry feature 0: the "times 2" token
+        h[0, 3, 0] = 1.0
+        machine.to_maps.weight.zero_()
+        logits = torch.full((5, 5), -50.0)
+        logits[range(5), range(5)] = 50.0        # bias: stay
+        machine.to_maps.bias.copy_(logits.flatten())
+        jump = torch.full((5, 5), -100.0)
+        jump[range(5), double] = 100.0
+        machine.to_maps.weight[:, 0] = (jump - logits).flatten()  # feature 0: double
+        from pntm.state_maps import hard_states
+        maps = machine.matrices(h).argmax(-1)
+        states = hard_states(maps, start=1)
+    assert states[0, :, 0].tolist() == [1, 2, 2, 4]

@@ -125,6 +125,7 @@ from torch import Tensor, nn
 
 from pntm.errors import ConfigError
 from pntm.models.base import SequenceModel, register_model
+from pntm.models.state_heads import StateHeads
 from pntm.hard_heads import tape_read
 from pntm.scan import linear_scan, scan_step
 
@@ -145,6 +146,7 @@ class LayerState:
     length: int = 0  # tokens seen: the tape's written cells are 0..length-1
     keys: Tensor | None = None  # (B, N, W), or (B, N, H_content, W) for context match: the keys
     #                             written with the tape (content heads)
+    machine: Tensor | None = None  # (B, H_state, S): state heads' distributions (one-hot if hard)
 
 
 class PNTMLayer(nn.Module):
@@ -157,7 +159,8 @@ class PNTMLayer(nn.Module):
                  relaxed_heads: int | None = None, token_shift: int = 0,
                  memory_path: str = "auto", head_path: str = "auto",
                  jump_horizon: int | None = None, content_heads: int = 0,
-                 content_match: str = "content", content_strength: float = 1.0):
+                 content_match: str = "content", content_strength: float = 1.0,
+                 state_heads: int = 0, states: int = 16, stay_bias: float = 2.0):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -203,7 +206,10 @@ class PNTMLayer(nn.Module):
         self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
         reads = read_heads + content_heads
-        self.out = nn.Linear(d_ff + reads * (memory_width + address_width), d_model)
+        self.machine = (StateHeads(d_ff, state_heads, states, memory_width, stay_bias)
+                        if state_heads else None)
+        self.out = nn.Linear(d_ff + reads * (memory_width + address_width)
+                             + state_heads * memory_width, d_model)
         self.address_patterns = nn.ParameterList(
             [nn.Parameter(torch.randn(p, address_width)) for p in periods])
 
@@ -367,14 +373,20 @@ class PNTMLayer(nn.Module):
             extra_contents, extra_tags = self.content_reads(ctl, *tape)
             contents = torch.cat([contents, extra_contents], dim=2)
             tags = torch.cat([tags, extra_tags], dim=2)
-        reads = torch.cat([contents, tags], dim=-1)
-        return u + self.out(torch.cat([ctl["h"], reads.flatten(2)], dim=-1))
+        reads = [ctl["h"], torch.cat([contents, tags], dim=-1).flatten(2)]
+        if self.machine is not None:
+            reads.append(self.machine.read(ctl["states"]).flatten(2))
+        return u + self.out(torch.cat(reads, dim=-1))
 
     # ---- parallel mode ---------------------------------------------------------------------
     def forward(self, u: Tensor, cells: int) -> Tensor:
         B, T, _ = u.shape
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
         ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
+        if self.machine is not None:
+            relaxing = self.relaxing()
+            ctl["states"] = self.machine(ctl["h"], self.hard and not relaxing,
+                                         self.temperature if relaxing else 1.0)
         if self.tape_writer and self.memory_path == "auto" and self.uses_positions():
             contents, tags = tape_read(
                 ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
@@ -465,16 +477,20 @@ class PNTMLayer(nn.Module):
             keys = torch.zeros_like(memory)
         elif self.match_context:
             keys = memory.new_zeros(batch_size, cells, self.content_heads, self.width)
+        machine = (self.machine.initial(batch_size, device) if self.machine is not None
+                   else None)
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
-            return LayerState(None, memory, previous, positions, keys=keys)
+            return LayerState(None, memory, previous, positions, keys=keys, machine=machine)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
-        return LayerState(spectra, memory, previous, keys=keys)
+        return LayerState(spectra, memory, previous, keys=keys, machine=machine)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """One token: ``u`` is (B, 1, d)."""
         cells = state.memory.shape[1]
         ctl = self.controls(u, state.previous[:, None])
+        if self.machine is not None:
+            ctl["states"] = self.machine.step(ctl["h"], state.machine, self.hard)
         if state.positions is not None:
             return self.position_step(u, ctl, state)
         a, b = self.location_coefficients(ctl, cells)
@@ -484,7 +500,7 @@ class PNTMLayer(nn.Module):
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
         out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory))
         return out, LayerState(spectra, memory, self.remember(u, state), length=state.length + 1,
-                               keys=state.keys)
+                               keys=state.keys, machine=self.machine_state(ctl))
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -507,7 +523,12 @@ class PNTMLayer(nn.Module):
         out = self.residual(u, ctl, contents[:, None], tags[:, None],
                             self.step_tape(ctl, state, memory))
         return out, LayerState(None, memory, self.remember(u, state), positions,
-                               state.length + 1, state.keys)
+                               state.length + 1, state.keys, self.machine_state(ctl))
+
+    @staticmethod
+    def machine_state(ctl: dict[str, Tensor]) -> Tensor | None:
+        """State heads' distributions after this token (B, H_state, S), if the layer has any."""
+        return ctl["states"][:, 0] if "states" in ctl else None
 
     def remember(self, u: Tensor, state: LayerState) -> Tensor:
         """The last ``token_shift`` inputs after input ``u`` (B, 1, d), newest first."""
@@ -549,6 +570,9 @@ class PNTM(SequenceModel):
                                          # key: with a key written with each cell;
                                          # context: cells whose preceding inputs match
             "content_strength": 0.69,  # initial strength β of content heads (softplus(0))
+            "state_heads": 0,     # finite-state heads per layer (maps on `states` states)
+            "states": 16,         # S: states of each state head
+            "stay_bias": 2.0,     # initial logit of a state head keeping its state
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -572,6 +596,8 @@ class PNTM(SequenceModel):
         if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
             raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
                               "tape_writer: true (they read the write-once tape)")
+        if cfg["state_heads"] < 0 or cfg["states"] < 1:
+            raise ConfigError("pntm model_config.state_heads must be >= 0 and states >= 1")
         if not cfg["content_strength"] > 0:
             raise ConfigError("pntm model_config.content_strength must be > 0")
         if cfg["content_match"] not in ("key", "content", "context"):
@@ -601,7 +627,8 @@ class PNTM(SequenceModel):
                       cfg["jump_bias"], cfg["relaxed_heads"],
                       cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
-                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"])
+                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"],
+                      cfg["state_heads"], cfg["states"], cfg["stay_bias"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)

@@ -1,0 +1,79 @@
+"""State heads: small learned automata inside a P-NTM layer (see ``pntm.state_maps``).
+
+Each of a layer's ``heads`` state heads holds one of ``S`` states. At every token the controller
+output ``h_t`` chooses a transition for every state, a row-stochastic matrix::
+
+    A_t[i, ·] = softmax(W_A h_t + b)[i, ·]       (S × S per head)
+    p_t = p_{t-1} A_t,      p_0 = δ_0,      r_t = p_t E       (E: S × width, learned)
+
+and the head's read ``r_t`` joins the layer's other reads. Hard heads (the default, as for the
+location heads) take ``f_t(i) = argmax_j A_t[i, j]``: the state is an integer, a scan round is a
+gather, and the straight-through gradient is the soft recurrence's at the one-hot matrices.
+
+Decisions (our own; the paper's abstract is silent on non-abelian state):
+
+* **Why.** Shift heads compose translations, so a stack of them counts in an abelian group. A map
+  per token composes any finite automaton of at most ``S`` states (a product modulo 5, a
+  permutation, a bounded stack's top) and is still associative, so the layer keeps its parallel
+  scan. This is the general form of which a shift head is the special case ``f(i) = i + k``.
+* **Start state 0 and the initial transitions.** ``b`` puts ``stay_bias`` on the diagonal: at
+  the start every token keeps the state (the head is a constant), and the weights' random part
+  makes some tokens move it. A head that starts as a pool of random maps collapses: composing
+  random maps on ``S`` states reaches a constant within a few tokens, and its gradient then
+  sees one state only.
+* **Reads are embeddings of the state** (``E``), not memory cells: the state head is a register
+  of ``log2 S`` bits that the controller can branch on at the next layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pntm.state_maps import hard_state_path, soft_states
+
+
+class StateHeads(nn.Module):
+    """``heads`` finite-state heads with ``states`` states each, read as ``width`` numbers."""
+
+    def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float):
+        super().__init__()
+        self.heads, self.states, self.width = heads, states, width
+        self.to_maps = nn.Linear(d_ff, heads * states * states)
+        self.embedding = nn.Parameter(torch.randn(heads, states, width) / math.sqrt(width))
+        with torch.no_grad():
+            self.to_maps.bias.view(heads, states, states).zero_()
+            self.to_maps.bias.view(heads, states, states).diagonal(dim1=-2, dim2=-1).fill_(
+                stay_bias)
+
+    def matrices(self, h: Tensor, temperature: float = 1.0) -> Tensor:
+        """Transition matrices ``A_t`` (B, T, heads, S, S) for controller outputs (B, T, d_ff)."""
+        logits = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.states))
+        return (logits / temperature).softmax(-1)
+
+    def initial(self, batch: int, device) -> Tensor:
+        """``p_0 = δ_0`` for every head: (B, heads, S)."""
+        p = torch.zeros(batch, self.heads, self.states, device=device)
+        p[..., 0] = 1.0
+        return p
+
+    def forward(self, h: Tensor, hard: bool, temperature: float = 1.0) -> Tensor:
+        """State distributions (B, T, heads, S) of a whole sequence, by a parallel scan (one-hot
+        with ``hard``)."""
+        matrices = self.matrices(h, temperature)
+        return hard_state_path(matrices) if hard else soft_states(matrices)
+
+    def step(self, h: Tensor, previous: Tensor, hard: bool) -> Tensor:
+        """One token: ``p_t = p_{t-1} A_t`` for ``h`` (B, 1, d_ff) and ``previous`` (B, heads, S);
+        returns (B, 1, heads, S)."""
+        matrices = self.matrices(h)[:, 0]
+        if hard:
+            matrices = F.one_hot(matrices.argmax(-1), self.states).to(matrices)
+        return (previous[..., None, :] @ matrices)[..., 0, :][:, None]
+
+    def read(self, states: Tensor) -> Tensor:
+        """``r_t = p_t E`` per head: (B, T, heads, width)."""
+        return torch.einsum("bths,hsw->bthw", states, self.embedding)
