@@ -36,11 +36,17 @@ def run_dir(tmp_path_factory):
 
 # --------------------------------------------------------------------------- happy paths
 
-def test_tasks_lists_every_task(capsys):
+def test_tasks_lists_every_task_with_its_level(capsys):
     assert main(["tasks"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    header, *lines = capsys.readouterr().out.strip().splitlines()
+    assert header.split() == ["task", "level", "category", "lengths", "description"]
     assert [line.split()[0] for line in lines] == list(tasks.TASKS)
-    assert all(len(line.split()) >= 3 for line in lines)
+    level_at = header.index("level")
+    for line, task in zip(lines, tasks.TASKS.values()):
+        assert line[level_at:].startswith(task.level + " ")
+        assert task.description in line and task.length_range() in line
+    solve_equation = lines[list(tasks.TASKS).index("solve_equation")]
+    assert "deterministic context-free" in solve_equation and "3 and up" in solve_equation
 
 
 def test_eval_writes_json_and_prints_table(run_dir, tmp_path, capsys):
@@ -189,6 +195,34 @@ def test_corrupt_run_dir(capsys, run_dir, tmp_path):
 def test_bad_length_spec(capsys, run_dir):
     assert_user_error(capsys, ["eval", run_dir, "--lengths", "5-1"], "5-1")
     assert_user_error(capsys, ["eval", run_dir, "--lengths", "ten"], "ten")
+
+
+@pytest.mark.parametrize("task, item, fragments", [
+    ("solve_equation", "train.train_lengths=[1,40]",
+     ["train.train_lengths", "'solve_equation'", "lengths 1, 2;", "3 and up", "x=d"]),
+    ("missing_duplicate_string", "eval.lengths=1-8", ["eval.lengths", "length 1;", "2 and up"]),
+    ("binary_addition_dm", "train.train_lengths=[2,10]", ["train.train_lengths", "length 2;"]),
+    ("associative_recall", "eval.lengths=500-520", ["eval.lengths", "513", "1 to 512"]),
+])
+def test_train_with_lengths_the_task_cannot_produce(capsys, tmp_path, task, item, fragments):
+    out = tmp_path / "r"
+    assert_user_error(capsys, ["train", "--task", task, "--model", "lstm", "--set", item,
+                               "--out", str(out)], *fragments)
+    assert not out.exists()
+
+
+def test_eval_with_lengths_the_task_cannot_produce(capsys, tmp_path):
+    # the defaults leave out the lengths the task cannot produce (solve_equation trains on 3-40)
+    run = tmp_path / "solve"
+    assert main(["train", "--task", "solve_equation", "--model", "lstm", "--steps", "1",
+                 *sets(TINY[:3] + ["train.early_stop.every=0", "train.eval_at_end=false"]),
+                 "--set", "train.train_lengths=[3,8]", "--out", str(run)]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in run.iterdir())
+    assert_user_error(capsys, ["eval", str(run), "--lengths", "1-5", "--samples", "2"],
+                      "--lengths", "'solve_equation'", "lengths 1, 2;", "3 and up")
+    assert sorted(p.name for p in run.iterdir()) == before  # no eval.json
+    assert main(["eval", str(run), "--lengths", "3-5", "--samples", "2"]) == 0
 
 
 def test_prompt_token_outside_vocabulary(capsys, run_dir):

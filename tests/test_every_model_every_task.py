@@ -17,7 +17,7 @@ TINY_MODEL = {
     "lstm": ["d_model=16", "num_layers=1"],
     "transformer": ["d_model=16", "layers=1", "heads=2", "d_ff=16"],
 }
-TINY_TRAIN = ["train.batch_size=4", "train.train_lengths=[1,3]", "train.warmup_steps=1",
+TINY_TRAIN = ["train.batch_size=4", "train.warmup_steps=1",
               "train.early_stop.every=0", "train.eval_at_end=false", "train.log_every=1"]
 
 
@@ -29,11 +29,12 @@ def test_every_contract_model_is_implemented():
 def test_model_trains_and_evaluates_on_every_task(model, tmp_path, capsys):
     for task in tasks.TASKS:
         run = tmp_path / task
+        lo = tasks.get_task(task).min_length  # 1 for most: lengths 1-3, evaluated at 2 and 5
         sets = [f"--set=model_config.{s}" for s in TINY_MODEL[model]]
-        sets += [f"--set={s}" for s in TINY_TRAIN]
+        sets += [f"--set={s}" for s in TINY_TRAIN + [f"train.train_lengths=[{lo},{lo + 2}]"]]
         assert main(["train", "--task", task, "--model", model, "--steps", "2", *sets,
                      "--out", str(run)]) == 0, capsys.readouterr().err
-        assert main(["eval", str(run), "--lengths", "2,5", "--samples", "3"]) == 0
+        assert main(["eval", str(run), "--lengths", f"{lo + 1},{lo + 4}", "--samples", "3"]) == 0
         report = json.loads((run / "eval.json").read_text())
-        assert [row["length"] for row in report["lengths"]] == [2, 5]
+        assert [row["length"] for row in report["lengths"]] == [lo + 1, lo + 4]
         assert report["task"] == task and report["model"] == model

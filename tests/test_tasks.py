@@ -10,7 +10,7 @@ import torch
 
 from pntm.tasks import (
     BOS, EOS, PAD, SEP,
-    DEFAULT_OOD_LENGTHS, DEFAULT_TRAIN_LENGTHS, REQUIRED_TASKS, TASKS,
+    DEFAULT_OOD_LENGTHS, DEFAULT_TRAIN_LENGTHS, LEVELS, REQUIRED_TASKS, TASKS,
     Example, InvalidPromptError, LengthSpecError, UnknownTaskError, UnknownTokenError, Vocab,
     encode_batch, eval_examples, get_task, parse_lengths, sample_examples, train_generator,
 )
@@ -94,11 +94,14 @@ def test_registry():
         "parity", "cycle_navigation", "modular_arithmetic", "copy", "reverse",
         "duplicate", "associative_recall", "binary_addition",
     )
-    assert set(TASKS) == set(REFERENCE)
+    # the project's own tasks come first (the Chomsky suite's are in test_chomsky_tasks.py)
+    assert list(TASKS)[: len(REFERENCE)] == list(REFERENCE)
     assert list(TASKS)[: len(REQUIRED_TASKS)] == list(REQUIRED_TASKS)
     for name, task in TASKS.items():
         assert task.name == name
-        assert task.category in ("state_tracking", "memorization", "arithmetic")
+        assert task.category in ("state_tracking", "memorization", "arithmetic", "chomsky")
+        assert (task.category == "chomsky") == (name not in REFERENCE)
+        assert task.level in LEVELS
         assert task.description and "\n" not in task.description
         assert get_task(name) is task
     assert TASKS["binary_multiplication"].category == "arithmetic"
@@ -162,7 +165,7 @@ def test_solve_rejects_bad_prompts(name, prompt):
 
 # --------------------------------------------------------------------------- generators vs brute force
 
-@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("name", list(REFERENCE))
 def test_generated_answers_and_sizes(name):
     task = get_task(name)
     rng = np.random.default_rng(7)
@@ -188,7 +191,7 @@ def test_associative_recall_keys_distinct_and_bounded():
         assert len(set(keys)) == n
         assert all(set(k) <= set("abcdefgh") for k in keys)
         assert p[4 * n] == "?" and "".join(p[-3:]) in keys
-    with pytest.raises(ValueError, match="512"):
+    with pytest.raises(LengthSpecError, match="no examples of length 513; its lengths are 1 to 512"):
         task.generate(513, rng)
 
 
@@ -203,8 +206,10 @@ def test_generated_data_is_varied():
 
 @pytest.mark.parametrize("length", [0, -1])
 def test_bad_lengths(length):
-    with pytest.raises(ValueError):
+    with pytest.raises(LengthSpecError, match=f"'parity' has no examples of length {length};"):
         get_task("parity").generate(length, np.random.default_rng(0))
+    with pytest.raises(LengthSpecError):
+        eval_examples(get_task("parity"), length, 2)
 
 
 def test_generation_is_fast():
@@ -286,7 +291,8 @@ def test_encode_batch_multi_token_answer():
 def test_encode_batch_invariants(name):
     task = get_task(name)
     rng = np.random.default_rng(3)
-    examples = [task.generate(int(n), rng) for n in rng.integers(1, 20, size=8)]
+    examples = [task.generate(max(int(n), task.min_length), rng)
+                for n in rng.integers(1, 20, size=8)]
     b = encode_batch(examples, task.vocab)
     for i, ex in enumerate(examples):
         P, A = int(b.prompt_lengths[i]), int(b.answer_lengths[i])

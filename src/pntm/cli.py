@@ -155,8 +155,15 @@ def build_parser() -> ArgumentParser:
 # --------------------------------------------------------------------------- commands
 
 def cmd_tasks(args) -> None:
-    for task in tasks.TASKS.values():
-        print(f"{task.name:<22} {task.category:<15} {task.description}")
+    """A header, then one line per task: name, Chomsky level, category (state_tracking,
+    memorization and arithmetic are the project's own tasks; chomsky the suite's), the lengths it
+    can produce, description."""
+    rows = [("task", "level", "category", "lengths", "description")]
+    rows += [(t.name, t.level, t.category, t.length_range(), t.description)
+             for t in tasks.TASKS.values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[4])
 
 
 def cmd_train(args, argv: list[str]) -> None:
@@ -212,9 +219,16 @@ def _check_resume(run, args, dataset=None) -> None:
 def cmd_eval(args, argv: list[str]) -> None:
     from pntm.evaluate import evaluate_run
 
+    from pntm.runs import RunDir
+
     device = resolve_device(args.device)
     if args.lengths is not None:
         tasks.parse_lengths(args.lengths)  # a bad spec fails before any loading
+    if args.data is None and args.lengths is not None:
+        cfg = RunDir(args.run_dir).load_config()
+        if cfg["data"] is None:  # so do lengths the run's task cannot produce
+            tasks.get_task(cfg["task"]).check_lengths(tasks.parse_lengths(args.lengths),
+                                                      "--lengths")
     evaluate_run(args.run_dir, lengths=args.lengths, samples=args.samples, json_path=args.json,
                  device=device, command=command_line(argv), data=args.data)
 

@@ -16,6 +16,11 @@ so a typo is an error rather than a silently ignored setting.
 A run on the user's own JSONL data (``pntm train --data``) has ``data`` set (see pntm.data): its
 ``task`` is only a name (the file's stem unless ``--task`` names it), no per-task config file
 applies, and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.
+
+A built-in task's run asks only for lengths the task can produce: the defaults leave out those
+below its ``min_length`` (``solve_equation`` trains on 3-40 and is evaluated from 3), and a
+training range or evaluation length the user asks for that it cannot produce is a
+:class:`~pntm.tasks.LengthSpecError` before any run directory exists.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import yaml
 
 from pntm import tasks
+from pntm.data import format_lengths
 from pntm.errors import ConfigError
 from pntm.models import default_model_config, get_model_class
 
@@ -153,14 +159,42 @@ def build_config(task: str | None = None, model: str | None = None, *,
         if not isinstance(user.get(key), str) or not user[key]:
             raise ConfigError(f"no {key} given (use --{key} or set {key} in --config)")
     if data is None:
-        tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
+        task = tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
         base = merge(defaults_for(user["model"]), package_config(user["model"], user["task"]))
-        return validate(merge(base, user))
+        return validate(merge(fit_lengths(base, task), user))
     cfg = merge(merge(defaults_for(user["model"]), package_config(user["model"], None)), user)
     lengths = tasks.parse_lengths(data["lengths"])
     cfg["data"] = dict(data)
     cfg["train"]["train_lengths"] = [lengths[0], lengths[-1]]
     return validate(cfg)
+
+
+def fit_lengths(cfg: dict, task: tasks.Task) -> dict:
+    """The default training and evaluation lengths without those ``task`` cannot produce (below
+    its ``min_length``: e.g. ``solve_equation`` trains on 3-40). Lengths the user asks for are
+    not fitted but checked (see :func:`check_task_lengths`)."""
+    cfg = copy.deepcopy(cfg)
+    low = task.min_length
+    lo, hi = cfg["train"]["train_lengths"]
+    if lo < low <= hi:
+        cfg["train"]["train_lengths"] = [low, hi]
+    lengths = tasks.parse_lengths(str(cfg["eval"]["lengths"]))
+    if lengths[0] < low <= lengths[-1]:
+        cfg["eval"]["lengths"] = format_lengths([n for n in lengths if n >= low])
+    return cfg
+
+
+def check_task_lengths(cfg: dict) -> None:
+    """A built-in task's run asks only for lengths the task can produce: its training range (and
+    so its early-stopping lengths, which stay within it) and its evaluation lengths
+    (:class:`~pntm.tasks.LengthSpecError` otherwise)."""
+    if cfg["data"] is not None or cfg["task"] not in tasks.TASKS:
+        return
+    task = tasks.get_task(cfg["task"])
+    lo, hi = cfg["train"]["train_lengths"]
+    task.check_range(lo, hi, f"config key 'train.train_lengths' [{lo}, {hi}]")
+    task.check_lengths(lengths_from(cfg["eval"]["lengths"], "eval.lengths"),
+                       "config key 'eval.lengths'")
 
 
 def defaults_for(model: str) -> dict:
@@ -268,6 +302,7 @@ def _check_values(cfg: dict) -> None:
     if cfg["vocab"] is not None:
         _require(isinstance(cfg["vocab"], list) and all(isinstance(t, str) for t in cfg["vocab"]),
                  "vocab", "must be a list of token strings")
+    check_task_lengths(cfg)
 
 
 DATA_KEYS = {"path": str, "sha256": str, "examples": int, "lengths": str, "max_target_length": int}

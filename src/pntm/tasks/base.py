@@ -1,4 +1,5 @@
-"""Benchmark tasks: generators, vocabulary, batching and length specs.
+"""What every task shares: vocabulary, examples, the Task base class, batching, seeds and
+length specs.
 
 Autoregressive format
 ---------------------
@@ -21,27 +22,13 @@ next token: the answer tokens, then ``EOS``. With ``P = len(prompt)`` and
 * ``prompt_lengths[b]``  = ``P + 2`` tokens are fed before decoding starts.
 * ``answer_lengths[b]``  = ``A + 1`` tokens are decoded greedily (``EOS`` included).
 
-Length per task
----------------
-The *length* ``n`` of an example is the number of items in its prompt:
-
-=====================  ===========================  ===============  ==============
-task                   item                         prompt tokens    answer tokens
-=====================  ===========================  ===============  ==============
-parity                 bit                          n                1
-cycle_navigation       action (0 stay, 1 +1, 2 -1)  n                1
-modular_arithmetic     digit 0-4                    2n - 1           1
-copy                   bit                          n                n
-reverse                bit                          n                n
-duplicate              bit                          n                2n
-associative_recall     (3-letter key, digit) pair   4n + 4           1
-binary_addition        bit of each operand          2n + 1           n + 1
-binary_multiplication  bit of each operand          2n + 1           2n
-=====================  ===========================  ===============  ==============
-
-Numbers are least significant bit first, uniform random (leading zeros allowed).
-``associative_recall`` keys are 3 letters from a-h (512 possible keys) and are
-distinct within an example, so its length is at most 512.
+Length
+------
+The *length* ``n`` of an example is what the task says it is: for the project's own tasks the
+number of items in the prompt (bits, actions, digits, pairs), for the Chomsky-hierarchy suite
+the paper's definition (mostly the number of prompt tokens). The table of every task is in the
+docstring of :mod:`pntm.tasks`. A task that cannot produce some length (shorter than its
+``min_length``, longer than its ``max_length``) raises :class:`LengthSpecError` for it.
 
 Seed policy
 -----------
@@ -58,6 +45,7 @@ streams (whatever the seeds). For tiny lengths the *example sets* overlap anyway
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -67,9 +55,10 @@ import numpy as np
 import torch
 
 __all__ = [
-    "PAD", "BOS", "SEP", "EOS", "IGNORE_INDEX",
+    "PAD", "BOS", "SEP", "EOS", "SPECIAL_TOKENS", "IGNORE_INDEX", "MAX_SPEC_LENGTH",
+    "REGULAR", "CONTEXT_FREE", "CONTEXT_SENSITIVE", "LEVELS", "CHOMSKY",
     "UnknownTokenError", "UnknownTaskError", "LengthSpecError", "InvalidPromptError",
-    "Vocab", "Example", "Task", "TASKS", "REQUIRED_TASKS", "get_task",
+    "Vocab", "Example", "Task",
     "Batch", "encode_batch", "sample_examples", "train_generator", "eval_examples",
     "parse_lengths", "split_prompt", "DEFAULT_TRAIN_LENGTHS", "DEFAULT_OOD_LENGTHS",
 ]
@@ -86,6 +75,16 @@ MAX_SPEC_LENGTH = 1_000_000
 
 _TRAIN_TAG = 0
 _EVAL_TAG = 1
+
+# Chomsky levels (Delétang et al. 2023 classify a task by the weakest automaton that solves it:
+# a finite-state machine, a deterministic stack, a linear tape).
+REGULAR = "regular"
+CONTEXT_FREE = "deterministic context-free"
+CONTEXT_SENSITIVE = "context-sensitive"
+LEVELS = (REGULAR, CONTEXT_FREE, CONTEXT_SENSITIVE)
+
+#: the category of the tasks the Chomsky-hierarchy suite adds to the project's own
+CHOMSKY = "chomsky"
 
 
 # --------------------------------------------------------------------------- errors
@@ -221,11 +220,22 @@ class Task:
     :meth:`_prompt_and_answer` (fast, numpy) and :meth:`solve` (plain Python)."""
 
     name: ClassVar[str] = ""
+    #: the family it belongs to: state_tracking, memorization, arithmetic (the project's own
+    #: tasks) or chomsky (the tasks Delétang et al. 2023 added; cycle_navigation is in both)
     category: ClassVar[str] = ""
+    #: its Chomsky level, one of :data:`LEVELS`
+    level: ClassVar[str] = ""
     description: ClassVar[str] = ""
     symbols: ClassVar[list[str]] = []
+    #: smallest valid length (a shorter example cannot be built)
+    min_length: ClassVar[int] = 1
     #: largest valid length, or None when unbounded
     max_length: ClassVar[int | None] = None
+    #: why the lengths are bounded, for the error message (optional)
+    length_note: ClassVar[str] = ""
+    #: whether the answer's size varies between examples of one length (``answer_size`` is
+    #: then the largest it can be)
+    variable_answer: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._vocab: Vocab | None = None
@@ -241,21 +251,59 @@ class Task:
 
     # sizes, for documentation, tests and memory estimates
     def prompt_size(self, length: int) -> int:
+        """The number of prompt tokens of an example of ``length``."""
         return length
 
     def answer_size(self, length: int) -> int:
+        """The number of answer tokens (EOS excluded); the largest when ``variable_answer``."""
         raise NotImplementedError
+
+    # valid lengths
+    def length_range(self) -> str:
+        """The valid lengths in words, e.g. "3 and up" or "1 to 512"."""
+        if self.max_length is None:
+            return f"{self.min_length} and up"
+        return f"{self.min_length} to {self.max_length}"
+
+    def length_error(self, bad: Sequence[int], where: str = "") -> LengthSpecError:
+        """The one-line error for lengths this task cannot produce (``bad``: a list or range)."""
+        shown = ", ".join(str(n) for n in itertools.islice(bad, 5))
+        shown += ", ..." if len(bad) > 5 else ""
+        note = f" ({self.length_note})" if self.length_note else ""
+        prefix = f"{where}: " if where else ""
+        return LengthSpecError(
+            f"{prefix}task {self.name!r} has no examples of length{'s' if len(bad) > 1 else ''} "
+            f"{shown}; its lengths are {self.length_range()}{note}"
+        )
+
+    def is_valid_length(self, length: int) -> bool:
+        return length >= max(self.min_length, 1) and (
+            self.max_length is None or length <= self.max_length)
+
+    def check_lengths(self, lengths: Sequence[int], where: str = "") -> list[int]:
+        """``lengths`` as ints, or :class:`LengthSpecError` naming those the task cannot produce
+        (``where``, e.g. a config key, prefixes the message)."""
+        lengths = [int(n) for n in lengths]
+        bad = [n for n in lengths if not self.is_valid_length(n)]
+        if bad:
+            raise self.length_error(bad, where)
+        return lengths
+
+    def check_range(self, lo: int, hi: int, where: str = "") -> None:
+        """:class:`LengthSpecError` unless every length from ``lo`` to ``hi`` is valid (a
+        training range: each of them may be drawn)."""
+        low = max(self.min_length, 1)
+        if lo < low:
+            raise self.length_error(range(lo, min(hi, low - 1) + 1), where)
+        if self.max_length is not None and hi > self.max_length:
+            raise self.length_error(range(max(lo, self.max_length + 1), hi + 1), where)
 
     def _check_length(self, length: int) -> int:
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
             raise TypeError(f"length must be an int, got {length!r}")
         length = int(length)
-        if length < 1:
-            raise ValueError(f"task {self.name!r}: length must be >= 1, got {length}")
-        if self.max_length is not None and length > self.max_length:
-            raise ValueError(
-                f"task {self.name!r}: length must be <= {self.max_length}, got {length}"
-            )
+        if not self.is_valid_length(length):
+            raise self.length_error([length])
         return length
 
     def generate(self, length: int, rng: np.random.Generator) -> Example:
@@ -320,285 +368,6 @@ def _int_to_bits_lsb_first(value: int, width: int) -> tuple[str, ...]:
 def _np_bits_to_int(bits: np.ndarray) -> int:
     """LSB-first bit array -> Python int (fast path for long operands)."""
     return int("".join(_BIT_STR[bits[::-1]].tolist()), 2)
-
-
-# --- state tracking ---------------------------------------------------------------------
-
-class Parity(Task):
-    name = "parity"
-    category = "state_tracking"
-    description = "a bit string; answer: the number of 1s mod 2"
-    symbols = ["0", "1"]
-
-    def answer_size(self, length: int) -> int:
-        return 1
-
-    def _prompt_and_answer(self, length, rng):
-        bits = rng.integers(0, 2, size=length)
-        return _strs(_BIT_STR, bits), (str(int(bits.sum()) % 2),)
-
-    def solve(self, prompt):
-        ones = 0
-        for b in self._bits(prompt):
-            if b == 1:
-                ones += 1
-        return (str(ones % 2),)
-
-
-class CycleNavigation(Task):
-    name = "cycle_navigation"
-    category = "state_tracking"
-    description = "actions 0 stay, 1 +1, 2 -1 on a 5-cycle from 0; answer: the final position"
-    symbols = ["0", "1", "2", "3", "4"]
-    _STEP = np.array([0, 1, -1])
-
-    def answer_size(self, length: int) -> int:
-        return 1
-
-    def _prompt_and_answer(self, length, rng):
-        actions = rng.integers(0, 3, size=length)
-        position = int(self._STEP[actions].sum()) % 5
-        return _strs(_DIGIT_STR, actions), (str(position),)
-
-    def solve(self, prompt):
-        if not prompt:
-            raise self._bad("empty prompt")
-        position = 0
-        for i, t in enumerate(prompt):
-            if t == "0":
-                pass
-            elif t == "1":
-                position = (position + 1) % 5
-            elif t == "2":
-                position = (position - 1) % 5
-            else:
-                raise self._bad(f"token {t!r} at position {i} is not an action 0, 1 or 2")
-        return (str(position),)
-
-
-class ModularArithmetic(Task):
-    name = "modular_arithmetic"
-    category = "state_tracking"
-    description = "digits 0-4 joined by + and -, evaluated left to right mod 5; answer: one digit"
-    symbols = ["0", "1", "2", "3", "4", "+", "-"]
-    _OPS = np.array(["+", "-"], dtype=object)
-
-    def prompt_size(self, length: int) -> int:
-        return 2 * length - 1
-
-    def answer_size(self, length: int) -> int:
-        return 1
-
-    def _prompt_and_answer(self, length, rng):
-        digits = rng.integers(0, 5, size=length)
-        ops = rng.integers(0, 2, size=length - 1)  # 0: +, 1: -
-        signs = 1 - 2 * ops
-        value = int(digits[0] + (signs * digits[1:]).sum()) % 5
-        prompt = np.empty(2 * length - 1, dtype=object)
-        prompt[0::2] = _DIGIT_STR[digits]
-        prompt[1::2] = self._OPS[ops]
-        return tuple(prompt.tolist()), (str(value),)
-
-    def solve(self, prompt):
-        prompt = list(prompt)
-        if len(prompt) % 2 == 0:
-            raise self._bad(f"expected digits alternating with + or -, got {len(prompt)} tokens")
-        digits = "01234"
-        for i, t in enumerate(prompt):
-            if i % 2 == 0 and t not in digits:
-                raise self._bad(f"token {t!r} at position {i} is not a digit 0-4")
-            if i % 2 == 1 and t not in ("+", "-"):
-                raise self._bad(f"token {t!r} at position {i} is not + or -")
-        value = int(prompt[0])
-        for op, digit in zip(prompt[1::2], prompt[2::2]):
-            value = value + int(digit) if op == "+" else value - int(digit)
-            value %= 5
-        return (str(value),)
-
-
-# --- memorization ------------------------------------------------------------------------
-
-class Copy(Task):
-    name = "copy"
-    category = "memorization"
-    description = "a bit string; answer: the same string"
-    symbols = ["0", "1"]
-
-    def answer_size(self, length: int) -> int:
-        return length
-
-    def _prompt_and_answer(self, length, rng):
-        prompt = _strs(_BIT_STR, rng.integers(0, 2, size=length))
-        return prompt, prompt
-
-    def solve(self, prompt):
-        self._bits(prompt)
-        return tuple(prompt)
-
-
-class Reverse(Task):
-    name = "reverse"
-    category = "memorization"
-    description = "a bit string; answer: the string reversed"
-    symbols = ["0", "1"]
-
-    def answer_size(self, length: int) -> int:
-        return length
-
-    def _prompt_and_answer(self, length, rng):
-        prompt = _strs(_BIT_STR, rng.integers(0, 2, size=length))
-        return prompt, prompt[::-1]
-
-    def solve(self, prompt):
-        self._bits(prompt)
-        return tuple(reversed(list(prompt)))
-
-
-class Duplicate(Task):
-    name = "duplicate"
-    category = "memorization"
-    description = "a bit string; answer: the string twice"
-    symbols = ["0", "1"]
-
-    def answer_size(self, length: int) -> int:
-        return 2 * length
-
-    def _prompt_and_answer(self, length, rng):
-        prompt = _strs(_BIT_STR, rng.integers(0, 2, size=length))
-        return prompt, prompt + prompt
-
-    def solve(self, prompt):
-        self._bits(prompt)
-        return tuple(prompt) + tuple(prompt)
-
-
-class AssociativeRecall(Task):
-    name = "associative_recall"
-    category = "memorization"
-    description = "n pairs of a 3-letter key (a-h) and a digit, then ? and a key; answer: its digit"
-    symbols = list(_LETTERS) + [str(d) for d in range(10)] + ["?"]
-    KEY_LETTERS = 3
-    max_length = len(_LETTERS) ** KEY_LETTERS  # 512 distinct keys
-
-    def prompt_size(self, length: int) -> int:
-        return 4 * length + 4
-
-    def answer_size(self, length: int) -> int:
-        return 1
-
-    def _prompt_and_answer(self, length, rng):
-        keys = rng.choice(self.max_length, size=length, replace=False)
-        values = rng.integers(0, 10, size=length)
-        query = int(rng.integers(0, length))
-        pairs = np.empty((length, 4), dtype=object)
-        pairs[:, 0] = _LETTER_STR[keys // 64]
-        pairs[:, 1] = _LETTER_STR[(keys // 8) % 8]
-        pairs[:, 2] = _LETTER_STR[keys % 8]
-        pairs[:, 3] = _DIGIT_STR[values]
-        prompt = tuple(pairs.ravel().tolist()) + ("?",) + tuple(pairs[query, :3].tolist())
-        return prompt, (str(int(values[query])),)
-
-    def solve(self, prompt):
-        prompt = list(prompt)
-        if len(prompt) < 8 or len(prompt) % 4 != 0:
-            raise self._bad(
-                "expected n >= 1 groups of 3 letters and a digit, then ? and 3 letters "
-                f"(4n+4 tokens), got {len(prompt)} tokens"
-            )
-        n = (len(prompt) - 4) // 4
-        if prompt[4 * n] != "?":
-            raise self._bad(f"expected '?' at position {4 * n}, got {prompt[4 * n]!r}")
-        table: dict[tuple[str, ...], str] = {}
-        for i in range(n):
-            key = tuple(prompt[4 * i: 4 * i + 3])
-            value = prompt[4 * i + 3]
-            for j, letter in enumerate(key):
-                if letter not in _LETTERS:
-                    raise self._bad(f"token {letter!r} at position {4 * i + j} is not a letter a-h")
-            if value not in "0123456789" or len(value) != 1:
-                raise self._bad(f"token {value!r} at position {4 * i + 3} is not a digit")
-            if key in table:
-                raise self._bad(f"key {''.join(key)!r} appears twice")
-            table[key] = value
-        query = tuple(prompt[4 * n + 1:])
-        if query not in table:
-            raise self._bad(f"the queried key {''.join(query)!r} is not among the pairs")
-        return (table[query],)
-
-
-# --- arithmetic --------------------------------------------------------------------------
-
-class BinaryAddition(Task):
-    name = "binary_addition"
-    category = "arithmetic"
-    description = "two n-bit numbers, LSB first, joined by +; answer: the n+1-bit sum, LSB first"
-    symbols = ["0", "1", "+"]
-
-    def prompt_size(self, length: int) -> int:
-        return 2 * length + 1
-
-    def answer_size(self, length: int) -> int:
-        return length + 1
-
-    def _prompt_and_answer(self, length, rng):
-        bits = rng.integers(0, 2, size=(2, length))
-        total = _np_bits_to_int(bits[0]) + _np_bits_to_int(bits[1])
-        answer = tuple(format(total, f"0{length + 1}b")[::-1])
-        return _strs(_BIT_STR, bits[0]) + ("+",) + _strs(_BIT_STR, bits[1]), answer
-
-    def solve(self, prompt):
-        a, b = self._two_operands(prompt, "+")
-        total = _bits_to_int_lsb_first(a) + _bits_to_int_lsb_first(b)
-        return _int_to_bits_lsb_first(total, len(a) + 1)
-
-
-class BinaryMultiplication(Task):
-    name = "binary_multiplication"
-    category = "arithmetic"
-    description = "two n-bit numbers, LSB first, joined by *; answer: the 2n-bit product, LSB first"
-    symbols = ["0", "1", "*"]
-
-    def prompt_size(self, length: int) -> int:
-        return 2 * length + 1
-
-    def answer_size(self, length: int) -> int:
-        return 2 * length
-
-    def _prompt_and_answer(self, length, rng):
-        bits = rng.integers(0, 2, size=(2, length))
-        product = _np_bits_to_int(bits[0]) * _np_bits_to_int(bits[1])
-        answer = tuple(format(product, f"0{2 * length}b")[::-1])
-        return _strs(_BIT_STR, bits[0]) + ("*",) + _strs(_BIT_STR, bits[1]), answer
-
-    def solve(self, prompt):
-        a, b = self._two_operands(prompt, "*")
-        product = _bits_to_int_lsb_first(a) * _bits_to_int_lsb_first(b)
-        return _int_to_bits_lsb_first(product, 2 * len(a))
-
-
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Parity(), CycleNavigation(), ModularArithmetic(),
-        Copy(), Reverse(), Duplicate(), AssociativeRecall(),
-        BinaryAddition(), BinaryMultiplication(),
-    )
-}
-
-REQUIRED_TASKS: tuple[str, ...] = (
-    "parity", "cycle_navigation", "modular_arithmetic",
-    "copy", "reverse", "duplicate", "associative_recall",
-    "binary_addition",
-)
-
-
-def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except (KeyError, TypeError):
-        raise UnknownTaskError(
-            f"unknown task {name!r}; choose one of: {', '.join(TASKS)}"
-        ) from None
 
 
 # --------------------------------------------------------------------------- batching
