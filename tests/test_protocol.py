@@ -71,6 +71,12 @@ def test_eval_of_a_folder_measures_only_what_is_missing(trained, capsys):
     assert val["steps"] == test["steps"] == 3            # taken from eval.json
     assert val["training_provenance"] == test["provenance"]
     assert_user_error(capsys, ["eval", str(folder), "--json", "x.json"], "--json")
+    unfinished = folder / "copy-lstm-s0"   # still training: no eval.json, left alone
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text((trained / "config.yaml").read_text())
+    assert main(["eval", str(folder)]) == 0
+    assert "copy-lstm-s0: not finished" in capsys.readouterr().out
+    assert not (unfinished / "eval.json").exists()
 
 
 # --------------------------------------------------------------------------- the sweep

@@ -429,15 +429,19 @@ def outdated(run_dir: Path, split: str) -> str | None:
 
 def evaluate_folder(folder: str | Path, split: str, *, device=None, command: str | None = None,
                     lengths: str | None = None, samples: int | None = None, echo=print) -> int:
-    """Evaluate every run of ``folder`` on ``split`` from its saved weights, skipping those whose
-    results are up to date (:func:`outdated`) and those that cannot be (no weights; validation of
-    a JSONL run). One line per run; a failing run is reported and the others go on. Returns 0, or
-    1 when some run failed."""
+    """Evaluate every finished run of ``folder`` (one with an eval.json) on ``split`` from its
+    saved weights, skipping those whose results are up to date (:func:`outdated`) and those that
+    cannot be (no weights; validation of a JSONL run); an unfinished run is left to its training,
+    which evaluates it at the end. One line per run; a failing run is reported and the others go
+    on. Returns 0, or 1 when some run failed."""
     split = splits.check_split(split)
     runs = run_folders(folder)
     failed = 0
     for i, path in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {path.name}"
+        if not (path / splits.FILES["test"]).is_file():  # still training, or failed
+            echo(f"{head}: not finished (no {splits.FILES['test']}), skipped")
+            continue
         reason = outdated(path, split)
         if reason is None:
             echo(f"{head}: {split} up to date, skipped")
