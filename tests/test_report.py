@@ -357,3 +357,18 @@ def test_a_json_that_is_not_a_bench_file_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pntm: error:") and err.count("\n") == 1
     assert not (tmp_path / "R.md").exists()
+
+
+def test_a_partly_validated_group_and_a_re_evaluated_run(runs, tmp_path):
+    add_validation(runs, {"copy-pntm-s1": (0.9, 0.9, 0.9), "copy-pntm-s2": (1.0, 1.0, 1.0)})
+    path = runs / "copy-pntm-s2" / "eval.json"
+    e = json.loads(path.read_text())   # re-measured by `pntm eval FOLDER`: trained by a sweep
+    e["training_provenance"], e["provenance"] = e["provenance"], {"command": "pntm eval runs"}
+    path.write_text(json.dumps(e))
+    result = report(runs, tmp_path)
+    a = aggregate(result, "copy", "pntm")
+    assert a["selected_seed"] == 2 and a["validation_missing"] == 1   # seed 0 has none
+    assert "| copy | pntm | 0/3 | 2 (1 run without current validation) |" in result["block"]
+    run = next(r for r in result["benchmark"]["runs"] if r["run"] == "copy-pntm-s2")
+    assert run["provenance"]["command"] == "pntm sweep --out runs (pntm)"
+    assert run["evaluated_by"]["command"] == "pntm eval runs"

@@ -201,7 +201,12 @@ def run_record(e: dict) -> dict:
     # a run on JSONL data: ID = the lengths of its training file, OOD = the longer ones
     spec = e.get("id_lengths")
     id_lengths = tasks.parse_lengths(spec) if isinstance(spec, str) else None
+    # a run re-evaluated from its weights (pntm eval FOLDER) keeps what trained it apart
+    trained_by = e.get("training_provenance")
     prov = e.get("provenance") if isinstance(e.get("provenance"), dict) else {}
+    evaluated_by = None
+    if isinstance(trained_by, dict):
+        prov, evaluated_by = trained_by, {k: prov.get(k) for k in PROVENANCE_KEYS}
     return {"run": e["run"], "task": e["task"], "model": e["model"], "seed": e["seed"],
             "lr": e.get("lr"), "train_lengths": [lo, hi],
             "summary": summarize(rows, (lo, hi), id_lengths),
@@ -211,6 +216,7 @@ def run_record(e: dict) -> dict:
             "eval_seconds": e.get("eval_seconds"), "early_stopped": e.get("early_stopped"),
             "samples": e.get("samples"), "eval_seed": e.get("eval_seed"),
             "provenance": {k: prov.get(k) for k in PROVENANCE_KEYS},
+            "evaluated_by": evaluated_by,
             "lengths": rows}
 
 
@@ -346,7 +352,9 @@ def _selected_label(a: dict) -> str:
             why.append(f"{a['validation_stale']} stale")
         return f"not selectable ({', '.join(why) or 'no validation'})"
     lr = f", lr {selection.format_lr(a['selected_lr'])}" if len(a["lrs"]) > 1 else ""
-    return f"{a['selected_seed']}{lr}"
+    left = a["validation_missing"] + a["validation_stale"]
+    left = f" ({left} run{'s' if left > 1 else ''} without current validation)" if left else ""
+    return f"{a['selected_seed']}{lr}{left}"
 
 
 def summary_table(aggs: list[dict]) -> str:
