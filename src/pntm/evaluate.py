@@ -281,30 +281,8 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     device = torch.device(device) if device is not None else torch.device("cpu")
     if samples is not None and samples < 1:
         raise PntmError(f"samples must be a positive integer, got {samples}")
-    source = None  # where the examples come from, for the report: None = the task's generator
-    if data is not None:
-        dataset = load_jsonl(data, vocab=vocab)
-        source = {"file": str(data), "split": split}
-    elif not splits.has_generator(cfg):
-        if split == "validation":
-            raise splits.SplitError(f"{run} was trained on a JSONL file: it has no validation "
-                                    "stream; give its validation examples with --data VAL.jsonl")
-        dataset = train_dataset if train_dataset is not None else run_dataset(cfg)
-        source = {"file": cfg["data"]["path"], "split": "train"}
-        samples = samples if samples is not None else cfg["eval"]["samples"]
-    if source is None:
-        task = tasks.get_task(cfg["task"])
-        length_list = (tasks.parse_lengths(lengths) if lengths is not None
-                       else splits.default_lengths(cfg, split))
-        samples = samples if samples is not None else cfg["eval"]["samples"]
-    else:
-        length_list = dataset.lengths
-        if lengths is not None:
-            wanted = set(tasks.parse_lengths(lengths))
-            length_list = [n for n in length_list if n in wanted]
-            if not length_list:
-                raise DataError(f"{dataset.path}: no example has a length in {lengths!r} (its "
-                                f"lengths: {format_lengths(dataset.lengths)})")
+    source, dataset, length_list, samples = _examples_source(
+        run, cfg, vocab, split, lengths, samples, data, train_dataset)
     if model is None:
         vocab, model = load_model(run, cfg, device)
 
@@ -322,6 +300,7 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     started = time.perf_counter()
     progress = not quiet and sys.stderr.isatty()
     if source is None:
+        task = tasks.get_task(cfg["task"])
         rows = evaluate_lengths(model, task, vocab, length_list, samples, cfg["eval"]["eval_seed"],
                                 cfg["eval"]["batch_size"], device,
                                 on_row=lambda r: show(format_row(r)), progress=progress,
@@ -351,6 +330,36 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, report)
     return report
+
+
+def _examples_source(run: RunDir, cfg: dict, vocab: tasks.Vocab, split: str, lengths, samples,
+                     data, train_dataset):
+    """Where ``evaluate_run``'s examples come from: ``(source, dataset, lengths, samples)``;
+    ``source`` is None for the task's generator (``dataset`` then None), else a record of the
+    JSONL file (``data``, or a JSONL run's own training file)."""
+    source = dataset = None
+    if data is not None:
+        dataset = load_jsonl(data, vocab=vocab)
+        source = {"file": str(data), "split": split}
+    elif not splits.has_generator(cfg):
+        if split == "validation":
+            raise splits.SplitError(f"{run} was trained on a JSONL file: it has no validation "
+                                    "stream; give its validation examples with --data VAL.jsonl")
+        dataset = train_dataset if train_dataset is not None else run_dataset(cfg)
+        source = {"file": cfg["data"]["path"], "split": "train"}
+        samples = samples if samples is not None else cfg["eval"]["samples"]
+    if source is None:
+        length_list = (tasks.parse_lengths(lengths) if lengths is not None
+                       else splits.default_lengths(cfg, split))
+        return None, None, length_list, samples if samples is not None else cfg["eval"]["samples"]
+    length_list = dataset.lengths
+    if lengths is not None:
+        wanted = set(tasks.parse_lengths(lengths))
+        length_list = [n for n in length_list if n in wanted]
+        if not length_list:
+            raise DataError(f"{dataset.path}: no example has a length in {lengths!r} (its "
+                            f"lengths: {format_lengths(dataset.lengths)})")
+    return source, dataset, length_list, samples
 
 
 def evaluate_splits(run_dir: str | Path, **kwargs) -> dict:
