@@ -30,8 +30,8 @@ import yaml
 
 from pntm import tasks
 from pntm.errors import ConfigError
-from pntm.splits import VALIDATION_LENGTHS
 from pntm.models import default_model_config, get_model_class
+from pntm.splits import VALIDATION_LENGTHS
 
 DEFAULT_EVAL_LENGTHS = "1-40,41,50,64,80,100,128,160,200,256,320,400,500"
 
