@@ -1,7 +1,9 @@
 """`pntm report`: benchmark.json, tables and plots from a small handmade results folder.
 
 The fake runs are trained on lengths 1-4 and evaluated at 1-4 and 8, 16, 32, with accuracies
-chosen so that every aggregate can be checked by hand.
+chosen so that every aggregate can be checked by hand. Validation files (eval-validation.json,
+lengths 41-43 here) are added per test, so that selection on validation can be checked against
+a test split that would choose otherwise.
 """
 
 import json
@@ -10,7 +12,7 @@ import sys
 
 import pytest
 
-from pntm import published
+from pntm import published, tasks
 from pntm.cli import main
 from pntm.report import markers, write_report
 
@@ -53,6 +55,30 @@ def runs(tmp_path):
     return root
 
 
+VALIDATION = {  # run -> sequence accuracy at the validation lengths 41, 42, 43
+    "copy-pntm-s0": (1.0, 1.0, 1.0),     # the best on validation, not on test (s1 is)
+    "copy-pntm-s1": (0.9, 0.9, 0.9),
+    "copy-pntm-s2": (0.5, 0.5, 0.5),
+    "parity-lstm-s0": (0.5, 0.5, 0.5),
+}
+
+
+def fake_validation(name, seq, steps=None, answer=None):
+    task, model, seed = RUNS[name][:3]
+    rows = [{"length": 41 + i, "samples": 4, "sequence_accuracy": a, "token_accuracy": a,
+             "answer_token_accuracy": a if answer is None else answer}
+            for i, a in enumerate(seq)]
+    return {"task": task, "model": model, "seed": seed, "split": "validation",
+            "train_lengths": [1, 4], "lengths": rows,
+            "steps": STEPS[name] if steps is None else steps}
+
+
+def add_validation(root, table=VALIDATION, **kwargs):
+    for name, seq in table.items():
+        (root / name / "eval-validation.json").write_text(
+            json.dumps(fake_validation(name, seq, **kwargs)))
+
+
 def report(runs, tmp_path, **kwargs):
     kwargs.setdefault("plots", False)
     return write_report(runs, tmp_path / "R.md", json_path=tmp_path / "b.json", **kwargs)
@@ -64,7 +90,7 @@ def aggregate(result, task, model):
 
 
 def test_aggregates_match_a_hand_computation(runs, tmp_path):
-    result = report(runs, tmp_path)
+    result = report(runs, tmp_path, select="test")  # the legacy selection: best test seed
     summaries = {r["run"]: r["summary"] for r in result["benchmark"]["runs"]}
     # longest length at >= 99%: every evaluated length up to it must pass
     assert summaries["copy-pntm-s0"]["max_length_at_99"] == 16   # 0.995 passes, 32 fails
@@ -74,27 +100,30 @@ def test_aggregates_match_a_hand_computation(runs, tmp_path):
     assert summaries["copy-pntm-s1"]["id_sequence_accuracy"] == pytest.approx(0.995)
 
     a = aggregate(result, "copy", "pntm")
-    assert a["seeds"] == [0, 1, 2] and a["n_seeds"] == 3 and a["best_seed"] == 1
+    assert a["seeds"] == [0, 1, 2] and a["n_seeds"] == 3 and a["selected_seed"] == 1
+    assert a["selection"] == "test" and a["selectable"]
     ood = [2.495 / 3, 1.0, 0.25 / 3]
     mean = sum(ood) / 3
     std = math.sqrt(sum((x - mean) ** 2 for x in ood) / 2)   # sample std, n - 1
-    assert a["ood_sequence_accuracy"]["best_seed"] == 1.0
+    assert a["ood_sequence_accuracy"]["selected"] == 1.0
     assert a["ood_sequence_accuracy"]["mean"] == pytest.approx(0.638333, abs=1e-6)
     assert a["ood_sequence_accuracy"]["mean"] == pytest.approx(mean, abs=1e-6)
     assert a["ood_sequence_accuracy"]["std"] == pytest.approx(std, abs=1e-6)
     assert a["ood_sequence_accuracy"]["std"] == pytest.approx(0.487958, abs=1e-6)
-    assert a["ood_token_accuracy"]["best_seed"] == 1.0                    # seed 1's
+    assert a["ood_token_accuracy"]["selected"] == 1.0                     # seed 1's
     assert a["ood_token_accuracy"]["min"] == pytest.approx(1 / 3)         # seed 2's
-    assert a["id_sequence_accuracy"]["best_seed"] == pytest.approx(0.995)
-    assert a["max_length_at_99"] == {"best_seed": 2, "min": 2, "max": 16}
+    assert a["id_sequence_accuracy"]["selected"] == pytest.approx(0.995)
+    assert a["ood_answer_token_accuracy"]["selected"] is None   # not measured in these files
+    assert a["max_length_at_99"] == {"selected": 2, "min": 2, "max": 16}
     assert a["steps"] == {"mean": 300, "max": 600}
     assert a["train_seconds"] == {"mean": 30.0, "total": 90.0}
-    assert a["fails_ood"] is False
+    # strict success: seed 1 is at 100% out of distribution but 98% at length 3
+    assert a["succeeding"] == 0 and a["fails_ood"] is True
 
     b = aggregate(result, "parity", "lstm")
-    assert b["n_seeds"] == 1 and b["fails_ood"] is True
+    assert b["n_seeds"] == 1 and b["fails_ood"] is True and b["succeeding"] == 0
     assert b["ood_sequence_accuracy"]["std"] is None  # one seed: no spread
-    assert b["max_length_at_99"]["best_seed"] == 3 and b["id_sequence_accuracy"]["mean"] == 0.975
+    assert b["max_length_at_99"]["selected"] == 3 and b["id_sequence_accuracy"]["mean"] == 0.975
 
 
 def test_benchmark_json_holds_every_finished_run_with_its_provenance(runs, tmp_path):
@@ -119,6 +148,7 @@ def test_benchmark_json_holds_every_finished_run_with_its_provenance(runs, tmp_p
 
 
 def test_markdown_tables_keep_the_prose_and_compare_with_published_numbers(runs, tmp_path):
+    add_validation(runs)
     out = tmp_path / "R.md"
     start, end = markers(str(runs))
     out.write_text(f"# Results\n\nintro\n\n{start}\nold\n{end}\n\nafter\n")
@@ -126,21 +156,86 @@ def test_markdown_tables_keep_the_prose_and_compare_with_published_numbers(runs,
     text = out.read_text()
     assert text.startswith("# Results\n\nintro") and text.rstrip().endswith("after")
     assert "\nold\n" not in text and block in text
-    assert "| copy | 100.0 ✓ | — |" in text          # the task x model matrix
-    assert "| parity | — | 50.0 ✗ |" in text
-    assert ("| copy | pntm | 3 | 1 | 100.0 | 63.8 ± 48.8 | 100.0 | 99.5 | 2 | 300 | 30 |"
-            in text)
-    assert "| parity | lstm | 1 | 0 | 50.0 | 50.0 (1 seed) |" in text
+    assert "_Protocol: every choice (learning rate, seed) is made on the validation split" in text
+    # seed 0 is chosen on validation (100%), though seed 1 is the best on test
+    assert "| copy | 83.2 ✗ (0/3) | — |" in text          # the task x model matrix
+    assert "| parity | — | 50.0 ✗ (0/1) |" in text
+    assert ("| copy | pntm | 0/3 | 0 | 100.0 | 83.2 | 63.8 ± 48.8 | — | 93.3 | 100.0 | 16 "
+            "| 300 | 30 |" in text)
+    assert "| parity | lstm | 0/1 | 0 | 50.0 | 50.0 | 50.0 (1 seed) |" in text
     assert ("`lstm` fails out of distribution on 1 of 1 tasks: parity (50.0%; not learned in "
             "distribution either: ID 97.5%)." in text)
-    assert "`pntm` holds ≥ 99% on every task it ran here (copy)" in text
-    assert "| parity | lstm | 100.0 | 50.0 (of 1) |" in text and "differs" in text
+    assert "`pntm` fails out of distribution on 1 of 1 tasks: copy (83.2%)." in text
+    assert "| parity | ours | lstm | 100.0 | — | — (of 1) |" in text  # no answer-token acc
+    assert "No answer-token accuracy of a selected seed yet" in text
     assert "Not in this folder yet: transformer on parity" in text
     assert "left out: parity-lstm-s1" in text
-    assert "| copy | pntm | 1 | 100.0 | 100.0 | 100.0 |" in text   # OOD lengths, best seed
+    assert "| copy | pntm | 0 | 100.0 | 99.5 | 50.0 |" in text   # OOD lengths, selected seed
     assert "[`b.json`](b.json)" in text
 
     assert report(runs, tmp_path)["block"] == block   # the same data, the same block
+
+
+def test_runs_without_validation_are_not_selectable_never_chosen_by_test(runs, tmp_path):
+    result = report(runs, tmp_path)
+    a = aggregate(result, "copy", "pntm")
+    assert a["selectable"] is False and a["selected_seed"] is None and a["fails_ood"] is None
+    assert a["validation_missing"] == 3 and a["ood_sequence_accuracy"]["selected"] is None
+    assert a["ood_sequence_accuracy"]["mean"] == pytest.approx(0.638333, abs=1e-6)  # reported
+    text = (tmp_path / "R.md").read_text()
+    assert "| copy | n/s (0/3) | — |" in text
+    assert "| copy | pntm | 0/3 | not selectable (3 without validation) | — | — |" in text
+    assert "`pntm`: nothing selectable (copy)." in text
+    legacy = report(runs, tmp_path, select="test")["block"]
+    assert "selected on TEST (legacy display, not the protocol)" in legacy
+    assert "| copy | 100.0 ✗ (0/3) | — |" in legacy     # seed 1, chosen on test
+
+
+def test_stale_validation_is_not_used(runs, tmp_path):
+    add_validation(runs, steps=1)   # other weights than those eval.json measured
+    a = aggregate(report(runs, tmp_path), "copy", "pntm")
+    assert a["selectable"] is False and a["validation_stale"] == 3
+
+
+def test_validation_ties_go_to_answer_tokens_then_the_lower_seed(runs, tmp_path):
+    add_validation(runs, {n: (0.9, 0.9, 0.9) for n in VALIDATION})
+    assert aggregate(report(runs, tmp_path), "copy", "pntm")["selected_seed"] == 0
+    add_validation(runs, {"copy-pntm-s2": (0.9, 0.9, 0.9)}, answer=0.95)
+    a = aggregate(report(runs, tmp_path), "copy", "pntm")
+    assert a["selected_seed"] == 2 and a["validation_sequence_accuracy"] == pytest.approx(0.9)
+
+
+def test_the_learning_rate_is_chosen_on_mean_validation_then_the_seed(tmp_path):
+    """lr 1e-3 has the single best validation seed (100%) but the lower mean (60%); lr 3e-4 has
+    the higher mean (80%): 3e-4 is chosen, then its best seed; the cohort is its seeds."""
+    root = tmp_path / "runs"
+    table = {("1e-3", 0): (1.0, 1.0), ("1e-3", 1): (0.2, 0.2), ("3e-4", 0): (0.7, 0.7),
+             ("3e-4", 1): (0.9, 0.9)}
+    for (lr, seed), val in table.items():
+        name = f"copy-lstm-lr{lr}-s{seed}"
+        (root / name).mkdir(parents=True)
+        seq = (1, 1, 1, 1, 1, 1, 1) if (lr, seed) == ("3e-4", 0) else (1, 1, 1, 1, 1, 1, 0.5)
+        e = fake_eval("copy", "lstm", seed, seq, (1, 1, 1), 10)
+        e["lr"] = float(lr)
+        (root / name / "eval.json").write_text(json.dumps(e))
+        v = {**e, "split": "validation", "lengths": [
+            {"length": 41 + i, "samples": 4, "sequence_accuracy": x, "token_accuracy": x,
+             "answer_token_accuracy": x} for i, x in enumerate(val)]}
+        (root / name / "eval-validation.json").write_text(json.dumps(v))
+    a = aggregate(report(root, tmp_path), "copy", "lstm")
+    assert a["selected_lr"] == pytest.approx(3e-4) and a["selected_seed"] == 1
+    assert a["lrs"] == [pytest.approx(3e-4), pytest.approx(1e-3)]
+    assert a["seeds"] == [0, 1] and a["succeeding"] == 1 and a["n_seeds"] == 2
+    text = (tmp_path / "R.md").read_text()
+    assert "| copy | lstm | 1/2 | 1, lr 3e-4 | 90.0 | 83.3 |" in text  # (1 + 1 + 0.5) / 3
+
+
+def test_success_needs_every_test_length_at_99_percent():
+    from pntm.selection import succeeds
+    rows = [{"length": n, "sequence_accuracy": a} for n, a in [(1, 1.0), (41, 0.99), (500, 1.0)]]
+    assert succeeds(rows)                       # 0.99 is enough
+    rows[1]["sequence_accuracy"] = 0.97         # mean 0.99, but one length below
+    assert not succeeds(rows) and not succeeds([])
 
 
 def test_a_second_folder_gets_a_block_of_its_own(runs, tmp_path):
@@ -159,7 +254,7 @@ def test_cli_writes_json_and_plots_inside_the_runs_folder_by_default(runs, tmp_p
     out = tmp_path / "R.md"
     assert main(["report", str(runs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| copy | 100.0 ✓ | — |" in printed and "4 runs" in printed
+    assert "| copy | n/s (0/3) | — |" in printed and "4 runs" in printed
     for task in ("copy", "parity"):
         assert (runs / "plots" / f"{task}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![copy](runs/plots/copy.png)" in out.read_text()
@@ -207,11 +302,18 @@ def test_a_missing_or_empty_folder_is_a_one_line_error(tmp_path, capsys):
 
 def test_published_numbers_are_the_quoted_ones():
     assert published.token_accuracy("parity", "transformer") == pytest.approx(0.52)
+    assert published.token_accuracy("parity_check", "transformer") == pytest.approx(0.52)
     assert published.token_accuracy("reverse", "lstm") == pytest.approx(0.609)
     assert published.token_accuracy("modular_arithmetic", "transformer") == pytest.approx(0.242)
+    assert published.token_accuracy("odds_first", "lstm") == pytest.approx(0.556)
     assert published.token_accuracy("copy", "lstm") is None       # not in their table
     assert published.token_accuracy("parity", "pntm") is None     # not their model
-    assert len(published.comparable_pairs()) == 8
+    assert published.definition("parity") == "ours"
+    assert published.definition("reverse_string") == "theirs"
+    # only tasks that exist are compared: our 4 variants, and those of theirs already built
+    theirs = [t for t in ("parity_check", "reverse_string", "duplicate_string",
+                          "modular_arithmetic_simple", "odds_first") if t in tasks.TASKS]
+    assert len(published.comparable_pairs()) == 2 * (4 + len(theirs))
 
 
 # --------------------------------------------------------------------------- bench JSON files
@@ -255,3 +357,18 @@ def test_a_json_that_is_not_a_bench_file_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pntm: error:") and err.count("\n") == 1
     assert not (tmp_path / "R.md").exists()
+
+
+def test_a_partly_validated_group_and_a_re_evaluated_run(runs, tmp_path):
+    add_validation(runs, {"copy-pntm-s1": (0.9, 0.9, 0.9), "copy-pntm-s2": (1.0, 1.0, 1.0)})
+    path = runs / "copy-pntm-s2" / "eval.json"
+    e = json.loads(path.read_text())   # re-measured by `pntm eval FOLDER`: trained by a sweep
+    e["training_provenance"], e["provenance"] = e["provenance"], {"command": "pntm eval runs"}
+    path.write_text(json.dumps(e))
+    result = report(runs, tmp_path)
+    a = aggregate(result, "copy", "pntm")
+    assert a["selected_seed"] == 2 and a["validation_missing"] == 1   # seed 0 has none
+    assert "| copy | pntm | 0/3 | 2 (1 run without current validation) |" in result["block"]
+    run = next(r for r in result["benchmark"]["runs"] if r["run"] == "copy-pntm-s2")
+    assert run["provenance"]["command"] == "pntm sweep --out runs (pntm)"
+    assert run["evaluated_by"]["command"] == "pntm eval runs"

@@ -19,8 +19,9 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 TINY = ["model_config.d_model=16", "model_config.num_layers=1", "train.batch_size=8",
         "train.train_lengths=[1,8]", "train.log_every=10", "train.checkpoint_every=10",
         "train.warmup_steps=5", "train.early_stop.every=0", "eval.lengths=1-8,12",
-        "eval.samples=8"]
-RUN_FILES = {"config.yaml", "model.safetensors", "train_state.pt", "metrics.jsonl", "eval.json"}
+        "eval.samples=8", "eval.validation_lengths=9-10"]
+RUN_FILES = {"config.yaml", "model.safetensors", "train_state.pt", "metrics.jsonl", "eval.json",
+             "eval-validation.json"}
 
 
 def tiny_config(steps=30, *extra):
@@ -64,10 +65,17 @@ def test_eval_json_schema(tmp_path):
     assert report["train_lengths"] == [1, 8]
     assert [r["length"] for r in report["lengths"]] == [1, 2, 3, 4, 5, 6, 7, 8, 12]
     for row in report["lengths"]:
-        assert set(row) == {"length", "samples", "token_accuracy", "sequence_accuracy"}
+        assert set(row) == {"length", "samples", "token_accuracy", "answer_token_accuracy",
+                            "sequence_accuracy"}
         assert row["samples"] == 8 and 0 <= row["sequence_accuracy"] <= row["token_accuracy"] <= 1
+        assert 0 <= row["answer_token_accuracy"] <= 1
     assert set(report["summary"]) == {"id_sequence_accuracy", "ood_sequence_accuracy",
-                                      "ood_token_accuracy", "max_length_at_99"}
+                                      "ood_token_accuracy", "ood_answer_token_accuracy",
+                                      "max_length_at_99"}
+    assert report["split"] == "test" and report["lr"] == 1e-3
+    validation = json.loads((tmp_path / "run" / "eval-validation.json").read_text())
+    assert validation["split"] == "validation" and validation["steps"] == 10
+    assert [r["length"] for r in validation["lengths"]] == [9, 10]
     assert {"git_commit", "command", "created", "machine", "torch"} <= set(report["provenance"])
     assert report["steps"] == 10 and report["train_seconds"] > 0 and "eval_seconds" in report
 

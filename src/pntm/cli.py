@@ -74,8 +74,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", help="also log training metrics for "
                    "TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)")
 
-    p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run (or of "
+                       "every run of a folder that lacks up-to-date results)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a folder of them")
+    p.add_argument("--split", choices=["validation", "test"], default="test",
+                   help="test (default: the OOD grid, into eval.json) or validation (lengths "
+                        "41-64, its own examples, into eval-validation.json)")
     p.add_argument("--lengths", metavar="SPEC", help="e.g. 1-40,41-500:10 (default: the run's config)")
     p.add_argument("--samples", type=positive_int, metavar="K", help="examples per length")
     p.add_argument("--data", metavar="TEST.jsonl", help="evaluate on the examples of a JSONL file, "
@@ -110,6 +114,9 @@ def build_parser() -> ArgumentParser:
                    help="one PNG per task, accuracy against length (default RUNS_DIR/plots; "
                         "needs matplotlib)")
     p.add_argument("--no-plots", action="store_true", help="write no plots")
+    p.add_argument("--select", choices=["validation", "test"], default="validation",
+                   help="how the seed of each task and model is chosen: validation (default) or "
+                        "test (legacy display only, marked as such)")
 
     p = sub.add_parser("bench", help="speed benchmark: training step, scan methods, decoding")
     p.add_argument("--models", metavar="M1,M2", help="comma list of models (default "
@@ -146,6 +153,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key for every run (repeatable)")
     p.add_argument("--steps", type=positive_int, help="training steps of every run")
+    p.add_argument("--lrs", metavar="LR1,LR2", help="at most 3 learning rates, the same for "
+                   "every task and model, e.g. 1e-3,3e-4,1e-4 (run names then carry -lrLR)")
+    p.add_argument("--select", choices=["validation"], default="validation",
+                   help="the summary picks each task and model's learning rate and seed on "
+                        "the validation split (the only choice)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where every run trains (default cpu: one thread per worker; cuda: "
                         "the workers share the GPU)")
@@ -216,21 +228,28 @@ def _check_resume(run, args, dataset=None) -> None:
                           "another --out")
 
 
-def cmd_eval(args, argv: list[str]) -> None:
-    from pntm.evaluate import evaluate_run
-
+def cmd_eval(args, argv: list[str]) -> int:
+    from pntm.evaluate import evaluate_folder, evaluate_run, is_run_folder_collection
     from pntm.runs import RunDir
 
     device = resolve_device(args.device)
     if args.lengths is not None:
         tasks.parse_lengths(args.lengths)  # a bad spec fails before any loading
+    if is_run_folder_collection(args.run_dir):
+        given = [flag for flag, value in (("--json", args.json), ("--data", args.data)) if value]
+        if given:
+            raise PntmError(f"{', '.join(given)}: for one run, not a folder of runs")
+        return evaluate_folder(args.run_dir, args.split, device=device, lengths=args.lengths,
+                               samples=args.samples, command=command_line(argv),
+                               echo=lambda line: print(line, flush=True))
     if args.data is None and args.lengths is not None:
         cfg = RunDir(args.run_dir).load_config()
         if cfg["data"] is None:  # so do lengths the run's task cannot produce
             tasks.get_task(cfg["task"]).check_lengths(tasks.parse_lengths(args.lengths),
                                                       "--lengths")
     evaluate_run(args.run_dir, lengths=args.lengths, samples=args.samples, json_path=args.json,
-                 device=device, command=command_line(argv), data=args.data)
+                 device=device, command=command_line(argv), data=args.data, split=args.split)
+    return 0
 
 
 def cmd_generate(args) -> None:
@@ -261,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             cmd_train(args, argv)
         elif args.command == "eval":
-            cmd_eval(args, argv)
+            return cmd_eval(args, argv)
         elif args.command == "generate":
             cmd_generate(args)
         elif args.command == "inspect":

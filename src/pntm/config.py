@@ -6,7 +6,7 @@ A config is a nested dict::
     data: None | {path, sha256, examples, lengths, max_target_length}   # a JSONL run's file
     model_config: {...}              # keys = the model's default_config()
     train: {steps, batch_size, lr, ...}
-    eval:  {lengths, samples, eval_seed, batch_size}
+    eval:  {lengths, validation_lengths, samples, eval_seed, batch_size}
 
 Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the package's
 ``configs/{model}.yaml``, ``configs/{model}-{task}.yaml``, the user's ``--config FILE``, each
@@ -37,6 +37,7 @@ from pntm import tasks
 from pntm.data import format_lengths
 from pntm.errors import ConfigError
 from pntm.models import default_model_config, get_model_class
+from pntm.splits import VALIDATION_LENGTHS
 
 DEFAULT_EVAL_LENGTHS = "1-40,41,50,64,80,100,128,160,200,256,320,400,500"
 
@@ -71,7 +72,8 @@ DEFAULTS: dict[str, Any] = {
         "tensorboard": False,         # also log metrics to RUN_DIR/tensorboard (optional extra)
     },
     "eval": {
-        "lengths": DEFAULT_EVAL_LENGTHS,
+        "lengths": DEFAULT_EVAL_LENGTHS,     # the test split (pntm.splits)
+        "validation_lengths": VALIDATION_LENGTHS,  # the validation split (41-64), for choices
         "samples": 128,
         "eval_seed": 1234,
         "batch_size": 128,
@@ -294,6 +296,7 @@ def _check_values(cfg: dict) -> None:
                  f"must stay within train_lengths {lo_hi} (early stopping never looks out of "
                  f"distribution), got {outside[0] if outside else ''}")
     lengths_from(ev["lengths"], "eval.lengths")
+    lengths_from(ev["validation_lengths"], "eval.validation_lengths")
     for key in ("samples", "batch_size"):
         _require(ev[key] >= 1, f"eval.{key}", "must be a positive integer")
     _require(ev["eval_seed"] >= 0, "eval.eval_seed", "must be >= 0")

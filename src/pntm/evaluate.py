@@ -11,10 +11,38 @@ file (pntm.data): ``pntm eval RUN_DIR --data TEST.jsonl`` scores every example o
 training file. Either way eval.json has the same shape. With a JSONL training file, the summary's
 in-distribution lengths are the lengths present in that file and out-of-distribution the longer
 ones; a length in a gap of the training lengths is reported in the table but in neither mean.
+
+Splits (pntm.splits): ``split="test"`` (the default: the grid of ``eval.lengths``, the examples
+eval.json always held) or ``split="validation"`` (lengths 41-64, its own stream), written to
+``eval.json`` and ``eval-validation.json`` respectively. :func:`evaluate_splits` measures both
+(validation first, eval.json last: a run counts as evaluated once eval.json exists).
+
+Metrics per length
+------------------
+* ``sequence_accuracy``: the share of examples whose ``len(answer) + 1`` decoded tokens are the
+  answer and EOS, all of them.
+* ``token_accuracy``: the share of those ``len(answer) + 1`` positions (EOS included) decoded
+  right, position by position.
+* ``answer_token_accuracy``: the per-token accuracy of Delétang et al. (2023), answer tokens only.
+  The decoded answer is the greedy decode (``A + 1`` tokens for an answer of ``A``) cut before its
+  first EOS; it is compared position by position with the answer: ``right`` = positions
+  ``i < A`` where both have the same token, ``counted = max(A, len(decoded answer))``. So an
+  answer that stops early (EOS at ``j < A``) loses its ``A - j`` missing tokens, and one that does
+  not stop at ``A`` costs one extra wrong token (the budget shows at most one token past the end).
+  The per-length value pools the examples: ``sum(right) / sum(counted)``; the summary's
+  ``ood_answer_token_accuracy`` is the mean over the out-of-distribution lengths of the per-length
+  values (their score: the mean over lengths of per-length accuracy).
+  How it differs from theirs: their models are not autoregressive, they read the input and then
+  output every answer position in parallel from blank query positions, so the answer length is
+  given and no answer can stop early or run on; ours decodes each token from its own previous
+  predictions, so an early mistake can derail the rest (ours is the harder measurement). They
+  average over every length 41-500; our test grid is 41, 50, 64, ..., 500 (12 lengths, denser at
+  the short end), so the two means weigh lengths differently.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -24,12 +52,12 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from pntm import tasks
+from pntm import splits, tasks
 from pntm.data import JsonlDataset, format_lengths, load_jsonl, run_dataset
 from pntm.errors import DataError, PntmError
 from pntm.models import SequenceModel
 from pntm.provenance import provenance
-from pntm.runs import EVAL, RunDir, atomic_write_json, load_model
+from pntm.runs import CONFIG, WEIGHTS, RunDir, atomic_write_json, load_model
 
 
 # --------------------------------------------------------------------------- decoding
@@ -110,10 +138,23 @@ def join_tokens(tokens: Sequence[str]) -> str:
     return ("" if all(len(t) == 1 for t in tokens) else " ").join(tokens)
 
 
+def answer_token_score(decoded: Sequence[int], answer: Sequence[int],
+                       eos_id: int) -> tuple[int, int]:
+    """``(right, counted)`` answer tokens of one greedy decode (EOS excluded; the definition is
+    in the module docstring): ``decoded`` is cut before its first EOS and compared position by
+    position with ``answer``; ``counted = max(len(answer), len(cut decode))``."""
+    got = list(decoded)
+    if eos_id in got:
+        got = got[: got.index(eos_id)]
+    right = sum(g == w for g, w in zip(got, answer))
+    return right, max(len(answer), len(got))
+
+
 def score_examples(model: SequenceModel, vocab: tasks.Vocab, examples: Sequence[tasks.Example],
                    batch_size: int, device=None) -> dict:
-    """Token and sequence accuracy of greedy decoding on ``examples`` (EOS included)."""
-    right_tokens = total_tokens = right_sequences = 0
+    """Token (EOS included), answer-token (EOS excluded) and sequence accuracy of greedy
+    decoding on ``examples``."""
+    right_tokens = total_tokens = right_sequences = right_answer = counted_answer = 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start: start + batch_size]
         targets = [vocab.encode(ex.answer) + [vocab.eos_id] for ex in chunk]
@@ -124,19 +165,25 @@ def score_examples(model: SequenceModel, vocab: tasks.Vocab, examples: Sequence[
             right_tokens += right
             total_tokens += len(want)
             right_sequences += right == len(want)
+            right_a, counted_a = answer_token_score(got, want[:-1], vocab.eos_id)
+            right_answer += right_a
+            counted_answer += counted_a
     return {"samples": len(examples),
             "token_accuracy": right_tokens / max(total_tokens, 1),
+            "answer_token_accuracy": right_answer / max(counted_answer, 1),
             "sequence_accuracy": right_sequences / max(len(examples), 1)}
 
 
 def evaluate_lengths(model: SequenceModel, task: tasks.Task, vocab: tasks.Vocab,
                      lengths: Sequence[int], samples: int, eval_seed: int, batch_size: int,
-                     device=None, on_row=None, progress: bool = False) -> list[dict]:
-    """One row per length: ``{length, samples, token_accuracy, sequence_accuracy}``."""
+                     device=None, on_row=None, progress: bool = False,
+                     split: str = "test") -> list[dict]:
+    """One row per length: ``{length, samples, token_accuracy, answer_token_accuracy,
+    sequence_accuracy}``, on the examples of ``split`` (pntm.splits)."""
     if task.max_length is not None and max(lengths) > task.max_length:
         raise PntmError(f"task {task.name} has no examples longer than {task.max_length} "
                         f"(asked for {max(lengths)})")
-    groups = ((n, tasks.eval_examples(task, n, samples, eval_seed)) for n in lengths)
+    groups = ((n, splits.split_examples(task, split, n, samples, eval_seed)) for n in lengths)
     return evaluate_groups(model, vocab, groups, batch_size, device, on_row, progress,
                            total=len(lengths))
 
@@ -160,7 +207,8 @@ def evaluate_groups(model: SequenceModel, vocab: tasks.Vocab, groups, batch_size
 
 def summarize(rows: list[dict], train_lengths: Sequence[int],
               id_lengths: Sequence[int] | None = None) -> dict:
-    """Means over ID / OOD lengths and the longest length up to which every length is >= 99%.
+    """Means over ID / OOD lengths and the longest length up to which every length is >= 99%
+    (``ood_answer_token_accuracy``: None when a row lacks ``answer_token_accuracy``).
 
     ID lengths are ``train_lengths`` (``[lo, hi]``), OOD the others; with ``id_lengths`` (the
     lengths of a JSONL training file) ID lengths are those and OOD the lengths above ``hi``."""
@@ -181,26 +229,34 @@ def summarize(rows: list[dict], train_lengths: Sequence[int],
         if r["sequence_accuracy"] < 0.99:
             break
         max_at_99 = r["length"]
+    answer = [r for r in out_dist if r.get("answer_token_accuracy") is not None]
     return {"id_sequence_accuracy": mean(in_dist, "sequence_accuracy"),
             "ood_sequence_accuracy": mean(out_dist, "sequence_accuracy"),
             "ood_token_accuracy": mean(out_dist, "token_accuracy"),
+            # None for rows measured before the metric existed (every OOD row must have it)
+            "ood_answer_token_accuracy": (mean(answer, "answer_token_accuracy")
+                                          if len(answer) == len(out_dist) else None),
             "max_length_at_99": max_at_99}
 
 
 def format_row(row: dict) -> str:
     return (f"{row['length']:>7} {row['samples']:>8} {row['token_accuracy']:>10.4f} "
-            f"{row['sequence_accuracy']:>8.4f}")
+            f"{row['answer_token_accuracy']:>10.4f} {row['sequence_accuracy']:>8.4f}")
 
 
-TABLE_HEADER = f"{'length':>7} {'samples':>8} {'token_acc':>10} {'seq_acc':>8}"
+TABLE_HEADER = f"{'length':>7} {'samples':>8} {'token_acc':>10} {'answer_acc':>10} {'seq_acc':>8}"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def format_summary(summary: dict) -> str:
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
+    pct = _pct
     return (f"ID seq acc {pct(summary['id_sequence_accuracy'])} | "
             f"OOD seq acc {pct(summary['ood_sequence_accuracy'])} | "
             f"OOD token acc {pct(summary['ood_token_accuracy'])} | "
+            f"OOD answer-token acc {pct(summary.get('ood_answer_token_accuracy'))} | "
             f"max length at 99%: {summary['max_length_at_99']}")
 
 
@@ -208,42 +264,25 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
                  json_path: str | Path | None = None, device=None, command: str | None = None,
                  model: SequenceModel | None = None, extra: dict | None = None,
                  quiet: bool = False, data: str | Path | None = None,
-                 train_dataset: JsonlDataset | None = None) -> dict:
-    """Evaluate a run, write its eval.json (or ``json_path``), print the table; returns the report.
+                 train_dataset: JsonlDataset | None = None, split: str = "test") -> dict:
+    """Evaluate a run on ``split``, write its file (eval.json for test, eval-validation.json for
+    validation, or ``json_path``), print the table; returns the report.
 
-    ``lengths`` (a spec) and ``samples`` default to the run's config. Pass ``model`` to evaluate
-    weights already in memory (the end of training), ``extra`` to add fields to the report.
-    ``quiet`` prints nothing. ``data``: a JSONL test file (its lengths, every example unless
-    ``samples`` caps them); ``train_dataset``: a JSONL run's training file, already loaded.
-    The data is read and checked before the model is loaded.
+    ``lengths`` (a spec) and ``samples`` default to the run's config (validation: lengths 41-64).
+    Pass ``model`` to evaluate weights already in memory (the end of training), ``extra`` to add
+    fields to the report. ``quiet`` prints nothing. ``data``: a JSONL file of the split's
+    examples (its lengths, every example unless ``samples`` caps them); ``train_dataset``: a JSONL
+    run's training file, already loaded. The data is read and checked before the model is loaded.
     """
+    split = splits.check_split(split)
     run = RunDir(run_dir)
     cfg = run.load_config()
     vocab = run.vocab(cfg)
     device = torch.device(device) if device is not None else torch.device("cpu")
     if samples is not None and samples < 1:
         raise PntmError(f"samples must be a positive integer, got {samples}")
-    source = None  # where the examples come from, for the report: None = the task's generator
-    if data is not None:
-        dataset = load_jsonl(data, vocab=vocab)
-        source = {"file": str(data), "split": "test"}
-    elif cfg["data"] is not None:
-        dataset = train_dataset if train_dataset is not None else run_dataset(cfg)
-        source = {"file": cfg["data"]["path"], "split": "train"}
-        samples = samples if samples is not None else cfg["eval"]["samples"]
-    if source is None:
-        task = tasks.get_task(cfg["task"])
-        spec = lengths if lengths is not None else cfg["eval"]["lengths"]
-        length_list = tasks.parse_lengths(spec)
-        samples = samples if samples is not None else cfg["eval"]["samples"]
-    else:
-        length_list = dataset.lengths
-        if lengths is not None:
-            wanted = set(tasks.parse_lengths(lengths))
-            length_list = [n for n in length_list if n in wanted]
-            if not length_list:
-                raise DataError(f"{dataset.path}: no example has a length in {lengths!r} (its "
-                                f"lengths: {format_lengths(dataset.lengths)})")
+    source, dataset, length_list, samples = _examples_source(
+        run, cfg, vocab, split, lengths, samples, data, train_dataset)
     if model is None:
         vocab, model = load_model(run, cfg, device)
 
@@ -254,16 +293,18 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     lo, hi = cfg["train"]["train_lengths"]
     trained_on = cfg["data"]["lengths"] if cfg["data"] is not None else f"{lo}-{hi}"
     per_length = "every example" if samples is None else f"{samples} samples"
-    show(f"{cfg['task']} / {cfg['model']} / seed {cfg['seed']}: greedy decoding, "
+    show(f"{cfg['task']} / {cfg['model']} / seed {cfg['seed']}: {split} split, greedy decoding, "
          f"{per_length} per length{'' if source is None else ' of ' + source['file']} "
          f"(trained on lengths {trained_on})")
     show(TABLE_HEADER)
     started = time.perf_counter()
     progress = not quiet and sys.stderr.isatty()
     if source is None:
+        task = tasks.get_task(cfg["task"])
         rows = evaluate_lengths(model, task, vocab, length_list, samples, cfg["eval"]["eval_seed"],
                                 cfg["eval"]["batch_size"], device,
-                                on_row=lambda r: show(format_row(r)), progress=progress)
+                                on_row=lambda r: show(format_row(r)), progress=progress,
+                                split=split)
     else:
         groups = ((n, dataset.subset(n, samples, cfg["eval"]["eval_seed"])) for n in length_list)
         rows = evaluate_groups(model, vocab, groups, cfg["eval"]["batch_size"], device,
@@ -273,26 +314,162 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     summary = summarize(rows, (lo, hi), id_lengths)
     show(format_summary(summary))
 
-    report = {"task": cfg["task"], "model": cfg["model"], "seed": cfg["seed"],
-              "train_lengths": [lo, hi], "lengths": rows, "summary": summary,
-              "provenance": {**provenance(command), "device": str(device)},
+    report = {"task": cfg["task"], "model": cfg["model"], "seed": cfg["seed"], "split": split,
+              "lr": cfg["train"]["lr"], "train_lengths": [lo, hi], "lengths": rows,
+              "summary": summary, "provenance": {**provenance(command), "device": str(device)},
               "eval_seed": cfg["eval"]["eval_seed"], "samples": samples,
               "eval_seconds": round(time.perf_counter() - started, 3)}
+    if source is None:
+        report["stream"] = splits.stream_description(split)
     if id_lengths is not None:
         report["id_lengths"] = cfg["data"]["lengths"]
     if source is not None:
         report["data"] = {**source, "examples": sum(r["samples"] for r in rows)}
     report.update(_training_facts(run) if extra is None else extra)
-    path = Path(json_path) if json_path is not None else run.file(EVAL)
+    path = Path(json_path) if json_path is not None else run.file(splits.split_file(split))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, report)
     return report
 
 
+def _examples_source(run: RunDir, cfg: dict, vocab: tasks.Vocab, split: str, lengths, samples,
+                     data, train_dataset):
+    """Where ``evaluate_run``'s examples come from: ``(source, dataset, lengths, samples)``;
+    ``source`` is None for the task's generator (``dataset`` then None), else a record of the
+    JSONL file (``data``, or a JSONL run's own training file)."""
+    source = dataset = None
+    if data is not None:
+        dataset = load_jsonl(data, vocab=vocab)
+        source = {"file": str(data), "split": split}
+    elif not splits.has_generator(cfg):
+        if split == "validation":
+            raise splits.SplitError(f"{run} was trained on a JSONL file: it has no validation "
+                                    "stream; give its validation examples with --data VAL.jsonl")
+        dataset = train_dataset if train_dataset is not None else run_dataset(cfg)
+        source = {"file": cfg["data"]["path"], "split": "train"}
+        samples = samples if samples is not None else cfg["eval"]["samples"]
+    if source is None:
+        length_list = (tasks.parse_lengths(lengths) if lengths is not None
+                       else splits.default_lengths(cfg, split))
+        return None, None, length_list, samples if samples is not None else cfg["eval"]["samples"]
+    length_list = dataset.lengths
+    if lengths is not None:
+        wanted = set(tasks.parse_lengths(lengths))
+        length_list = [n for n in length_list if n in wanted]
+        if not length_list:
+            raise DataError(f"{dataset.path}: no example has a length in {lengths!r} (its "
+                            f"lengths: {format_lengths(dataset.lengths)})")
+    return source, dataset, length_list, samples
+
+
+def evaluate_splits(run_dir: str | Path, **kwargs) -> dict:
+    """Validation (when the run has a task generator), then test: eval.json is written last, so
+    a run with an eval.json has both. Keyword arguments as for :func:`evaluate_run` (no
+    ``split``, ``lengths``, ``samples`` or ``json_path``: each split takes its defaults).
+    Returns the test report."""
+    cfg = RunDir(run_dir).load_config()
+    if splits.has_generator(cfg):
+        evaluate_run(run_dir, split="validation", **kwargs)
+    return evaluate_run(run_dir, split="test", **kwargs)
+
+
+TRAINING_FACTS = ("steps", "train_seconds", "early_stopped")
+
+
 def _training_facts(run: RunDir) -> dict:
-    """Steps trained and training wall time, from the last checkpoint."""
+    """Steps trained and training wall time, from the last checkpoint; for a run without one (a
+    committed run keeps no train_state.pt), from its eval.json when that records them, with the
+    provenance of that eval.json as ``training_provenance``."""
     state = run.load_train_state()
     if state is None:
-        return {}
+        try:
+            previous = run.load_eval()
+        except PntmError:
+            previous = None
+        if not isinstance(previous, dict):
+            return {}
+        facts = {k: previous[k] for k in TRAINING_FACTS if k in previous}
+        # what trained the run (its eval.json's provenance, unless that was itself re-evaluated)
+        trained_by = previous.get("training_provenance", previous.get("provenance"))
+        if trained_by is not None:
+            facts["training_provenance"] = trained_by
+        return facts
     return {"steps": state["step"], "train_seconds": round(state.get("elapsed_seconds", 0.0), 3),
             "early_stopped": state.get("early_stopped", False)}
+
+
+# --------------------------------------------------------------------------- a folder of runs
+
+def run_folders(folder: str | Path) -> list[Path]:
+    """The run directories one level below ``folder`` (those with a config.yaml), sorted."""
+    return sorted(p for p in Path(folder).iterdir() if (p / CONFIG).is_file())
+
+
+def is_run_folder_collection(path: str | Path) -> bool:
+    """A folder of runs (``pntm eval FOLDER``) rather than one run directory."""
+    path = Path(path)
+    return path.is_dir() and not (path / CONFIG).exists() and bool(run_folders(path))
+
+
+def outdated(run_dir: Path, split: str) -> str | None:
+    """Why ``run_dir``'s results for ``split`` need measuring (None: they are up to date): no
+    file, no per-token answer accuracy in it, or (validation) steps that differ from eval.json's."""
+    path = run_dir / splits.split_file(split)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "unreadable"
+    rows = data.get("lengths") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return "unreadable"
+    if not all(isinstance(r, dict) and "answer_token_accuracy" in r for r in rows):
+        return "no answer-token accuracy"
+    if split == "validation":
+        try:
+            test = json.loads((run_dir / splits.FILES["test"]).read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        if isinstance(test, dict) and test.get("steps") != data.get("steps"):
+            return "stale (other steps than eval.json)"
+    return None
+
+
+def evaluate_folder(folder: str | Path, split: str, *, device=None, command: str | None = None,
+                    lengths: str | None = None, samples: int | None = None, echo=print) -> int:
+    """Evaluate every finished run of ``folder`` (one with an eval.json) on ``split`` from its
+    saved weights, skipping those whose results are up to date (:func:`outdated`) and those that
+    cannot be (no weights; validation of a JSONL run); an unfinished run is left to its training,
+    which evaluates it at the end. One line per run; a failing run is reported and the others go
+    on. Returns 0, or 1 when some run failed."""
+    split = splits.check_split(split)
+    runs = run_folders(folder)
+    failed = 0
+    for i, path in enumerate(runs, 1):
+        head = f"[{i}/{len(runs)}] {path.name}"
+        if not (path / splits.FILES["test"]).is_file():  # still training, or failed
+            echo(f"{head}: not finished (no {splits.FILES['test']}), skipped")
+            continue
+        reason = outdated(path, split)
+        if reason is None:
+            echo(f"{head}: {split} up to date, skipped")
+            continue
+        if not (path / WEIGHTS).is_file():
+            echo(f"{head}: no {WEIGHTS}, skipped ({split} {reason})")
+            continue
+        try:
+            if split == "validation" and not splits.has_generator(RunDir(path).load_config()):
+                echo(f"{head}: trained on a JSONL file, no validation stream, skipped")
+                continue
+            report = evaluate_run(path, split=split, device=device, command=command, quiet=True,
+                                  lengths=lengths, samples=samples)
+        except (PntmError, ValueError) as err:
+            failed += 1
+            echo(f"{head}: failed: {' '.join(str(err).split())}")
+            continue
+        s = report["summary"]
+        echo(f"{head}: {split} ({reason}) measured: OOD seq acc "
+             f"{_pct(s['ood_sequence_accuracy'])}, answer-token acc "
+             f"{_pct(s['ood_answer_token_accuracy'])}")
+    return 1 if failed else 0

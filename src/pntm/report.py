@@ -24,21 +24,30 @@ Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
   **longest length at ≥ 99%** is the largest evaluated length L such that *every* evaluated
   length ≤ L (in-distribution ones included) has sequence accuracy ≥ 0.99; 0 when the shortest
   evaluated length already falls below. Lengths that were not evaluated cannot break the run.
-- The **best seed** of a (task, model) has the highest OOD sequence accuracy; ties go to the
-  higher OOD token accuracy, then the longer length at ≥ 99%, then the lower seed. The OOD token
-  accuracy, ID sequence accuracy and longest length shown per (task, model) are the best seed's
-  (the reference table reports the best seed too); **mean ± std** is over all seeds, with the
-  sample standard deviation (n − 1), undefined (null) with a single seed.
-- A model **fails out of distribution** on a task when its best seed's OOD sequence accuracy is
-  below 99% (:data:`THRESHOLD`).
+- The **selected seed** (and learning rate) of a (task, model) is chosen on the validation split
+  (``eval-validation.json``), never on test: :mod:`pntm.selection` holds the rules and
+  tie-breaks. A (task, model) whose runs have no validation results is shown as **not
+  selectable** (n/s), never silently chosen by test. ``--select test`` gives the legacy display
+  (best seed by test OOD sequence accuracy), and every table then says "selected on test".
+  The OOD token accuracies, ID sequence accuracy and longest length shown per (task, model) are
+  the selected seed's; **mean ± std** is over the cohort (the seeds at the chosen learning
+  rate), with the sample standard deviation (n − 1), undefined (null) with a single seed.
+- **Seeds succeeding**: k of N seeds of the cohort whose test sequence accuracy is ≥ 99% at every
+  evaluated test length (:func:`pntm.selection.succeeds`; stricter than a mean of ≥ 99%).
+- A model **fails out of distribution** on a task when its selected seed does not succeed in
+  that sense.
 - Steps and training wall time per (task, model) are means over its seeds (the JSON also holds
   the total time).
 - The JSON and the plots go inside ``RUNS_DIR`` by default, so reports of different folders
   never overwrite each other; ``make report`` names ``results/benchmark.json`` and
   ``results/plots``.
-- The comparison with published numbers (:mod:`pntm.published`) uses their metric, token
-  accuracy out of distribution, best of the seeds (here: the highest OOD token accuracy over
-  seeds, which need not be the best seed's); a model "solves" a task there at ≥ 99%.
+- The comparison with published numbers (:mod:`pntm.published`) uses their metric, per-token
+  accuracy over the answer tokens (EOS excluded), averaged over the out-of-distribution lengths
+  (``ood_answer_token_accuracy``; :mod:`pntm.evaluate` gives the exact definition and how our
+  autoregressive decoding differs from theirs): the selected seed's, and beside it the highest
+  over the cohort (their own protocol is the maximum over seeds and learning rates, i.e. chosen
+  on their test numbers). A model "solves" a task there at ≥ 99%. Runs evaluated before this
+  metric existed show "—" until ``pntm eval FOLDER`` re-measures them.
 """
 
 from __future__ import annotations
@@ -52,13 +61,22 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from pntm import published, tasks
+from pntm import published, selection, splits, tasks
 from pntm.errors import PntmError
 from pntm.evaluate import summarize
 from pntm.provenance import provenance
 from pntm.runs import atomic_write, atomic_write_json, atomic_write_text
 
-THRESHOLD = 0.99
+THRESHOLD = selection.THRESHOLD
+SELECTED_ON = {"validation": "selected on validation",
+               "test": "selected on TEST (legacy display, not the protocol)"}
+PROTOCOL = {
+    "validation": "_Protocol: every choice (learning rate, seed) is made on the validation split "
+                  "(lengths 41-64, examples of their own); the test grid is only reported._",
+    "test": "_Legacy display: the best seed is chosen on the test numbers themselves, which "
+            "overstates them; the protocol selects on validation (`pntm report --select "
+            "validation`)._",
+}
 MARKERS = ("o", "s", "^", "D", "v")
 LINE_WIDTHS = (5.0, 3.0, 1.6, 0.8)
 MODEL_ORDER = ("pntm", "ntm", "lstm", "transformer")
@@ -69,13 +87,27 @@ DEFINITIONS = {
                             "train_lengths",
     "ood_sequence_accuracy": "mean sequence accuracy over the evaluated lengths outside "
                              "train_lengths",
-    "ood_token_accuracy": "mean token accuracy over the evaluated lengths outside train_lengths",
+    "ood_token_accuracy": "mean token accuracy (EOS included) over the evaluated lengths "
+                          "outside train_lengths",
+    "ood_answer_token_accuracy": "mean over the evaluated lengths outside train_lengths of the "
+                                 "per-length answer-token accuracy (EOS excluded; decoded "
+                                 "answer cut at its first EOS, compared position by position, "
+                                 "counted = max(answer length, decoded length))",
     "max_length_at_99": "the largest evaluated length L such that every evaluated length <= L "
                         "has sequence accuracy >= 0.99 (0 if the shortest one is below)",
-    "best_seed": "highest ood_sequence_accuracy; ties: higher ood_token_accuracy, then higher "
-                 "max_length_at_99, then lower seed",
-    "std": "sample standard deviation over seeds (n - 1); null with one seed",
-    "fails_ood": "the best seed's ood_sequence_accuracy is below 0.99",
+    "selected_seed": "select=validation: the learning rate with the highest mean validation "
+                     "sequence accuracy over its seeds (ties: mean validation answer-token "
+                     "accuracy, then the larger lr), then its seed with the highest validation "
+                     "sequence accuracy (ties: validation answer-token accuracy, then the lower "
+                     "seed); runs without current validation results are never selected. "
+                     "select=test (legacy): highest ood_sequence_accuracy; ties: higher "
+                     "ood_token_accuracy, then higher max_length_at_99, then lower seed",
+    "validation_sequence_accuracy": "mean sequence accuracy over the validation lengths "
+                                    "(eval-validation.json, 41-64 by default)",
+    "succeeding": "seeds of the cohort (the runs at the chosen lr) whose test sequence accuracy "
+                  "is >= 0.99 at every evaluated test length",
+    "std": "sample standard deviation over the cohort's seeds (n - 1); null with one seed",
+    "fails_ood": "the selected seed does not succeed (null when nothing is selectable)",
 }
 
 
@@ -132,8 +164,9 @@ def model_key(model: str) -> tuple:
 
 
 def load_evals(runs_dir: str | Path) -> list[dict]:
-    """Every ``eval.json`` one level below ``runs_dir`` (with ``run``: its folder's name), in
-    task, model and seed order."""
+    """Every ``eval.json`` one level below ``runs_dir`` (with ``run``: its folder's name, and
+    ``validation_report``: its eval-validation.json, checked, or None), in task, model and seed
+    order."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise PntmError(f"no such results folder: {runs_dir}")
@@ -141,6 +174,9 @@ def load_evals(runs_dir: str | Path) -> list[dict]:
     for path in sorted(runs_dir.glob(f"*/{EVAL_FILE}")):
         data = read_eval(path)
         data["run"] = path.parent.name
+        val_path = path.parent / splits.FILES["validation"]
+        data["validation_report"] = read_eval(val_path) if val_path.is_file() else None
+        data["lr"] = selection.run_lr(data, path.parent)
         evals.append(data)
     if not evals:
         raise PntmError(f"no eval.json found in the run folders of {runs_dir}")
@@ -158,34 +194,30 @@ def unfinished_runs(runs_dir: str | Path) -> list[str]:
 
 def run_record(e: dict) -> dict:
     """One finished run as benchmark.json holds it, its summary recomputed from its rows."""
-    keep = ("length", "samples", "sequence_accuracy", "token_accuracy")
+    keep = ("length", "samples", "sequence_accuracy", "token_accuracy", "answer_token_accuracy")
     rows = sorted(({k: row[k] for k in keep if k in row} for row in e["lengths"]),
                   key=lambda r: r["length"])
     lo, hi = e["train_lengths"]
     # a run on JSONL data: ID = the lengths of its training file, OOD = the longer ones
     spec = e.get("id_lengths")
     id_lengths = tasks.parse_lengths(spec) if isinstance(spec, str) else None
+    # a run re-evaluated from its weights (pntm eval FOLDER) keeps what trained it apart
+    trained_by = e.get("training_provenance")
     prov = e.get("provenance") if isinstance(e.get("provenance"), dict) else {}
+    evaluated_by = None
+    if isinstance(trained_by, dict):
+        prov, evaluated_by = trained_by, {k: prov.get(k) for k in PROVENANCE_KEYS}
     return {"run": e["run"], "task": e["task"], "model": e["model"], "seed": e["seed"],
-            "train_lengths": [lo, hi], "summary": summarize(rows, (lo, hi), id_lengths),
+            "lr": e.get("lr"), "train_lengths": [lo, hi],
+            "summary": summarize(rows, (lo, hi), id_lengths),
+            "succeeds": selection.succeeds(rows),
+            "validation": selection.validation_record(e.get("validation_report"), e),
             "steps": e.get("steps"), "train_seconds": e.get("train_seconds"),
             "eval_seconds": e.get("eval_seconds"), "early_stopped": e.get("early_stopped"),
             "samples": e.get("samples"), "eval_seed": e.get("eval_seed"),
             "provenance": {k: prov.get(k) for k in PROVENANCE_KEYS},
+            "evaluated_by": evaluated_by,
             "lengths": rows}
-
-
-def _or(value, default):
-    return default if value is None else value
-
-
-def best_run(runs: list[dict]) -> dict:
-    """The best seed (see the module docstring for the tie-breaks)."""
-    def rank(r):
-        s = r["summary"]
-        return (_or(s["ood_sequence_accuracy"], -1.0), _or(s["ood_token_accuracy"], -1.0),
-                s["max_length_at_99"], -r["seed"])
-    return max(runs, key=rank)
 
 
 def mean_std(values) -> tuple[float | None, float | None]:
@@ -197,31 +229,43 @@ def mean_std(values) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def _spread(runs: list[dict], best: dict, key: str) -> dict:
-    values = [r["summary"][key] for r in runs if r["summary"][key] is not None]
+def _spread(cohort: list[dict], chosen: dict | None, key: str) -> dict:
+    values = [r["summary"][key] for r in cohort if r["summary"][key] is not None]
     mean, std = mean_std(values)
-    return {"best_seed": best["summary"][key], "mean": mean, "std": std,
-            "min": min(values, default=None), "max": max(values, default=None)}
+    return {"selected": None if chosen is None else chosen["summary"][key], "mean": mean,
+            "std": std, "min": min(values, default=None), "max": max(values, default=None)}
 
 
-def aggregate(runs: list[dict]) -> dict:
-    """The seeds of one (task, model) in one entry (the definitions: module docstring)."""
-    best = best_run(runs)
-    ood = best["summary"]["ood_sequence_accuracy"]
-    steps = [r["steps"] for r in runs if r["steps"] is not None]
-    seconds = [r["train_seconds"] for r in runs if r["train_seconds"] is not None]
-    longest = [r["summary"]["max_length_at_99"] for r in runs]
-    return {"task": best["task"], "model": best["model"],
-            "seeds": [r["seed"] for r in runs], "n_seeds": len(runs), "best_seed": best["seed"],
-            "ood_sequence_accuracy": _spread(runs, best, "ood_sequence_accuracy"),
-            "ood_token_accuracy": _spread(runs, best, "ood_token_accuracy"),
-            "id_sequence_accuracy": _spread(runs, best, "id_sequence_accuracy"),
-            "max_length_at_99": {"best_seed": best["summary"]["max_length_at_99"],
+def aggregate(runs: list[dict], select: str = "validation") -> dict:
+    """The runs of one (task, model) in one entry (the definitions: module docstring)."""
+    pick = selection.choose(runs, select)
+    chosen, cohort = pick["selected"], pick["cohort"]
+    k, n = selection.success_count(cohort)
+    steps = [r["steps"] for r in cohort if r["steps"] is not None]
+    seconds = [r["train_seconds"] for r in cohort if r["train_seconds"] is not None]
+    longest = [r["summary"]["max_length_at_99"] for r in cohort]
+    status = [r["validation"]["status"] for r in runs]
+    return {"task": runs[0]["task"], "model": runs[0]["model"], "selection": select,
+            "selectable": chosen is not None,
+            "seeds": [r["seed"] for r in cohort], "n_seeds": n, "succeeding": k,
+            "lrs": sorted({r["lr"] for r in runs if r["lr"] is not None}),
+            "selected_lr": pick["lr"], "mixed_lrs": pick["mixed_lrs"],
+            "selected_seed": None if chosen is None else chosen["seed"],
+            "selected_run": None if chosen is None else chosen["run"],
+            "validation_missing": status.count("missing"), "validation_stale": status.count("stale"),
+            "validation_sequence_accuracy": (chosen["validation"].get("sequence_accuracy")
+                                             if chosen is not None else None),
+            "ood_sequence_accuracy": _spread(cohort, chosen, "ood_sequence_accuracy"),
+            "ood_token_accuracy": _spread(cohort, chosen, "ood_token_accuracy"),
+            "ood_answer_token_accuracy": _spread(cohort, chosen, "ood_answer_token_accuracy"),
+            "id_sequence_accuracy": _spread(cohort, chosen, "id_sequence_accuracy"),
+            "max_length_at_99": {"selected": None if chosen is None else
+                                 chosen["summary"]["max_length_at_99"],
                                  "min": min(longest), "max": max(longest)},
             "steps": {"mean": mean_std(steps)[0], "max": max(steps, default=None)},
             "train_seconds": {"mean": mean_std(seconds)[0],
                               "total": sum(seconds) if seconds else None},
-            "fails_ood": None if ood is None else ood < THRESHOLD}
+            "fails_ood": None if chosen is None else not chosen["succeeds"]}
 
 
 def rounded(obj, digits: int = 6):
@@ -244,12 +288,12 @@ def group_runs(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 
 def build_benchmark(runs_dir: str, evals: list[dict], unfinished: list[str],
-                    command: str) -> dict:
+                    command: str, select: str = "validation") -> dict:
     """The content of benchmark.json."""
     runs = [run_record(e) for e in evals]
     return {"generated_by": provenance(command), "runs_dir": runs_dir,
-            "threshold": THRESHOLD, "definitions": DEFINITIONS,
-            "aggregates": [rounded(aggregate(g)) for g in group_runs(runs).values()],
+            "threshold": THRESHOLD, "selection": select, "definitions": DEFINITIONS,
+            "aggregates": [rounded(aggregate(g, select)) for g in group_runs(runs).values()],
             "unfinished_runs": unfinished, "runs": runs}
 
 
@@ -278,35 +322,56 @@ def _ordered(aggs: list[dict]) -> tuple[list[str], list[str], dict]:
     return task_list, model_list, by_pair
 
 
+def _selected_cell(a: dict) -> str:
+    """The selected seed's OOD sequence accuracy with ✓ / ✗ (it succeeds or not) and k/N seeds
+    succeeding; "n/s" when nothing is selectable."""
+    k_of_n = f" ({a['succeeding']}/{a['n_seeds']})"
+    if not a["selectable"]:
+        return "n/s" + k_of_n
+    mark = " ✗" if a["fails_ood"] else " ✓"
+    return percent(a["ood_sequence_accuracy"]["selected"]) + mark + k_of_n
+
+
 def matrix_table(aggs: list[dict]) -> str:
-    """Task × model: the best seed's OOD sequence accuracy, ✗ below the threshold."""
+    """Task × model: the selected seed's OOD sequence accuracy, ✓ / ✗ and seeds succeeding."""
     task_list, model_list, by_pair = _ordered(aggs)
     lines = ["| task | " + " | ".join(model_list) + " |", "|---|" + "---|" * len(model_list)]
     for task in task_list:
-        cells = []
-        for model in model_list:
-            a = by_pair.get((task, model))
-            if a is None:
-                cells.append("—")
-            else:
-                mark = {True: " ✗", False: " ✓", None: ""}[a["fails_ood"]]
-                cells.append(percent(a["ood_sequence_accuracy"]["best_seed"]) + mark)
+        cells = [_selected_cell(by_pair[task, m]) if (task, m) in by_pair else "—"
+                 for m in model_list]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _selected_label(a: dict) -> str:
+    if not a["selectable"]:
+        why = []
+        if a["validation_missing"]:
+            why.append(f"{a['validation_missing']} without validation")
+        if a["validation_stale"]:
+            why.append(f"{a['validation_stale']} stale")
+        return f"not selectable ({', '.join(why) or 'no validation'})"
+    lr = f", lr {selection.format_lr(a['selected_lr'])}" if len(a["lrs"]) > 1 else ""
+    left = a["validation_missing"] + a["validation_stale"]
+    left = f" ({left} run{'s' if left > 1 else ''} without current validation)" if left else ""
+    return f"{a['selected_seed']}{lr}{left}"
+
+
 def summary_table(aggs: list[dict]) -> str:
-    lines = ["| task | model | seeds | best seed | OOD seq acc (best seed) | OOD seq acc "
-             "(mean ± std) | OOD token acc | ID seq acc | longest length at ≥99% | steps "
-             "| train time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | model | seeds succeeding | selected seed | val seq acc | OOD seq acc "
+             "(selected) | OOD seq acc (mean ± std) | OOD answer-token acc | OOD token acc "
+             "| ID seq acc | longest length at ≥99% | steps | train time (s) |",
+             "|---" * 13 + "|"]
     for a in aggs:
         lines.append(
-            f"| {a['task']} | {a['model']} | {a['n_seeds']} | {a['best_seed']} "
-            f"| {percent(a['ood_sequence_accuracy']['best_seed'])} "
+            f"| {a['task']} | {a['model']} | {a['succeeding']}/{a['n_seeds']} "
+            f"| {_selected_label(a)} | {percent(a['validation_sequence_accuracy'])} "
+            f"| {percent(a['ood_sequence_accuracy']['selected'])} "
             f"| {mean_pm_std(a['ood_sequence_accuracy'])} "
-            f"| {percent(a['ood_token_accuracy']['best_seed'])} "
-            f"| {percent(a['id_sequence_accuracy']['best_seed'])} "
-            f"| {a['max_length_at_99']['best_seed']} | {number(a['steps']['mean'])} "
+            f"| {percent(a['ood_answer_token_accuracy']['selected'])} "
+            f"| {percent(a['ood_token_accuracy']['selected'])} "
+            f"| {percent(a['id_sequence_accuracy']['selected'])} "
+            f"| {number(a['max_length_at_99']['selected'])} | {number(a['steps']['mean'])} "
             f"| {number(a['train_seconds']['mean'])} |")
     return "\n".join(lines)
 
@@ -317,22 +382,26 @@ def failures_paragraph(aggs: list[dict]) -> str:
     lines = []
     for model in model_list:
         mine = [by_pair[t, model] for t in task_list if (t, model) in by_pair]
-        failed = [f"{a['task']} ({percent(a['ood_sequence_accuracy']['best_seed'])}%"
+        failed = [f"{a['task']} ({percent(a['ood_sequence_accuracy']['selected'])}%"
                   f"{_unlearned(a)})" for a in mine if a["fails_ood"]]
         held = [a["task"] for a in mine if a["fails_ood"] is False]
-        if not failed:
-            lines.append(f"- `{model}` holds ≥ 99% on every task it ran here "
-                         f"({', '.join(held)}).")
-        else:
-            tail = f"; holds ≥ 99% on {', '.join(held)}" if held else ""
+        unselected = [a["task"] for a in mine if a["fails_ood"] is None]
+        tail = f"; not selectable: {', '.join(unselected)}" if unselected else ""
+        if not failed and held:
+            lines.append(f"- `{model}` succeeds on every task it ran here with a selectable "
+                         f"seed ({', '.join(held)}){tail}.")
+        elif failed:
+            tail = (f"; succeeds on {', '.join(held)}" if held else "") + tail
             lines.append(f"- `{model}` fails out of distribution on {len(failed)} of "
                          f"{len(mine)} tasks: {', '.join(failed)}{tail}.")
+        else:
+            lines.append(f"- `{model}`: nothing selectable ({', '.join(unselected)}).")
     return "\n".join(lines)
 
 
 def _unlearned(a: dict) -> str:
-    """A note when the best seed did not even learn the training lengths."""
-    id_accuracy = a["id_sequence_accuracy"]["best_seed"]
+    """A note when the selected seed did not even learn the training lengths."""
+    id_accuracy = a["id_sequence_accuracy"]["selected"]
     if id_accuracy is None or id_accuracy >= THRESHOLD:
         return ""
     return f"; not learned in distribution either: ID {percent(id_accuracy)}%"
@@ -347,10 +416,12 @@ def published_rows(aggs: list[dict]) -> list[dict]:
         if a is None:
             continue
         theirs = published.token_accuracy(task, model)
-        ours = a["ood_token_accuracy"]["max"]
+        ours = a["ood_answer_token_accuracy"]["selected"]
         rows.append({"task": task, "model": model, "published": theirs, "ours": ours,
-                     "spread": a["ood_token_accuracy"], "n_seeds": a["n_seeds"],
-                     "same_verdict": (theirs >= THRESHOLD) == (ours >= THRESHOLD)})
+                     "spread": a["ood_answer_token_accuracy"], "n_seeds": a["n_seeds"],
+                     "definition": published.definition(task),
+                     "same_verdict": None if ours is None else
+                     (theirs >= THRESHOLD) == (ours >= THRESHOLD)})
     return rows
 
 
@@ -359,14 +430,19 @@ def _verdict(x: float) -> str:
 
 
 def published_table(rows: list[dict]) -> str:
-    lines = ["| task | model | published token acc | ours: token acc, best of seeds | ours: "
-             "mean ± std | verdict (≥ 99%) |", "|---|---|---|---|---|---|"]
+    lines = ["| task | definition | model | published | ours: selected seed | ours: max over "
+             "seeds | ours: mean ± std | verdict (≥ 99%) |", "|---" * 8 + "|"]
     for r in rows:
-        verdict = (f"both: {_verdict(r['ours'])}" if r["same_verdict"] else
-                   f"differs: published {_verdict(r['published'])}, ours {_verdict(r['ours'])}")
-        lines.append(f"| {r['task']} | {r['model']} | {percent(r['published'])} "
-                     f"| {percent(r['ours'])} (of {r['n_seeds']}) | {mean_pm_std(r['spread'])} "
-                     f"| {verdict} |")
+        if r["same_verdict"] is None:
+            verdict = "— (not measured or not selectable)"
+        elif r["same_verdict"]:
+            verdict = f"both: {_verdict(r['ours'])}"
+        else:
+            verdict = f"differs: published {_verdict(r['published'])}, ours {_verdict(r['ours'])}"
+        lines.append(f"| {r['task']} | {r['definition']} | {r['model']} "
+                     f"| {percent(r['published'])} | {percent(r['ours'])} "
+                     f"| {percent(r['spread']['max'])} (of {r['n_seeds']}) "
+                     f"| {mean_pm_std(r['spread'])} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -375,13 +451,17 @@ def published_paragraph(rows: list[dict], aggs: list[dict]) -> str:
     have = {(a["task"], a["model"]) for a in aggs}
     agree = [f"{r['model']} on {r['task']}" for r in rows if r["same_verdict"]]
     differ = [f"{r['model']} on {r['task']} (published {percent(r['published'])}, ours "
-              f"{percent(r['ours'])})" for r in rows if not r["same_verdict"]]
+              f"{percent(r['ours'])})" for r in rows if r["same_verdict"] is False]
+    unknown = [f"{r['model']} on {r['task']}" for r in rows if r["same_verdict"] is None]
     missing = [f"{m} on {t}" for t, m in published.comparable_pairs() if (t, m) not in have]
     lines = []
     if agree:
         lines.append(f"- Same verdict as published: {', '.join(agree)}.")
     if differ:
         lines.append(f"- Different verdict: {', '.join(differ)}.")
+    if unknown:
+        lines.append(f"- No answer-token accuracy of a selected seed yet (no validation, or "
+                     f"evaluated before the metric existed): {', '.join(unknown)}.")
     if missing:
         lines.append(f"- Not in this folder yet: {', '.join(missing)}.")
     return "\n".join(lines)
@@ -402,16 +482,23 @@ def length_table(runs: list[dict], title_runs: str) -> str:
     return "\n".join(lines)
 
 
+def _validation_cell(r: dict) -> str:
+    v = r["validation"]
+    return percent(v.get("sequence_accuracy")) if v["status"] == "ok" else v["status"]
+
+
 def seed_table(runs: list[dict]) -> str:
-    lines = ["| task | model | seed | steps | train time (s) | ID seq acc | OOD seq acc "
-             "| OOD token acc | longest length at ≥99% |", "|---" * 9 + "|"]
+    lines = ["| task | model | seed | lr | steps | train time (s) | val seq acc | ID seq acc "
+             "| OOD seq acc | OOD answer-token acc | OOD token acc | longest length at ≥99% "
+             "| succeeds |", "|---" * 13 + "|"]
     for r in runs:
         s = r["summary"]
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['seed']} | {number(r['steps'])} "
-            f"| {number(r['train_seconds'])} | {percent(s['id_sequence_accuracy'])} "
-            f"| {percent(s['ood_sequence_accuracy'])} | {percent(s['ood_token_accuracy'])} "
-            f"| {s['max_length_at_99']} |")
+            f"| {r['task']} | {r['model']} | {r['seed']} | {selection.format_lr(r['lr'])} "
+            f"| {number(r['steps'])} | {number(r['train_seconds'])} | {_validation_cell(r)} "
+            f"| {percent(s['id_sequence_accuracy'])} | {percent(s['ood_sequence_accuracy'])} "
+            f"| {percent(s['ood_answer_token_accuracy'])} | {percent(s['ood_token_accuracy'])} "
+            f"| {s['max_length_at_99']} | {'yes' if r['succeeds'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -446,7 +533,9 @@ def render(bench: dict, out: Path, json_path: Path, plot_paths: dict[str, Path],
     """The marked markdown block for ``bench`` (nothing in it changes unless the data does)."""
     runs_dir, runs, aggs = bench["runs_dir"], bench["runs"], bench["aggregates"]
     start, end = markers(runs_dir)
-    best = [best_run(g) for g in group_runs(runs).values()]
+    by_name = {r["run"]: r for r in runs}
+    chosen = [by_name[a["selected_run"]] for a in aggs if a["selected_run"] is not None]
+    on = SELECTED_ON[bench["selection"]]
     parts = [
         start,
         f"_Generated by `{bench['generated_by']['command']}` from the {len(runs)} `eval.json` "
@@ -457,25 +546,28 @@ def render(bench: dict, out: Path, json_path: Path, plot_paths: dict[str, Path],
         parts.append(f"_Not finished yet (no eval.json), left out: "
                      f"{', '.join(bench['unfinished_runs'])}._")
     parts += [
-        "**Out-of-distribution sequence accuracy (%), best seed** (✗: below 99%, the model "
-        "fails out of distribution; —: no finished run)",
+        PROTOCOL[bench["selection"]],
+        f"**Out-of-distribution sequence accuracy (%) of the seed {on}** (✓ / ✗: it is / is "
+        "not ≥ 99% at every test length; (k/N): seeds succeeding so; n/s: not selectable, no "
+        "validation results; —: no finished run)",
         matrix_table(aggs),
-        "**Per task and model** (sequence accuracy: the whole answer and its EOS right, by "
-        "greedy decoding; ID / OOD: mean over the training lengths / the out-of-distribution "
-        "grid; best seed: the highest OOD sequence accuracy, whose OOD token accuracy, ID "
-        "accuracy and longest length at ≥ 99% are shown; mean ± sample std over all seeds; "
-        "steps and training time in s, evaluation excluded: means per seed; exact definitions "
-        "under `definitions` in the JSON)",
+        f"**Per task and model** (selected seed: {on}; sequence accuracy: the whole answer and "
+        "its EOS right, by greedy decoding; val: mean over the validation lengths; ID / OOD: "
+        "mean over the training lengths / the out-of-distribution test grid; answer-token acc: "
+        "per-token accuracy on the answer tokens, EOS excluded (Delétang et al.'s metric); "
+        "mean ± sample std over the seeds at the selected learning rate; steps and training "
+        "time in s, evaluation excluded: means per seed; exact definitions under `definitions` "
+        "in the JSON)",
         summary_table(aggs),
-        "**Which models fail out of distribution** (generated from the table above: best seed "
-        "below 99% OOD sequence accuracy)",
+        f"**Which models fail out of distribution** (generated from the table above: the seed "
+        f"{on} is below 99% at some test length)",
         failures_paragraph(aggs),
     ]
     parts += published_section(aggs)
     parts += plots_section(plot_paths, plot_notice, out)
     parts += [
-        "**Sequence accuracy (%) at each out-of-distribution length, best seed**",
-        length_table(best, "best seed"),
+        f"**Sequence accuracy (%) at each out-of-distribution length, seed {on}**",
+        length_table(chosen, "selected seed"),
         "<details><summary>Every seed</summary>",
         seed_table(runs),
         length_table(runs, "seed"),
@@ -489,10 +581,11 @@ def render(bench: dict, out: Path, json_path: Path, plot_paths: dict[str, Path],
 
 def published_section(aggs: list[dict]) -> list[str]:
     rows = published_rows(aggs)
-    head = (f"**Published vs ours** ({published.SOURCE}, as quoted in "
-            "`shared/design/benchmark.md`; ours: OOD token accuracy, the mean over our "
-            "out-of-distribution grid, best of our seeds. Their tasks differ in detail from ours, "
-            "so compare verdicts, not digits.)")
+    head = (f"**Published vs ours** ({published.SOURCE}; ours: answer-token accuracy, EOS "
+            "excluded, the mean over our out-of-distribution grid, of the selected seed and the "
+            "highest of the seeds. Definition \"theirs\": our task built to their definition, "
+            "digits compare (up to their non-autoregressive decoding and their every-length "
+            "mean); \"ours\": our own task of that name, compare verdicts, not digits.)")
     if not rows:
         names = ", ".join(sorted({m for _, m in published.comparable_pairs()}, key=model_key))
         return [head, f"No run here of a model the published table shares with us ({names}) "
@@ -506,8 +599,8 @@ def plots_section(plot_paths: dict[str, Path], notice: str | None, out: Path) ->
     if not plot_paths:
         return []
     images = " ".join(f"![{task}]({link(path, out)})" for task, path in plot_paths.items())
-    return ["**Sequence accuracy against length** (log scale; one line per model, its best seed; "
-            "shaded: the range over seeds; grey: the training lengths)", images]
+    return ["**Sequence accuracy against length** (log scale; one line per model, its selected "
+            "seed; shaded: the range over seeds; grey: the training lengths)", images]
 
 
 # --------------------------------------------------------------------------- plots
@@ -529,9 +622,11 @@ def seed_range(runs: list[dict]) -> tuple[list[int], list[float], list[float]]:
             [max(t[n] for t in tables) for n in common])
 
 
-def plot_task(path: Path, task: str, groups: list[list[dict]]) -> None:
-    """Sequence accuracy against length for one task: per model its best seed as a line, the
-    range over its seeds shaded, the training lengths greyed."""
+def plot_task(path: Path, task: str, groups: list[list[dict]],
+              select: str = "validation") -> None:
+    """Sequence accuracy against length for one task: per model its selected seed as a line
+    (none when nothing is selectable), the range over its seeds shaded, the training lengths
+    greyed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -545,18 +640,23 @@ def plot_task(path: Path, task: str, groups: list[list[dict]]) -> None:
         ax.axvline(hi, color="0.4", ls=":", lw=1)
         longest = max(row["length"] for g in groups for r in g for row in r["lengths"])
         for i, runs in enumerate(groups):
-            best = best_run(runs)
-            xs = [row["length"] for row in best["lengths"]]
-            ys = [100 * row["sequence_accuracy"] for row in best["lengths"]]
-            # models often coincide at 100%: each later line thinner, with its own marker
-            line, = ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], ms=3, zorder=3 + i,
-                            lw=LINE_WIDTHS[min(i, len(LINE_WIDTHS) - 1)],
-                            label=f"{best['model']} (best of {len(runs)} seeds)"
-                            if len(runs) > 1 else f"{best['model']} (1 seed)")
-            if len(runs) > 1:
+            chosen = selection.choose(runs, select)["selected"]
+            model, n = runs[0]["model"], len(runs)
+            color = f"C{i % 10}"
+            if chosen is not None:
+                xs = [row["length"] for row in chosen["lengths"]]
+                ys = [100 * row["sequence_accuracy"] for row in chosen["lengths"]]
+                # models often coincide at 100%: each later line thinner, with its own marker
+                ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], ms=3, zorder=3 + i,
+                        lw=LINE_WIDTHS[min(i, len(LINE_WIDTHS) - 1)], color=color,
+                        label=f"{model} (selected on {select}, of {n} seeds)" if n > 1
+                        else f"{model} (1 seed)")
+            if n > 1 or chosen is None:
                 common, low, high = seed_range(runs)
                 ax.fill_between(common, [100 * v for v in low], [100 * v for v in high],
-                                color=line.get_color(), alpha=0.2, lw=0)
+                                color=color, alpha=0.2, lw=0,
+                                label=None if chosen is not None else
+                                f"{model} (not selectable: range of {n} seeds)")
         ax.set_xscale("log")
         ax.set_xlim(lo, longest * 1.05)
         ticks = [t for t in (1, 2, 5, 10, 20, hi, 100, 200, 500, 1000, 2000) if lo <= t <= longest]
@@ -578,7 +678,7 @@ def plot_task(path: Path, task: str, groups: list[list[dict]]) -> None:
         plt.close(fig)
 
 
-def write_plots(runs: list[dict], plots_dir: Path) -> dict[str, Path]:
+def write_plots(runs: list[dict], plots_dir: Path, select: str = "validation") -> dict[str, Path]:
     """One ``plots_dir/{task}.png`` per task; returns them by task."""
     by_task: dict[str, list[list[dict]]] = defaultdict(list)
     for (task, _), group in group_runs(runs).items():
@@ -586,7 +686,7 @@ def write_plots(runs: list[dict], plots_dir: Path) -> dict[str, Path]:
     paths = {}
     for task, groups in by_task.items():
         paths[task] = plots_dir / f"{task}.png"
-        plot_task(paths[task], task, groups)
+        plot_task(paths[task], task, groups, select)
     return paths
 
 
@@ -601,30 +701,38 @@ def replace_block(text: str, block: str, runs_dir: str) -> str:
     return (text.rstrip() + "\n\n" if text else "") + block + "\n"
 
 
-def default_command(runs_dir: str, out: Path, json_path: Path, plots_dir: Path | None) -> str:
+def default_command(runs_dir: str, out: Path, json_path: Path, plots_dir: Path | None,
+                    select: str = "validation") -> str:
     args = ["pntm", "report", runs_dir, "--out", str(out), "--json", str(json_path)]
     args += ["--plots", str(plots_dir)] if plots_dir is not None else ["--no-plots"]
+    args += ["--select", select] if select != "validation" else []
     return shlex.join(args)
 
 
 def write_report(runs_dir: str | Path, out: str | Path = "RESULTS.md", *,
                  json_path: str | Path | None = None, plots_dir: str | Path | None = None,
-                 plots: bool = True, command: str | None = None) -> dict:
+                 plots: bool = True, command: str | None = None,
+                 select: str = "validation") -> dict:
     """Write benchmark.json, the plots and the marked block of ``out``; everything is read and
     checked before anything is written. Returns ``{"block", "benchmark", "json", "plots",
-    "notice"}`` (``notice``: why there are no plots, or None)."""
+    "notice"}`` (``notice``: why there are no plots, or None). ``select``: ``validation`` (the
+    protocol) or ``test`` (the legacy display, marked as such)."""
+    if select not in selection.SELECT_MODES:
+        raise PntmError(f"unknown selection {select!r}; choose one of: "
+                        f"{', '.join(selection.SELECT_MODES)}")
     runs_dir = str(runs_dir).rstrip("/") or "/"
     evals = load_evals(runs_dir)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = Path(json_path) if json_path is not None else Path(runs_dir) / JSON_FILE
     plots_dir = Path(plots_dir) if plots_dir is not None else Path(runs_dir) / PLOTS_DIR
-    command = command or default_command(runs_dir, out, json_path, plots_dir if plots else None)
-    bench = build_benchmark(runs_dir, evals, unfinished_runs(runs_dir), command)
+    command = command or default_command(runs_dir, out, json_path, plots_dir if plots else None,
+                                         select)
+    bench = build_benchmark(runs_dir, evals, unfinished_runs(runs_dir), command, select)
     text = out.read_text() if out.exists() else ""
 
     notice = matplotlib_missing() if plots else None
-    plot_paths = write_plots(bench["runs"], plots_dir) if plots and not notice else {}
+    plot_paths = write_plots(bench["runs"], plots_dir, select) if plots and not notice else {}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(json_path, bench)
     block = render(bench, out, json_path, plot_paths, notice)
@@ -636,7 +744,8 @@ def write_report(runs_dir: str | Path, out: str | Path = "RESULTS.md", *,
 def cmd_report(args, command: str) -> None:
     """``pntm report``: write everything, print the task × model matrix and what was written."""
     result = write_report(args.runs_dir, args.out, json_path=args.json, plots_dir=args.plots,
-                          plots=not args.no_plots, command=command)
+                          plots=not args.no_plots, command=command,
+                          select=getattr(args, "select", "validation"))
     bench = result["benchmark"]
     print(matrix_table(bench["aggregates"]))
     if result["notice"]:

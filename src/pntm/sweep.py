@@ -1,6 +1,8 @@
 """A grid of runs: ``pntm sweep --tasks ... --models ... --seeds ... --out OUT``.
 
-One run per (task, model, seed) in ``OUT/{task}-{model}-s{seed}``, the same run directory
+One run per (task, model, seed) in ``OUT/{task}-{model}-s{seed}`` (with ``--lrs`` of more than one
+learning rate, per (task, model, lr, seed) in ``OUT/{task}-{model}-lr{lr}-s{seed}``, e.g.
+``parity-lstm-lr3e-4-s0``), the same run directory
 ``pntm train --out`` makes, trained and then evaluated (``eval.json``). The sweep is resumable:
 a run with an ``eval.json`` is skipped, a half-finished one resumes from its checkpoint, and a
 failing one is recorded in ``OUT/{run}/error.txt`` without stopping the others. Each run's
@@ -9,6 +11,14 @@ training log goes to ``OUT/{run}/train.log``; the sweep prints one line per fini
 Executors: ``local`` (worker processes, one CPU thread each: several processes each using every
 core thrash) or ``ray`` (the same per-run function as a Ray task, on a local instance or the
 cluster at ``--address``; ``OUT`` must then be on a file system the workers share).
+
+Protocol (pntm.splits, pntm.selection): each run measures the validation split
+(``eval-validation.json``) before the test split (``eval.json``, written last). A finished run
+of an older sweep that has no validation results gets them measured from its weights
+(status ``validated``) instead of being skipped. ``--lrs`` tries at most :data:`MAX_LRS` learning
+rates, the same for every task and model (``--set train.lr`` is then refused). At the end the
+sweep prints, per task and model, what validation chose (learning rate and seed), that seed's
+test accuracy and how many seeds succeed; it never chooses on the test split.
 """
 
 from __future__ import annotations
@@ -22,13 +32,16 @@ import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import math
+
 from pntm import config as config_lib
-from pntm import tasks
+from pntm import splits, tasks
 from pntm.errors import ConfigError, PntmError
 
 ERROR = "error.txt"
 LOG = "train.log"
 GRID_KEYS = ("task", "model", "seed")
+MAX_LRS = 3
 
 
 # --------------------------------------------------------------------------- the grid
@@ -69,17 +82,48 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def run_name(task: str, model: str, seed: int) -> str:
-    return f"{task}-{model}-s{seed}"
+def parse_lrs(text: str) -> list[float]:
+    """``"1e-3,3e-4"`` -> ``[0.001, 0.0003]``: at most :data:`MAX_LRS` positive, finite learning
+    rates (order kept, duplicates dropped)."""
+    lrs = []
+    for part in parse_names(text, "lrs"):
+        try:
+            lr = float(part)
+        except ValueError:
+            lr = math.nan
+        if not (math.isfinite(lr) and lr > 0):
+            raise PntmError(f"malformed --lrs '{text}' (expected positive numbers, e.g. "
+                            f"1e-3,3e-4,1e-4; bad part '{part}')")
+        lrs.append(lr)
+    lrs = list(dict.fromkeys(lrs))
+    if len(lrs) > MAX_LRS:
+        raise PntmError(f"--lrs '{text}' has {len(lrs)} learning rates; at most {MAX_LRS} "
+                        "(the same for every task and model)")
+    names = {lr_tag(lr) for lr in lrs}
+    if len(names) < len(lrs):
+        raise PntmError(f"--lrs '{text}': two learning rates would get the same run name "
+                        f"({', '.join(lr_tag(lr) for lr in lrs)})")
+    return lrs
+
+
+def lr_tag(lr: float) -> str:
+    from pntm.selection import format_lr
+    return format_lr(lr)
+
+
+def run_name(task: str, model: str, seed: int, lr: float | None = None) -> str:
+    """``task-model-sSEED``, or ``task-model-lrLR-sSEED`` when the sweep tries several lrs."""
+    return f"{task}-{model}-s{seed}" if lr is None else f"{task}-{model}-lr{lr_tag(lr)}-s{seed}"
 
 
 def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | Path, *,
          sets: list[str] = (), steps: int | None = None, command: str | None = None,
-         device: str = "cpu") -> list[dict]:
+         device: str = "cpu", lrs: list[float] | None = None) -> list[dict]:
     """Every job of the grid, each with its validated config; any user mistake raises here,
     before anything runs or is written. ``device`` is where every run trains and evaluates:
     the CPU by default (one thread per worker), or ``cuda``, where the workers share the GPU
-    (a GPU runs several small models at once better than one after another)."""
+    (a GPU runs several small models at once better than one after another). ``lrs``: the
+    learning rates to try (each sets ``train.lr``; run names carry it when there are several)."""
     from pntm.models import build_model
     from pntm.runs import RunDir
 
@@ -87,12 +131,19 @@ def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | 
         key = next(iter(config_lib.parse_set(item)))
         if key in GRID_KEYS:
             raise ConfigError(f"--set {item}: the sweep sets {key} itself (use --{key}s)")
+        train = config_lib.parse_set(item).get("train")
+        if lrs and isinstance(train, dict) and "lr" in train:
+            raise ConfigError(f"--set {item}: --lrs sets train.lr; give one or the other")
     out = Path(out)  # kept as given, so logs and records name no folder of this machine
     jobs, built = [], set()
+    grid = [(lr, seed) for lr in (lrs or [None]) for seed in seeds]
+    named_lr = lrs is not None and len(lrs) > 1
     for task in task_names:
         for model in models:
-            for seed in seeds:
-                cfg = config_lib.build_config(task, model, sets=list(sets), steps=steps, seed=seed)
+            for lr, seed in grid:
+                lr_set = [] if lr is None else [f"train.lr={lr!r}"]
+                cfg = config_lib.build_config(task, model, sets=[*sets, *lr_set], steps=steps,
+                                              seed=seed)
                 if (task, model) not in built:  # a setting the model rejects fails now
                     vocab = tasks.get_task(task).vocab
                     try:
@@ -100,9 +151,9 @@ def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | 
                     except (TypeError, ValueError, RuntimeError) as err:
                         raise ConfigError(f"{model} on {task}: {err}") from None
                     built.add((task, model))
-                name = run_name(task, model, seed)
+                name = run_name(task, model, seed, lr if named_lr else None)
                 _check_existing(RunDir(out / name), cfg)
-                jobs.append({"name": name, "task": task, "model": model, "seed": seed,
+                jobs.append({"name": name, "task": task, "model": model, "seed": seed, "lr": lr,
                              "out": str(out / name), "cfg": cfg, "command": command,
                              "device": device})
     return jobs
@@ -155,15 +206,21 @@ def run_one(job: dict) -> dict:
     eval.json); never raises for a failing run: the result says ``failed`` and
     ``OUT/{run}/error.txt`` holds the error and its traceback."""
     limit_threads()
-    from pntm.evaluate import evaluate_run
+    from pntm.evaluate import evaluate_run, evaluate_splits
     from pntm.runs import EVAL, RunDir
     from pntm.train import start_run, train_run
 
     run = RunDir(job["out"])
     result = {k: job[k] for k in ("name", "task", "model", "seed", "out")}
+    validation = run.file(splits.FILES["validation"])
     try:
         if run.file(EVAL).is_file():
             result["status"] = "skipped"
+            if not validation.is_file():  # an older run: measure validation from its weights
+                with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
+                    evaluate_run(run.path, split="validation", device=job.get("device", "cpu"),
+                                 command=job["command"], quiet=True)
+                result["status"] = "validated"
             report = run.load_eval()
         else:
             result["status"] = "resumed" if run.is_run() else "done"
@@ -175,16 +232,26 @@ def run_one(job: dict) -> dict:
                 device = job.get("device", "cpu")
                 report = train_run(run.path, device=device, command=job["command"], quiet=True)
                 if report is None:  # train.eval_at_end is off
-                    report = evaluate_run(run.path, device=device, command=job["command"],
-                                          quiet=True)
+                    report = evaluate_splits(run.path, device=device, command=job["command"],
+                                             quiet=True)
             run.file(ERROR).unlink(missing_ok=True)
         result["train_seconds"] = report.get("train_seconds")
         result["ood_sequence_accuracy"] = report["summary"]["ood_sequence_accuracy"]
+        result["validation_sequence_accuracy"] = validation_accuracy(Path(job["out"]))
     except Exception as err:  # noqa: BLE001 -- recorded, the other runs go on
         result["status"] = "failed"
         result["error"] = one_line(err)
         _write_error(run.path, result["error"], traceback.format_exc())
     return result
+
+
+def validation_accuracy(run_dir: Path) -> float | None:
+    """Mean sequence accuracy over a run's validation lengths (None: no readable results)."""
+    try:
+        rows = json.loads((run_dir / splits.FILES["validation"]).read_text())["lengths"]
+        return sum(r["sequence_accuracy"] for r in rows) / len(rows)
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
 
 
 def one_line(err: BaseException) -> str:
@@ -268,10 +335,11 @@ def run_ray(jobs: list[dict], workers: int | None, address: str | None):
 
 
 def _skipped(job: dict) -> dict | None:
-    """The result of a run that already has its eval.json (None otherwise, or when that file
-    is unreadable: the worker then reports it)."""
+    """The result of a run that already has its eval.json and eval-validation.json (None
+    otherwise, or when eval.json is unreadable: the worker then reports it or measures the
+    missing validation)."""
     path = Path(job["out"]) / "eval.json"
-    if not path.is_file():
+    if not path.is_file() or not (Path(job["out"]) / splits.FILES["validation"]).is_file():
         return None
     try:
         report = json.loads(path.read_text())
@@ -280,7 +348,8 @@ def _skipped(job: dict) -> dict | None:
         return None
     result = {k: job[k] for k in ("name", "task", "model", "seed", "out")}
     result.update(status="skipped", train_seconds=report.get("train_seconds"),
-                  ood_sequence_accuracy=ood)
+                  ood_sequence_accuracy=ood,
+                  validation_sequence_accuracy=validation_accuracy(Path(job["out"])))
     return result
 
 
@@ -299,10 +368,12 @@ def format_result(result: dict, index: int, total: int) -> str:
     if result["status"] == "failed":
         return f"{line} ({result['error']})"
     secs = result.get("train_seconds")
-    ood = result.get("ood_sequence_accuracy")
     secs = f"{secs:.1f}s" if isinstance(secs, (int, float)) else "?"
-    ood = f"{100 * ood:.1f}%" if isinstance(ood, (int, float)) else "?"
-    return f"{line}, train {secs}, OOD seq acc {ood}"
+
+    def pct(x):
+        return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "?"
+    return (f"{line}, train {secs}, val seq acc {pct(result.get('validation_sequence_accuracy'))}"
+            f", OOD seq acc {pct(result.get('ood_sequence_accuracy'))}")
 
 
 def sweep(jobs: list[dict], *, executor: str = "local", workers: int | None = None,
@@ -340,9 +411,10 @@ def cmd_sweep(args, command: str) -> int:
         import_ray()  # a missing extra fails before anything runs
     from pntm.device import resolve_device
     device = resolve_device(args.device).type  # cuda without a GPU fails before anything runs
+    lrs = parse_lrs(args.lrs) if getattr(args, "lrs", None) is not None else None
     jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
                 parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
-                command=command, device=device)
+                command=command, device=device, lrs=lrs)
     where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
         f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
     print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
@@ -353,10 +425,28 @@ def cmd_sweep(args, command: str) -> int:
     results = sweep(jobs, executor=args.executor, workers=args.workers, address=args.address,
                     echo=lambda line: print(line, flush=True))
     failed = [r for r in results if r["status"] == "failed"]
-    counts = {s: sum(r["status"] == s for r in results) for s in ("done", "resumed", "skipped")}
+    print_selection(args.out, [r for r in results if r["status"] != "failed"])
+    counts = {s: sum(r["status"] == s for r in results)
+              for s in ("done", "resumed", "validated", "skipped")}
     print(f"pntm: {len(results)} runs in {time.perf_counter() - started:.0f}s "
           f"({', '.join(f'{n} {s}' for s, n in counts.items())}, {len(failed)} failed); "
           f"results in {args.out}/*/eval.json; tables: pntm report {args.out}")
     for r in failed:
         print(f"pntm: failed: {r['name']}: {r['error']} (see {r['out']}/{ERROR})", file=sys.stderr)
     return 1 if failed else 0
+
+
+def print_selection(out: str | Path, finished: list[dict]) -> None:
+    """Per task and model, what validation chose among this sweep's finished runs."""
+    from pntm.selection import summary_lines
+
+    if not finished:
+        return
+    try:
+        lines = summary_lines(out, {r["name"] for r in finished})
+    except PntmError as err:  # a damaged eval.json of this sweep: the report will name it
+        print(f"pntm: note: no selection summary: {one_line(err)}", file=sys.stderr)
+        return
+    print("pntm: selection on validation (test numbers only reported):")
+    for line in lines:
+        print(f"  {line}")

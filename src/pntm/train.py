@@ -28,12 +28,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pntm import config as config_lib
-from pntm import tasks
+from pntm import splits, tasks
 from pntm.data import JsonlDataset, load_jsonl, run_dataset
-from pntm.evaluate import evaluate_groups, evaluate_lengths, evaluate_run
+from pntm.evaluate import evaluate_groups, evaluate_lengths, evaluate_splits
 from pntm.errors import ConfigError, RunDirError
 from pntm.models import SequenceModel, build_model
-from pntm.runs import EVAL, TRAIN_STATE, RunDir, load_model_state
+from pntm.runs import TRAIN_STATE, RunDir, load_model_state
 
 
 def learning_rate(step: int, train_cfg: dict) -> float:
@@ -218,7 +218,8 @@ class Trainer:
             return None
         if self.step:
             self.log(f"{self.run}: resuming at step {self.step}/{total}")
-        self.run.file(EVAL).unlink(missing_ok=True)  # it would describe older weights
+        for name in splits.FILES.values():  # test and validation results of older weights
+            self.run.file(name).unlink(missing_ok=True)
 
         if self.tcfg["tensorboard"]:
             from pntm.tblog import TensorBoardLog
@@ -339,6 +340,7 @@ class Trainer:
     def evaluate(self) -> dict:
         extra = {"steps": self.step, "train_seconds": round(self.elapsed, 3),
                  "early_stopped": self.early_stopped}
-        return evaluate_run(self.run.path, model=self.model, device=self.device,
-                            command=self.command, extra=extra, quiet=self.quiet,
-                            train_dataset=self.dataset)
+        # validation first (a built-in task's run), eval.json (test) last: see pntm.splits
+        return evaluate_splits(self.run.path, model=self.model, device=self.device,
+                               command=self.command, extra=extra, quiet=self.quiet,
+                               train_dataset=self.dataset)
