@@ -73,6 +73,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/TASK-MODEL-sSEED)")
     p.add_argument("--tensorboard", action="store_true", help="also log training metrics for "
                    "TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads torch uses "
+                   "(default: torch's choice; a run reproduces bitwise only with the same "
+                   "thread count, recorded in eval.json's provenance)")
 
     p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -162,9 +165,12 @@ def cmd_tasks(args) -> None:
 def cmd_train(args, argv: list[str]) -> None:
     from pntm.data import load_jsonl
     from pntm.runs import RunDir
-    from pntm.train import start_run, train_run
+    from pntm.train import prepare_run, train_run
 
     device = resolve_device(args.device)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
     # The whole file is checked before a run directory exists (and, to resume, compared with
     # the run's by its sha256).
     dataset = load_jsonl(args.data) if args.data is not None else None
@@ -182,16 +188,18 @@ def cmd_train(args, argv: list[str]) -> None:
         cfg = new_config()
         out = f"runs/{cfg['task']}-{cfg['model']}-s{cfg['seed']}"
     run = RunDir(out)
-    if run.is_run():
-        _check_resume(run, args, dataset)
-    else:
-        cfg = cfg or new_config()
-        start_run(out, cfg, dataset)
-        what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
-        print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
-              file=sys.stderr)
-    train_run(out, steps=args.steps, device=device, command=command_line(argv), dataset=dataset,
-              tensorboard=args.tensorboard)
+    if not run.is_run():  # everything checked (and the model built) before anything is written
+        cfg = prepare_run(cfg or new_config(), dataset, device)
+    with run.writer():  # one writer per run; a failed set-up leaves the directory as it was
+        if run.is_run():
+            _check_resume(run, args, dataset)
+        else:
+            run.create(cfg)
+            what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
+            print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
+                  file=sys.stderr)
+        train_run(out, steps=args.steps, device=device, command=command_line(argv),
+                  dataset=dataset, tensorboard=args.tensorboard)
 
 
 def _check_resume(run, args, dataset=None) -> None:
@@ -272,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 0
     except USER_ERRORS as err:
         return _fail(str(err))
+    except RecursionError:  # a file nested too deeply that no reader caught (none known)
+        return _fail("input nested too deeply to read")
     except OSError as err:  # unwritable --out, full disk, unreadable file...
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
         return _fail(f"{err.strerror or err}{where}")

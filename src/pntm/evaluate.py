@@ -290,7 +290,11 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
 
 
 def _training_facts(run: RunDir) -> dict:
-    """Steps trained and training wall time, from the last checkpoint."""
+    """Steps trained and training wall time, from the weights' metadata (no pickle is read);
+    weights from before that metadata fall back to the last checkpoint's training state."""
+    facts = run.training_facts()
+    if "train_seconds" in facts:
+        return facts
     state = run.load_train_state()
     if state is None:
         return {}

@@ -13,10 +13,12 @@ cluster at ``--address``; ``OUT`` must then be on a file system the workers shar
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
@@ -26,6 +28,7 @@ from pntm import config as config_lib
 from pntm import tasks
 from pntm.errors import ConfigError, PntmError
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ERROR = "error.txt"
 LOG = "train.log"
 GRID_KEYS = ("task", "model", "seed")
@@ -95,6 +98,7 @@ def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | 
                 cfg = config_lib.build_config(task, model, sets=list(sets), steps=steps, seed=seed)
                 if (task, model) not in built:  # a setting the model rejects fails now
                     vocab = tasks.get_task(task).vocab
+                    config_lib.check_fits(cfg, len(vocab), device)
                     try:
                         build_model(model, len(vocab), vocab.sep_id, cfg["model_config"])
                     except (TypeError, ValueError, RuntimeError) as err:
@@ -142,6 +146,35 @@ def _at(cfg: dict, key: str):
 
 # --------------------------------------------------------------------------- one run
 
+def init_worker() -> None:
+    """A local worker's start: it dies with the sweep, and uses one thread."""
+    die_with_parent()
+    limit_threads()
+
+
+def die_with_parent() -> None:
+    """A worker must never outlive its sweep (a SIGKILLed sweep used to orphan a worker that
+    trained on, and a sweep started again put a second writer on its run). On Linux the kernel
+    sends the worker SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``); everywhere, a
+    daemon thread also exits the process once its parent process is gone. A killed write leaves
+    at most a temporary file, which the run's next writer removes."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watch thread below still applies
+    threading.Thread(target=_watch_parent, args=(parent,), name="pntm-parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    while os.getppid() == parent:  # a dead parent's children are re-parented (init, subreaper)
+        time.sleep(every)
+    os._exit(1)
+
+
 def limit_threads() -> None:
     """One CPU thread per worker: N processes each using every core thrash (~100x slower)."""
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -155,36 +188,43 @@ def run_one(job: dict) -> dict:
     eval.json); never raises for a failing run: the result says ``failed`` and
     ``OUT/{run}/error.txt`` holds the error and its traceback."""
     limit_threads()
-    from pntm.evaluate import evaluate_run
-    from pntm.runs import EVAL, RunDir
-    from pntm.train import start_run, train_run
+    from pntm.runs import RunDir, RunDirLocked
 
     run = RunDir(job["out"])
     result = {k: job[k] for k in ("name", "task", "model", "seed", "out")}
     try:
-        if run.file(EVAL).is_file():
-            result["status"] = "skipped"
-            report = run.load_eval()
-        else:
-            result["status"] = "resumed" if run.is_run() else "done"
-            if not run.is_run():
-                for leftover in (ERROR, LOG):  # from a failed try that never started the run
-                    run.file(leftover).unlink(missing_ok=True)
-                start_run(run.path, job["cfg"])
-            with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
-                device = job.get("device", "cpu")
-                report = train_run(run.path, device=device, command=job["command"], quiet=True)
-                if report is None:  # train.eval_at_end is off
-                    report = evaluate_run(run.path, device=device, command=job["command"],
-                                          quiet=True)
-            run.file(ERROR).unlink(missing_ok=True)
+        with run.writer():  # one writer per run, even with two sweeps on one OUT
+            report = _train_and_evaluate(run, job, result)
         result["train_seconds"] = report.get("train_seconds")
         result["ood_sequence_accuracy"] = report["summary"]["ood_sequence_accuracy"]
     except Exception as err:  # noqa: BLE001 -- recorded, the other runs go on
         result["status"] = "failed"
         result["error"] = one_line(err)
-        _write_error(run.path, result["error"], traceback.format_exc())
+        if not isinstance(err, RunDirLocked):  # that run is another writer's
+            _write_error(run.path, result["error"], traceback.format_exc())
     return result
+
+
+def _train_and_evaluate(run, job: dict, result: dict) -> dict:
+    from pntm.evaluate import evaluate_run
+    from pntm.runs import EVAL
+    from pntm.train import start_run, train_run
+
+    if run.file(EVAL).is_file():
+        result["status"] = "skipped"
+        return run.load_eval()
+    result["status"] = "resumed" if run.is_run() else "done"
+    if not run.is_run():
+        for leftover in (ERROR, LOG):  # from a failed try that never started the run
+            run.file(leftover).unlink(missing_ok=True)
+        start_run(run.path, job["cfg"], device=job.get("device", "cpu"))
+    with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
+        device = job.get("device", "cpu")
+        report = train_run(run.path, device=device, command=job["command"], quiet=True)
+        if report is None:  # train.eval_at_end is off
+            report = evaluate_run(run.path, device=device, command=job["command"], quiet=True)
+    run.file(ERROR).unlink(missing_ok=True)
+    return report
 
 
 def one_line(err: BaseException) -> str:
@@ -219,7 +259,7 @@ def run_local(jobs: list[dict], workers: int):
     # the code of its first run).
     pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=limit_threads, max_tasks_per_child=1)
+                               initializer=init_worker, max_tasks_per_child=1)
     finished = False
     try:
         futures = {pool.submit(run_one, job): job for job in jobs}
@@ -276,7 +316,7 @@ def _skipped(job: dict) -> dict | None:
     try:
         report = json.loads(path.read_text())
         ood = report["summary"]["ood_sequence_accuracy"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     result = {k: job[k] for k in ("name", "task", "model", "seed", "out")}
     result.update(status="skipped", train_seconds=report.get("train_seconds"),
@@ -339,6 +379,7 @@ def cmd_sweep(args, command: str) -> int:
     if args.executor == "ray":
         import_ray()  # a missing extra fails before anything runs
     from pntm.device import resolve_device
+    from pntm.runs import dir_lock
     device = resolve_device(args.device).type  # cuda without a GPU fails before anything runs
     jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
                 parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
@@ -350,8 +391,11 @@ def cmd_sweep(args, command: str) -> int:
     # stop with the sweep instead of training on, orphaned; each run resumes from its checkpoint.
     signal.signal(signal.SIGTERM, _interrupted)
     started = time.perf_counter()
-    results = sweep(jobs, executor=args.executor, workers=args.workers, address=args.address,
-                    echo=lambda line: print(line, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with dir_lock(out, "sweep's results folder"):  # a second sweep on OUT fails at once
+        results = sweep(jobs, executor=args.executor, workers=args.workers,
+                        address=args.address, echo=lambda line: print(line, flush=True))
     failed = [r for r in results if r["status"] == "failed"]
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "resumed", "skipped")}
     print(f"pntm: {len(results)} runs in {time.perf_counter() - started:.0f}s "
