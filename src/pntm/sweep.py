@@ -372,6 +372,24 @@ def _interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
+def _run_sweep(args, jobs: list[dict]) -> list[dict]:
+    where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
+        f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
+    print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
+    # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the worker processes
+    # stop with the sweep instead of training on, orphaned; each run resumes from its checkpoint.
+    signal.signal(signal.SIGTERM, _interrupted)
+    started = time.perf_counter()
+    results = sweep(jobs, executor=args.executor, workers=args.workers, address=args.address,
+                    echo=lambda line: print(line, flush=True))
+    failed = sum(r["status"] == "failed" for r in results)
+    counts = {s: sum(r["status"] == s for r in results) for s in ("done", "resumed", "skipped")}
+    print(f"pntm: {len(results)} runs in {time.perf_counter() - started:.0f}s "
+          f"({', '.join(f'{n} {s}' for s, n in counts.items())}, {failed} failed); "
+          f"results in {args.out}/*/eval.json; tables: pntm report {args.out}")
+    return results
+
+
 def cmd_sweep(args, command: str) -> int:
     """``pntm sweep``: 0 when every run has its eval.json, 1 when some failed."""
     if args.address and args.executor != "ray":
@@ -384,23 +402,11 @@ def cmd_sweep(args, command: str) -> int:
     jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
                 parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
                 command=command, device=device)
-    where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
-        f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
-    print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
-    # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the worker processes
-    # stop with the sweep instead of training on, orphaned; each run resumes from its checkpoint.
-    signal.signal(signal.SIGTERM, _interrupted)
-    started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with dir_lock(out, "sweep's results folder"):  # a second sweep on OUT fails at once
-        results = sweep(jobs, executor=args.executor, workers=args.workers,
-                        address=args.address, echo=lambda line: print(line, flush=True))
+        results = _run_sweep(args, jobs)
     failed = [r for r in results if r["status"] == "failed"]
-    counts = {s: sum(r["status"] == s for r in results) for s in ("done", "resumed", "skipped")}
-    print(f"pntm: {len(results)} runs in {time.perf_counter() - started:.0f}s "
-          f"({', '.join(f'{n} {s}' for s, n in counts.items())}, {len(failed)} failed); "
-          f"results in {args.out}/*/eval.json; tables: pntm report {args.out}")
     for r in failed:
         print(f"pntm: failed: {r['name']}: {r['error']} (see {r['out']}/{ERROR})", file=sys.stderr)
     return 1 if failed else 0
