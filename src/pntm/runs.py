@@ -17,7 +17,7 @@ itself (no lock file to go stale: the kernel drops the lock when its process die
 ``pntm train --out DIR`` (or a sweep's worker) fails at once with one line. The writer also
 makes setting up a new run all-or-nothing: if anything fails before the run's first
 checkpoint, the directory is put back as it was (removed when the writer created it), so the
-corrected retry starts clean. Where ``fcntl`` does not exist (Windows) runs are not locked.
+corrected retry starts clean. See pntm.locks.
 
 Files read back are checked field by field (a hand-edited ``train_state.pt``, ``metrics.jsonl``
 or ``eval.json`` is one RunDirError naming the file and the field). The weights carry their
@@ -38,10 +38,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks, runs are not locked
-    fcntl = None
 
 import torch
 import yaml
@@ -52,6 +48,7 @@ from safetensors.torch import save as save_safetensors
 from pntm import config as config_lib
 from pntm import tasks
 from pntm.errors import PntmError, RunDirError
+from pntm.locks import HELD, RunDirLocked, dir_lock
 from pntm.safeio import check_regular_file, loads_json
 from pntm.models import SequenceModel, build_model
 
@@ -110,46 +107,6 @@ def _fsync_dir(directory: Path) -> None:
 
 # --------------------------------------------------------------------------- the run directory
 
-class RunDirLocked(RunDirError):
-    """Another process is writing the run directory."""
-
-
-_HELD: dict[str, int] = {}  # run directories this process holds the lock of -> depth
-
-
-@contextlib.contextmanager
-def dir_lock(path: Path, what: str = "run directory"):
-    """Hold an exclusive, non-blocking flock on the directory ``path`` (which must exist);
-    re-entrant within a process. Raises RunDirLocked when another process holds it."""
-    key = os.path.realpath(path)
-    if key in _HELD or fcntl is None:
-        _HELD[key] = _HELD.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            _HELD[key] -= 1
-            if not _HELD[key]:
-                del _HELD[key]
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino  # not removed meanwhile
-        except (BlockingIOError, FileNotFoundError):
-            same = False
-        if not same:
-            raise RunDirLocked(f"{path}: another pntm process is writing this {what} (wait "
-                               "for it to finish or stop it; one writer at a time)")
-        _HELD[key] = 1
-        try:
-            yield
-        finally:
-            del _HELD[key]
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def _missing_ancestor(path: Path) -> Path | None:
     """The topmost of ``path`` and its parents that does not exist yet (None: it exists)."""
     top = None
@@ -196,7 +153,7 @@ class RunDir:
             raise RunDirError(f"{self.path} exists and is not a directory")
         created = _missing_ancestor(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        outermost = os.path.realpath(self.path) not in _HELD
+        outermost = os.path.realpath(self.path) not in HELD
         try:
             with dir_lock(self.path):
                 if outermost:
