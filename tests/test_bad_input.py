@@ -306,3 +306,13 @@ def test_threads_are_set_and_recorded(tmp_path):
         torch.set_num_threads(torch_threads)
     prov = json.loads((tmp_path / "run" / "eval.json").read_text())["provenance"]
     assert prov["threads"] == 1 and prov["deterministic_algorithms"] in (True, False)
+
+
+def test_a_40000_token_vocabulary_in_long_examples_is_refused_before_allocating(tmp_path, capsys):
+    """Logits cost batch x length x vocabulary: the estimate counts them."""
+    tokens = [f"t{i}" for i in range(40_000)]
+    data = tmp_path / "wide.jsonl"
+    data.write_text(json.dumps({"input": tokens, "target": ["t0"]}) + "\n")
+    assert_user_error(capsys, ["train", "--data", str(data), "--model", "lstm", "--out",
+                               str(tmp_path / "run")], "GiB", "40,004 tokens")
+    assert not (tmp_path / "run").exists()
