@@ -4,6 +4,10 @@
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
 interrupted run resumes with ``pntm train --out RUN_DIR``).
+
+``pntm train`` checks the whole config and builds the model before it writes anything, then
+holds the run directory's lock while it sets up and trains (``RunDir.writer``): a second writer
+fails at once, and a set-up that fails leaves the directory as it was.
 """
 
 from __future__ import annotations

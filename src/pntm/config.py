@@ -13,6 +13,11 @@ Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the pa
 ``--set``, then the ``--steps`` / ``--seed`` flags. Every key is checked against the defaults,
 so a typo is an error rather than a silently ignored setting.
 
+Checks: every key's type (from its default), each value's range (``_check_values``; seeds
+below 2**32, a finite lr in (0, 1], training lengths up to 10**6 like evaluation lengths), each
+model's own values (``pntm.models.rules``, through ``resolve_config``), and, when a run starts,
+the memory one training step needs against the machine's (``check_fits``).
+
 A run on the user's own JSONL data (``pntm train --data``) has ``data`` set (see pntm.data): its
 ``task`` is only a name (the file's stem unless ``--task`` names it), no per-task config file
 applies, and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.

@@ -296,7 +296,7 @@ def _training_facts(run: RunDir) -> dict:
     if "train_seconds" in facts:
         return facts
     state = run.load_train_state()
-    if state is None:
-        return {}
+    if state is None:  # e.g. a published run without its training state: the step at least
+        return facts
     return {"steps": state["step"], "train_seconds": round(state.get("elapsed_seconds", 0.0), 3),
             "early_stopped": state.get("early_stopped", False)}
