@@ -316,3 +316,12 @@ def test_a_40000_token_vocabulary_in_long_examples_is_refused_before_allocating(
     assert_user_error(capsys, ["train", "--data", str(data), "--model", "lstm", "--out",
                                str(tmp_path / "run")], "GiB", "40,004 tokens")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_file_too_large_to_read_whole_is_one_line(run, tmp_path, capsys):
+    from pntm.safeio import MAX_FILE_BYTES
+    huge = tmp_path / "huge.jsonl"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used, nothing read
+    assert_user_error(capsys, ["eval", str(run), "--data", str(huge)], "huge.jsonl",
+                      "more than")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from pntm.errors import PntmError
 
-#: the largest file pntm reads whole (JSONL data, run files); far above any real one.
-MAX_FILE_BYTES = 2**30
+#: the largest file pntm reads whole (JSONL data, run files). A JSONL file costs about its own
+#: size in memory once parsed (token ids, offsets), so this also bounds what loading takes.
+MAX_FILE_BYTES = 4 * 2**30
 
 
 def check_regular_file(path: str | Path, error: type[PntmError] = PntmError,
