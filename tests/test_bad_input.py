@@ -325,3 +325,14 @@ def test_a_file_too_large_to_read_whole_is_one_line(run, tmp_path, capsys):
         f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used, nothing read
     assert_user_error(capsys, ["eval", str(run), "--data", str(huge)], "huge.jsonl",
                       "more than")
+
+
+def test_an_allocation_that_fails_is_one_line(run, capsys, monkeypatch):
+    from pntm import evaluate
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                           "262144000000 bytes.")
+    monkeypatch.setattr(evaluate, "evaluate_lengths", refuse)
+    assert_user_error(capsys, ["eval", str(run), "--json", str(run / "x.json")],
+                      "out of memory", "can't allocate")

@@ -286,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     except RecursionError:  # a file nested too deeply that no reader caught (none known)
         return _fail("input nested too deeply to read")
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
+        if not _out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return _fail(f"out of memory ({first[:160]}); lower the batch size, the lengths or the "
+                     "model's sizes")
     except OSError as err:  # unwritable --out, full disk, unreadable file...
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
         return _fail(f"{err.strerror or err}{where}")
@@ -293,6 +299,15 @@ def main(argv: list[str] | None = None) -> int:
         print("pntm: interrupted (a training run resumes from its last checkpoint with "
               "`pntm train --out RUN_DIR`)", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that failed: MemoryError, or torch's CPU or GPU allocator refusing (the
+    config check estimates memory before a run starts, but evaluation lengths or a machine
+    busier than its size suggests can still run out)."""
+    text = str(err)
+    return (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def _fail(message: str) -> int:
