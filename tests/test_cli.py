@@ -254,5 +254,6 @@ def test_a_size_torch_rejects_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", "--task", "copy", "--model", "lstm", "--set",
                  "model_config.d_model=-3", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pntm: error: lstm cannot be built") and err.count("\n") == 1
+    assert err.startswith("pntm: error: lstm model_config.d_model must be a "
+                          "positive integer") and err.count("\n") == 1
     assert not out.exists()

@@ -88,7 +88,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, capsys):
     (["--set", "train.nope=1"], "train.nope"),
     (["--set", "oops"], "malformed --set"),
     (["--set", "seed=3"], "--seeds"),
-    (["--set", "model_config.d_model=-3"], "lstm on parity"),
+    (["--set", "model_config.d_model=-3"], "lstm model_config.d_model"),
     (["--address", "ray://x:10001"], "--executor ray"),
     (["--workers", "0"], "--workers"),
 ])

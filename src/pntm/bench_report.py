@@ -35,6 +35,8 @@ def load_bench(path: str | Path) -> dict:
         raise PntmError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PntmError(f"cannot read {path}: {err}") from None
+    except RecursionError:
+        raise PntmError(f"cannot read {path}: JSON nested too deeply") from None
     kind = data.get("provenance", {}).get("benchmark") if isinstance(data, dict) else None
     if kind not in RENDERERS or not isinstance(data.get("results"), list):
         raise PntmError(f"{path} is not a pntm bench JSON file (no provenance.benchmark "

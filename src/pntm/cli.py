@@ -4,6 +4,10 @@
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
 interrupted run resumes with ``pntm train --out RUN_DIR``).
+
+``pntm train`` checks the whole config and builds the model before it writes anything, then
+holds the run directory's lock while it sets up and trains (``RunDir.writer``): a second writer
+fails at once, and a set-up that fails leaves the directory as it was.
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/TASK-MODEL-sSEED)")
     p.add_argument("--tensorboard", action="store_true", help="also log training metrics for "
                    "TensorBoard in RUN_DIR/tensorboard (needs the tensorboard package)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads torch uses "
+                   "(default: torch's choice; a run reproduces bitwise only with the same "
+                   "thread count, recorded in eval.json's provenance)")
 
     p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run (or of "
                        "every run of a folder that lacks up-to-date results)")
@@ -181,9 +188,12 @@ def cmd_tasks(args) -> None:
 def cmd_train(args, argv: list[str]) -> None:
     from pntm.data import load_jsonl
     from pntm.runs import RunDir
-    from pntm.train import start_run, train_run
+    from pntm.train import prepare_run, train_run
 
     device = resolve_device(args.device)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
     # The whole file is checked before a run directory exists (and, to resume, compared with
     # the run's by its sha256).
     dataset = load_jsonl(args.data) if args.data is not None else None
@@ -201,16 +211,18 @@ def cmd_train(args, argv: list[str]) -> None:
         cfg = new_config()
         out = f"runs/{cfg['task']}-{cfg['model']}-s{cfg['seed']}"
     run = RunDir(out)
-    if run.is_run():
-        _check_resume(run, args, dataset)
-    else:
-        cfg = cfg or new_config()
-        start_run(out, cfg, dataset)
-        what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
-        print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
-              file=sys.stderr)
-    train_run(out, steps=args.steps, device=device, command=command_line(argv), dataset=dataset,
-              tensorboard=args.tensorboard)
+    if not run.is_run():  # everything checked (and the model built) before anything is written
+        cfg = prepare_run(cfg or new_config(), dataset, device)
+    with run.writer():  # one writer per run; a failed set-up leaves the directory as it was
+        if run.is_run():
+            _check_resume(run, args, dataset)
+        else:
+            run.create(cfg)
+            what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
+            print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
+                  file=sys.stderr)
+        train_run(out, steps=args.steps, device=device, command=command_line(argv),
+                  dataset=dataset, tensorboard=args.tensorboard)
 
 
 def _check_resume(run, args, dataset=None) -> None:
@@ -305,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 0
     except USER_ERRORS as err:
         return _fail(str(err))
+    except RecursionError:  # a file nested too deeply that no reader caught (none known)
+        return _fail("input nested too deeply to read")
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError
+        if not _out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return _fail(f"out of memory ({first[:160]}); lower the batch size, the lengths or the "
+                     "model's sizes")
     except OSError as err:  # unwritable --out, full disk, unreadable file...
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
         return _fail(f"{err.strerror or err}{where}")
@@ -312,6 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         print("pntm: interrupted (a training run resumes from its last checkpoint with "
               "`pntm train --out RUN_DIR`)", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that failed: MemoryError, or torch's CPU or GPU allocator refusing (the
+    config check estimates memory before a run starts, but evaluation lengths or a machine
+    busier than its size suggests can still run out)."""
+    text = str(err)
+    return (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def _fail(message: str) -> int:

@@ -13,6 +13,11 @@ Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the pa
 ``--set``, then the ``--steps`` / ``--seed`` flags. Every key is checked against the defaults,
 so a typo is an error rather than a silently ignored setting.
 
+Checks: every key's type (from its default), each value's range (``_check_values``; seeds
+below 2**32, a finite lr in (0, 1], training lengths up to 10**6 like evaluation lengths), each
+model's own values (``pntm.models.rules``, through ``resolve_config``), and, when a run starts,
+the memory one training step needs against the machine's (``check_fits``).
+
 A run on the user's own JSONL data (``pntm train --data``) has ``data`` set (see pntm.data): its
 ``task`` is only a name (the file's stem unless ``--task`` names it), no per-task config file
 applies, and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,12 @@ from pntm.data import format_lengths
 from pntm.errors import ConfigError
 from pntm.models import default_model_config, get_model_class
 from pntm.splits import VALIDATION_LENGTHS
+
+#: largest learning rate a config may ask for: AdamW moves each weight by about lr per step,
+#: so anything above 1 only diverges (1e30 used to write NaN losses and go on).
+MAX_LR = 1.0
+#: most examples per length an evaluation or an early-stopping check may generate.
+MAX_SAMPLES = 1_000_000
 
 DEFAULT_EVAL_LENGTHS = "1-40,41,50,64,80,100,128,160,200,256,320,400,500"
 
@@ -86,6 +98,10 @@ DEFAULTS: dict[str, Any] = {
 def load_yaml(path: str | Path, what: str = "config file") -> dict:
     """A YAML mapping from ``path`` (an empty file is an empty mapping)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{what} {path} is not a regular file")
+    if path.is_file() and path.stat().st_size > 2**24:
+        raise ConfigError(f"{what} {path} is larger than 16 MiB; not a config file")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -96,6 +112,8 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} {path} is not valid YAML: {_one_line(err)}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} is nested too deeply to read") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -125,6 +143,8 @@ def parse_set(item: str) -> dict:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"malformed value in --set '{item}': {_one_line(err)}") from None
+    except RecursionError:
+        raise ConfigError(f"value in --set '{item[:40]}...' is nested too deeply") from None
     for part in reversed(parts):
         value = {part.strip(): value}
     return value
@@ -215,6 +235,7 @@ def validate(cfg: dict) -> dict:
     nullable = {f"model_config.{key}" for key in get_model_class(cfg["model"]).nullable_config}
     cfg = _check_keys(cfg, schema, "", nullable)
     _check_values(cfg)
+    get_model_class(cfg["model"]).resolve_config(cfg["model_config"])  # each key's value rule
     return cfg
 
 
@@ -243,6 +264,11 @@ def _coerce(value: Any, default: Any, path: str) -> Any:
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
+        if isinstance(value, str):  # PyYAML reads "1e9" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -271,24 +297,29 @@ def _check_values(cfg: dict) -> None:
     """Ranges and relations that types alone do not capture."""
     train, ev, es = cfg["train"], cfg["eval"], cfg["train"]["early_stop"]
     _require(isinstance(cfg["task"], str), "task", "must be a task name")
-    _require(cfg["seed"] >= 0, "seed", "must be >= 0")
+    _check_seed(cfg["seed"], "seed")
     for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
         _require(train[key] >= 1, f"train.{key}", "must be a positive integer")
-    _require(train["lr"] > 0 and math.isfinite(train["lr"]), "train.lr", "must be > 0")
+    _require(0 < train["lr"] <= MAX_LR, "train.lr",
+             f"must be in (0, {MAX_LR:g}] (AdamW's step size), got {train['lr']!r}")
     _require(0 <= train["min_lr_ratio"] <= 1, "train.min_lr_ratio", "must be in [0, 1]")
     for key in ("weight_decay", "grad_clip", "warmup_steps"):
-        _require(train[key] >= 0, f"train.{key}", "must be >= 0")
+        _require(0 <= train[key] < math.inf, f"train.{key}", f"must be finite and >= 0, "
+                 f"got {train[key]!r}")
+    _require(train["lr"] * train["weight_decay"] <= 1, "train.weight_decay",
+             "times train.lr must be at most 1 (each step shrinks the weights by that fraction)")
     _require(train["lr_schedule"] in ("constant", "cosine"), "train.lr_schedule",
              "must be 'constant' or 'cosine'")
     lo_hi = train["train_lengths"]
     _require(len(lo_hi) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in lo_hi)
-             and 1 <= lo_hi[0] <= lo_hi[1], "train.train_lengths",
-             "must be [min, max] with 1 <= min <= max")
+             and 1 <= lo_hi[0] <= lo_hi[1] <= tasks.MAX_SPEC_LENGTH, "train.train_lengths",
+             f"must be [min, max] with 1 <= min <= max <= {tasks.MAX_SPEC_LENGTH}")
     _require(0 <= train["curriculum"] < 1, "train.curriculum", "must be in [0, 1)")
     _require(es["every"] >= 0, "train.early_stop.every", "must be >= 0 (0 disables it)")
     for key in ("samples", "patience"):
         _require(es[key] >= 1, f"train.early_stop.{key}", "must be a positive integer")
-    _require(es["seed"] >= 0, "train.early_stop.seed", "must be >= 0")
+    _require(es["samples"] <= MAX_SAMPLES, "train.early_stop.samples", f"must be <= {MAX_SAMPLES}")
+    _check_seed(es["seed"], "train.early_stop.seed")
     if es["lengths"] is not None:
         outside = [n for n in lengths_from(es["lengths"], "train.early_stop.lengths")
                    if not lo_hi[0] <= n <= lo_hi[1]]
@@ -299,7 +330,8 @@ def _check_values(cfg: dict) -> None:
     lengths_from(ev["validation_lengths"], "eval.validation_lengths")
     for key in ("samples", "batch_size"):
         _require(ev[key] >= 1, f"eval.{key}", "must be a positive integer")
-    _require(ev["eval_seed"] >= 0, "eval.eval_seed", "must be >= 0")
+    _require(ev["samples"] <= MAX_SAMPLES, "eval.samples", f"must be <= {MAX_SAMPLES}")
+    _check_seed(ev["eval_seed"], "eval.eval_seed")
     if cfg["data"] is not None:
         _check_data(cfg["data"], lo_hi)
     if cfg["vocab"] is not None:
@@ -318,9 +350,73 @@ def _check_data(data: Any, train_lengths: list[int]) -> None:
     for key, kind in DATA_KEYS.items():
         _require(isinstance(data[key], kind) and not isinstance(data[key], bool), f"data.{key}",
                  f"must be {kind.__name__}")
+    _require(Path(data["path"]).is_absolute(), "data.path",
+             "must be the absolute path the run recorded")
+    _require(len(data["sha256"]) == 64 and all(c in "0123456789abcdef" for c in data["sha256"]),
+             "data.sha256", "must be a sha256 hex digest")
     lengths = lengths_from(data["lengths"], "data.lengths")
     _require([lengths[0], lengths[-1]] == list(train_lengths), "train.train_lengths",
              f"must span the training file's lengths {data['lengths']} in a run on JSONL data")
+
+
+def training_sequence_length(cfg: dict) -> int:
+    """The longest training sequence (BOS, prompt, SEP, answer, EOS) a config can draw: a
+    JSONL run's longest input and target, or for a task the longest training length with the
+    answer bound every built-in task keeps (at most 2 n + 1 tokens, see evaluate.answer_budget)."""
+    if cfg["data"] is not None:
+        longest = lengths_from(cfg["data"]["lengths"], "data.lengths")[-1]
+        return longest + cfg["data"]["max_target_length"] + 3
+    longest = cfg["train"]["train_lengths"][1]
+    return 3 * longest + 4
+
+
+def estimate_training_bytes(cfg: dict, vocab_size: int) -> int:
+    """A rough lower estimate of one training step's memory: the weights with their gradients
+    and AdamW moments, plus the activations of ``batch_size`` longest sequences (see
+    ``pntm.models.rules.activation_floats``). Parameters are counted on torch's meta device,
+    so nothing is allocated."""
+    import torch
+
+    from pntm.models import build_model
+    from pntm.models.rules import activation_floats
+
+    with torch.device("meta"):
+        model = build_model(cfg["model"], vocab_size, 2, cfg["model_config"])
+    params = sum(p.numel() for p in model.parameters())
+    per_sequence = activation_floats(cfg["model"], model.config, training_sequence_length(cfg),
+                                     vocab_size)
+    return 4 * (4 * params + cfg["train"]["batch_size"] * per_sequence)
+
+
+def memory_available(device=None) -> int | None:
+    """Bytes of memory of ``device`` (a GPU's own, else this machine's RAM), None if unknown."""
+    import torch
+
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(cfg: dict, vocab_size: int, device=None) -> None:
+    """Refuse a config whose training step cannot fit in the memory of ``device`` (checked when
+    a run starts, before anything is written; a run that resumes is not checked again)."""
+    need, have = estimate_training_bytes(cfg, vocab_size), memory_available(device)
+    if have is not None and need > have:
+        raise ConfigError(
+            f"a training step of this config needs about {need / 2**30:,.0f} GiB "
+            f"(train.batch_size {cfg['train']['batch_size']} x sequences of up to "
+            f"{training_sequence_length(cfg):,} tokens for {cfg['model']}), more than the "
+            f"{have / 2**30:,.0f} GiB of this machine's {_device_name(device)}; lower "
+            "train.batch_size, the training lengths (or the data's longest example) or the "
+            "model's sizes")
+
+
+def _device_name(device) -> str:
+    return "GPU" if device is not None and str(device).startswith("cuda") else "memory"
 
 
 def lengths_from(spec: Any, key: str = "lengths") -> list[int]:
@@ -341,6 +437,10 @@ def early_stop_lengths(cfg: dict) -> list[int]:
 def dump(cfg: dict) -> str:
     """The config as YAML text, keys in their natural order."""
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _check_seed(seed: int, key: str) -> None:
+    _require(0 <= seed < 2**32, key, f"must be in [0, 2**32) (NumPy's seed range), got {seed}")
 
 
 def _require(ok: bool, key: str, message: str) -> None:

@@ -31,8 +31,11 @@ Decisions:
 * **Training draws lengths uniformly among those present** in the file (within the curriculum's
   current range), then examples uniformly, with replacement, from that length's bucket: the
   protocol's "one length uniformly per step", restricted to the lengths the user gave.
-* **Reproducible resume.** A run records the file's path and sha256; resuming re-reads the file
-  and refuses one whose content changed.
+* **Reproducible resume.** A run records the file's absolute path and sha256; resuming (or
+  evaluating without ``--data``) reads that path only, and refuses it before parsing a byte when
+  its sha256 differs.
+* **Only regular files, at most** ``safeio.MAX_FILE_BYTES``: a device (``/dev/zero``), a pipe or
+  a huge file is one error instead of a read that never ends.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import numpy as np
 
 from pntm import tasks
 from pntm.errors import DataError
+from pntm.safeio import check_regular_file
 
 FIELDS = ("input", "target")
 
@@ -154,11 +158,7 @@ def load_jsonl(path: str | Path, vocab: tasks.Vocab | None = None) -> JsonlDatas
     Without ``vocab`` (a training file) the vocabulary is built from the file; with one (a test
     file) every token must be in it.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a JSONL file")
+    path = check_regular_file(path, DataError)  # not /dev/zero, a pipe, or a huge file
     fixed = vocab is not None
     index: dict[str, int] = {}  # token -> id (provisional, in order of appearance, when not fixed)
     if fixed:
@@ -207,6 +207,8 @@ def _parse_line(raw: bytes, path: Path, number: int) -> tuple[list[str] | None, 
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{where}: invalid JSON: {err.msg} (column {err.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply to read") from None
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object with \"input\" and \"target\", "
                         f"got {_json_type(obj)}")
@@ -281,11 +283,20 @@ def run_dataset(cfg: dict) -> JsonlDataset:
     if not path.is_file():
         raise DataError(f"{path}: the run's training file is gone (the run needs it to resume "
                         "or to evaluate without --data)")
-    dataset = load_jsonl(path, vocab=tasks.Vocab.from_list(cfg["vocab"]))
-    if dataset.sha256 != data["sha256"]:
+    # The digest is checked before a byte is parsed: a config.yaml edited to point elsewhere
+    # cannot make pntm read (or quote, in an error) any other file.
+    if file_sha256(check_regular_file(path, DataError)) != data["sha256"]:
         raise DataError(f"{path}: the run's training file has changed since the run started "
                         "(its sha256 differs); the run needs the same data")
-    return dataset
+    return load_jsonl(path, vocab=tasks.Vocab.from_list(cfg["vocab"]))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def format_lengths(lengths: Sequence[int]) -> str:

@@ -377,25 +377,28 @@ TRAINING_FACTS = ("steps", "train_seconds", "early_stopped")
 
 
 def _training_facts(run: RunDir) -> dict:
-    """Steps trained and training wall time, from the last checkpoint; for a run without one (a
-    committed run keeps no train_state.pt), from its eval.json when that records them, with the
-    provenance of that eval.json as ``training_provenance``."""
-    state = run.load_train_state()
-    if state is None:
-        try:
-            previous = run.load_eval()
-        except PntmError:
-            previous = None
-        if not isinstance(previous, dict):
-            return {}
-        facts = {k: previous[k] for k in TRAINING_FACTS if k in previous}
+    """Steps trained and training wall time, from the weights' metadata (no pickle is read);
+    weights from before that metadata fall back to the last checkpoint's training state, and a
+    run without one (a committed run keeps no train_state.pt) to its eval.json when that records
+    them. The provenance of an existing eval.json is kept as ``training_provenance``."""
+    facts = run.training_facts()
+    if "train_seconds" not in facts:
+        state = run.load_train_state()
+        if state is not None:
+            facts = {"steps": state["step"],
+                     "train_seconds": round(state.get("elapsed_seconds", 0.0), 3),
+                     "early_stopped": state.get("early_stopped", False)}
+    try:
+        previous = run.load_eval()
+    except PntmError:
+        previous = None
+    if isinstance(previous, dict):
+        facts = {**{k: previous[k] for k in TRAINING_FACTS if k in previous}, **facts}
         # what trained the run (its eval.json's provenance, unless that was itself re-evaluated)
         trained_by = previous.get("training_provenance", previous.get("provenance"))
         if trained_by is not None:
             facts["training_provenance"] = trained_by
-        return facts
-    return {"steps": state["step"], "train_seconds": round(state.get("elapsed_seconds", 0.0), 3),
-            "early_stopped": state.get("early_stopped", False)}
+    return facts
 
 
 # --------------------------------------------------------------------------- a folder of runs

@@ -80,4 +80,17 @@ def provenance(command: str | None = None) -> dict:
         "machine": machine(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        **determinism(),
+    }
+
+
+def determinism() -> dict:
+    """What a bitwise rerun must match besides code, config and seed: torch's intra-op thread
+    count (reductions split across threads add in another order, so a CPU run reproduces to
+    the digit only with the same count) and the deterministic-algorithm switches."""
+    return {
+        "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }

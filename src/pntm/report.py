@@ -53,7 +53,6 @@ Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
 from __future__ import annotations
 
 import io
-import json
 import os
 import shlex
 import statistics
@@ -65,6 +64,7 @@ from pntm import published, selection, splits, tasks
 from pntm.errors import PntmError
 from pntm.evaluate import summarize
 from pntm.provenance import provenance
+from pntm.safeio import read_json
 from pntm.runs import atomic_write, atomic_write_json, atomic_write_text
 
 THRESHOLD = selection.THRESHOLD
@@ -81,7 +81,8 @@ MARKERS = ("o", "s", "^", "D", "v")
 LINE_WIDTHS = (5.0, 3.0, 1.6, 0.8)
 MODEL_ORDER = ("pntm", "ntm", "lstm", "transformer")
 EVAL_FILE, JSON_FILE, PLOTS_DIR = "eval.json", "benchmark.json", "plots"
-PROVENANCE_KEYS = ("git_commit", "git_dirty", "command", "device", "created", "machine", "torch")
+PROVENANCE_KEYS = ("git_commit", "git_dirty", "command", "device", "created", "machine", "torch",
+                   "threads")
 DEFINITIONS = {
     "id_sequence_accuracy": "mean sequence accuracy over the evaluated lengths inside "
                             "train_lengths",
@@ -125,24 +126,32 @@ def _problem(data) -> str | None:
                       ("lengths", list)):
         if not isinstance(data.get(key), kind):
             return f"no valid '{key}'"
-    if len(data["train_lengths"]) != 2:
-        return "'train_lengths' is not [low, high]"
+    if len(data["train_lengths"]) != 2 or not all(_is_int(n) for n in data["train_lengths"]):
+        return "'train_lengths' is not [low, high] (integers)"
+    if not _is_int(data["seed"]):
+        return "'seed' is not an integer"
     if not data["lengths"]:
         return "no per-length rows"
-    for row in data["lengths"]:
-        if not isinstance(row, dict) or not all(
-                isinstance(row.get(k), (int, float)) for k in
-                ("length", "sequence_accuracy", "token_accuracy")):
-            return "a per-length row lacks length, sequence_accuracy or token_accuracy"
+    for i, row in enumerate(data["lengths"], 1):
+        if not isinstance(row, dict) or not _is_int(row.get("length")) or row["length"] < 1:
+            return (f"a per-length row (row {i}) lacks length, sequence_accuracy or "
+                    "token_accuracy: 'length' must be an integer >= 1")
+        for key in ("sequence_accuracy", "token_accuracy"):
+            value = row.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= 1:  # NaN fails too: it would flow into benchmark.json
+                return (f"a per-length row (row {i}) lacks length, sequence_accuracy or "
+                        f"token_accuracy: '{key}' must be a number in [0, 1]")
     return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_eval(path: Path) -> dict:
     """One eval.json, checked; a corrupt or incomplete file raises PntmError naming it."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PntmError(f"cannot read {path}: {err}") from None
+    data = read_json(path)  # a regular file, JSON not nested too deeply
     problem = _problem(data)
     if problem:
         raise PntmError(f"{path} is not a usable eval.json: {problem}")

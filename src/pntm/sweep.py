@@ -23,10 +23,12 @@ test accuracy and how many seeds succeed; it never chooses on the test split.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
@@ -38,6 +40,7 @@ from pntm import config as config_lib
 from pntm import splits, tasks
 from pntm.errors import ConfigError, PntmError
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 ERROR = "error.txt"
 LOG = "train.log"
 GRID_KEYS = ("task", "model", "seed")
@@ -146,6 +149,7 @@ def plan(task_names: list[str], models: list[str], seeds: list[int], out: str | 
                                               seed=seed)
                 if (task, model) not in built:  # a setting the model rejects fails now
                     vocab = tasks.get_task(task).vocab
+                    config_lib.check_fits(cfg, len(vocab), device)
                     try:
                         build_model(model, len(vocab), vocab.sep_id, cfg["model_config"])
                     except (TypeError, ValueError, RuntimeError) as err:
@@ -193,6 +197,35 @@ def _at(cfg: dict, key: str):
 
 # --------------------------------------------------------------------------- one run
 
+def init_worker() -> None:
+    """A local worker's start: it dies with the sweep, and uses one thread."""
+    die_with_parent()
+    limit_threads()
+
+
+def die_with_parent() -> None:
+    """A worker must never outlive its sweep (a SIGKILLed sweep used to orphan a worker that
+    trained on, and a sweep started again put a second writer on its run). On Linux the kernel
+    sends the worker SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``); everywhere, a
+    daemon thread also exits the process once its parent process is gone. A killed write leaves
+    at most a temporary file, which the run's next writer removes."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watch thread below still applies
+    threading.Thread(target=_watch_parent, args=(parent,), name="pntm-parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    while os.getppid() == parent:  # a dead parent's children are re-parented (init, subreaper)
+        time.sleep(every)
+    os._exit(1)
+
+
 def limit_threads() -> None:
     """One CPU thread per worker: N processes each using every core thrash (~100x slower)."""
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -206,42 +239,21 @@ def run_one(job: dict) -> dict:
     eval.json); never raises for a failing run: the result says ``failed`` and
     ``OUT/{run}/error.txt`` holds the error and its traceback."""
     limit_threads()
-    from pntm.evaluate import evaluate_run, evaluate_splits
-    from pntm.runs import EVAL, RunDir
-    from pntm.train import start_run, train_run
+    from pntm.runs import RunDir, RunDirLocked
 
     run = RunDir(job["out"])
     result = {k: job[k] for k in ("name", "task", "model", "seed", "out")}
-    validation = run.file(splits.FILES["validation"])
     try:
-        if run.file(EVAL).is_file():
-            result["status"] = "skipped"
-            if not validation.is_file():  # an older run: measure validation from its weights
-                with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
-                    evaluate_run(run.path, split="validation", device=job.get("device", "cpu"),
-                                 command=job["command"], quiet=True)
-                result["status"] = "validated"
-            report = run.load_eval()
-        else:
-            result["status"] = "resumed" if run.is_run() else "done"
-            if not run.is_run():
-                for leftover in (ERROR, LOG):  # from a failed try that never started the run
-                    run.file(leftover).unlink(missing_ok=True)
-                start_run(run.path, job["cfg"])
-            with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
-                device = job.get("device", "cpu")
-                report = train_run(run.path, device=device, command=job["command"], quiet=True)
-                if report is None:  # train.eval_at_end is off
-                    report = evaluate_splits(run.path, device=device, command=job["command"],
-                                             quiet=True)
-            run.file(ERROR).unlink(missing_ok=True)
+        with run.writer():  # one writer per run, even with two sweeps on one OUT
+            report = _train_and_evaluate(run, job, result)
         result["train_seconds"] = report.get("train_seconds")
         result["ood_sequence_accuracy"] = report["summary"]["ood_sequence_accuracy"]
         result["validation_sequence_accuracy"] = validation_accuracy(Path(job["out"]))
     except Exception as err:  # noqa: BLE001 -- recorded, the other runs go on
         result["status"] = "failed"
         result["error"] = one_line(err)
-        _write_error(run.path, result["error"], traceback.format_exc())
+        if not isinstance(err, RunDirLocked):  # that run is another writer's
+            _write_error(run.path, result["error"], traceback.format_exc())
     return result
 
 
@@ -252,6 +264,35 @@ def validation_accuracy(run_dir: Path) -> float | None:
         return sum(r["sequence_accuracy"] for r in rows) / len(rows)
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         return None
+
+
+def _train_and_evaluate(run, job: dict, result: dict) -> dict:
+    from pntm.evaluate import evaluate_run, evaluate_splits
+    from pntm.runs import EVAL
+    from pntm.train import start_run, train_run
+
+    if run.file(EVAL).is_file():
+        result["status"] = "skipped"
+        if not run.file(splits.FILES["validation"]).is_file():
+            # an older run: measure validation from its weights
+            with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
+                evaluate_run(run.path, split="validation", device=job.get("device", "cpu"),
+                             command=job["command"], quiet=True)
+            result["status"] = "validated"
+        return run.load_eval()
+    result["status"] = "resumed" if run.is_run() else "done"
+    if not run.is_run():
+        for leftover in (ERROR, LOG):  # from a failed try that never started the run
+            run.file(leftover).unlink(missing_ok=True)
+        start_run(run.path, job["cfg"], device=job.get("device", "cpu"))
+    with open(run.file(LOG), "a") as log, redirect_stderr(log), redirect_stdout(log):
+        device = job.get("device", "cpu")
+        report = train_run(run.path, device=device, command=job["command"], quiet=True)
+        if report is None:  # train.eval_at_end is off
+            report = evaluate_splits(run.path, device=device, command=job["command"],
+                                     quiet=True)
+    run.file(ERROR).unlink(missing_ok=True)
+    return report
 
 
 def one_line(err: BaseException) -> str:
@@ -286,7 +327,7 @@ def run_local(jobs: list[dict], workers: int):
     # the code of its first run).
     pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=limit_threads, max_tasks_per_child=1)
+                               initializer=init_worker, max_tasks_per_child=1)
     finished = False
     try:
         futures = {pool.submit(run_one, job): job for job in jobs}
@@ -344,7 +385,7 @@ def _skipped(job: dict) -> dict | None:
     try:
         report = json.loads(path.read_text())
         ood = report["summary"]["ood_sequence_accuracy"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     result = {k: job[k] for k in ("name", "task", "model", "seed", "out")}
     result.update(status="skipped", train_seconds=report.get("train_seconds"),
@@ -403,18 +444,7 @@ def _interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
-def cmd_sweep(args, command: str) -> int:
-    """``pntm sweep``: 0 when every run has its eval.json, 1 when some failed."""
-    if args.address and args.executor != "ray":
-        raise PntmError("--address is for --executor ray")
-    if args.executor == "ray":
-        import_ray()  # a missing extra fails before anything runs
-    from pntm.device import resolve_device
-    device = resolve_device(args.device).type  # cuda without a GPU fails before anything runs
-    lrs = parse_lrs(args.lrs) if getattr(args, "lrs", None) is not None else None
-    jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
-                parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
-                command=command, device=device, lrs=lrs)
+def _run_sweep(args, jobs: list[dict]) -> list[dict]:
     where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
         f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
     print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
@@ -424,13 +454,34 @@ def cmd_sweep(args, command: str) -> int:
     started = time.perf_counter()
     results = sweep(jobs, executor=args.executor, workers=args.workers, address=args.address,
                     echo=lambda line: print(line, flush=True))
-    failed = [r for r in results if r["status"] == "failed"]
+    failed = sum(r["status"] == "failed" for r in results)
     print_selection(args.out, [r for r in results if r["status"] != "failed"])
     counts = {s: sum(r["status"] == s for r in results)
               for s in ("done", "resumed", "validated", "skipped")}
     print(f"pntm: {len(results)} runs in {time.perf_counter() - started:.0f}s "
-          f"({', '.join(f'{n} {s}' for s, n in counts.items())}, {len(failed)} failed); "
+          f"({', '.join(f'{n} {s}' for s, n in counts.items())}, {failed} failed); "
           f"results in {args.out}/*/eval.json; tables: pntm report {args.out}")
+    return results
+
+
+def cmd_sweep(args, command: str) -> int:
+    """``pntm sweep``: 0 when every run has its eval.json, 1 when some failed."""
+    if args.address and args.executor != "ray":
+        raise PntmError("--address is for --executor ray")
+    if args.executor == "ray":
+        import_ray()  # a missing extra fails before anything runs
+    from pntm.device import resolve_device
+    from pntm.runs import dir_lock
+    device = resolve_device(args.device).type  # cuda without a GPU fails before anything runs
+    lrs = parse_lrs(args.lrs) if getattr(args, "lrs", None) is not None else None
+    jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
+                parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
+                command=command, device=device, lrs=lrs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with dir_lock(out, "sweep's results folder"):  # a second sweep on OUT fails at once
+        results = _run_sweep(args, jobs)
+    failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(f"pntm: failed: {r['name']}: {r['error']} (see {r['out']}/{ERROR})", file=sys.stderr)
     return 1 if failed else 0

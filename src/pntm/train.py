@@ -31,9 +31,9 @@ from pntm import config as config_lib
 from pntm import splits, tasks
 from pntm.data import JsonlDataset, load_jsonl, run_dataset
 from pntm.evaluate import evaluate_groups, evaluate_lengths, evaluate_splits
-from pntm.errors import ConfigError, RunDirError
+from pntm.errors import ConfigError, PntmError, RunDirError
 from pntm.models import SequenceModel, build_model
-from pntm.runs import TRAIN_STATE, RunDir, load_model_state
+from pntm.runs import TRAIN_STATE, WEIGHTS, RunDir, load_model_state
 
 
 def learning_rate(step: int, train_cfg: dict) -> float:
@@ -96,11 +96,11 @@ def set_rng_state(state: dict) -> None:
 
 # --------------------------------------------------------------------------- entry points
 
-def start_run(out_dir: str | Path, cfg: dict, dataset: JsonlDataset | None = None) -> RunDir:
-    """Create a run directory for ``cfg`` (a config from ``config.build_config``).
-
-    A run on JSONL data takes its vocabulary from ``dataset`` (loaded from ``cfg["data"]`` when
-    not given)."""
+def prepare_run(cfg: dict, dataset: JsonlDataset | None = None, device=None) -> dict:
+    """Everything a new run needs checked, with nothing written: the config (every key's value),
+    the vocabulary (from ``dataset``, loaded from ``cfg["data"]`` when not given), the optional
+    TensorBoard package, the memory one training step needs on ``device`` (see
+    ``config.check_fits``), and the model itself, built once. Returns the config with its vocab."""
     cfg = config_lib.validate(cfg)
     if cfg["data"] is not None:
         vocab = (dataset if dataset is not None else load_jsonl(cfg["data"]["path"])).vocab
@@ -110,12 +110,19 @@ def start_run(out_dir: str | Path, cfg: dict, dataset: JsonlDataset | None = Non
     if cfg["train"]["tensorboard"]:
         from pntm.tblog import check_available
         check_available()
-    # Build the model once before anything is written: a setting the model rejects must not
-    # leave a run directory behind that would block the corrected retry.
+    config_lib.check_fits(cfg, len(vocab), device)
     try:
         build_model(cfg["model"], len(vocab), vocab.sep_id, cfg["model_config"])
     except (ValueError, RuntimeError, TypeError) as err:  # e.g. torch refusing a negative size
         raise ConfigError(f"{cfg['model']} cannot be built from this model_config: {err}") from None
+    return cfg
+
+
+def start_run(out_dir: str | Path, cfg: dict, dataset: JsonlDataset | None = None,
+              device=None) -> RunDir:
+    """Create a run directory for ``cfg`` (a config from ``config.build_config``), only once
+    ``prepare_run`` has passed: a setting that cannot work leaves no directory behind."""
+    cfg = prepare_run(cfg, dataset, device)
     run = RunDir(out_dir)
     run.create(cfg)
     return run
@@ -123,8 +130,10 @@ def start_run(out_dir: str | Path, cfg: dict, dataset: JsonlDataset | None = Non
 
 def train(cfg: dict, out_dir: str | Path, **kwargs) -> dict | None:
     """Start a new run and train it; see ``train_run`` for the keyword arguments."""
-    start_run(out_dir, cfg)
-    return train_run(out_dir, **kwargs)
+    run = RunDir(out_dir)
+    with run.writer():
+        start_run(out_dir, cfg, kwargs.get("dataset"), kwargs.get("device"))
+        return train_run(out_dir, **kwargs)
 
 
 def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
@@ -133,28 +142,40 @@ def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
               tensorboard: bool = False) -> dict | None:
     """Train the run in ``out_dir`` from its last checkpoint (or from scratch) to the end.
 
-    ``steps`` changes the run's total number of steps (to extend a finished run).
+    ``steps`` changes the run's total number of steps (to extend a finished run; fewer steps
+    than the run has already trained is an error, and the config is left as it was).
     ``stop_at`` stops after that step, checkpointed, as if interrupted (used by tests).
     At the end, when ``train.eval_at_end``, evaluates and returns the eval.json report;
     otherwise returns None. ``quiet`` silences the evaluation table on stdout.
     ``dataset``: the run's training file already loaded (else it is read from ``cfg["data"]``).
     ``tensorboard`` turns TensorBoard logging on for this and later sessions.
+    The run's lock is held throughout (``RunDir.writer``): one writer per run.
     """
     run = RunDir(out_dir)
-    cfg = run.load_config()
-    changed = False
-    if steps is not None and steps != cfg["train"]["steps"]:
-        cfg["train"]["steps"] = steps
-        changed = True
-    if tensorboard and not cfg["train"]["tensorboard"]:
-        from pntm.tblog import check_available
-        check_available()
-        cfg["train"]["tensorboard"] = changed = True
-    if changed:
-        cfg = config_lib.validate(cfg)
-        run.save_config(cfg)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    return Trainer(run, cfg, device, command, quiet, dataset).fit(stop_at)
+    with run.writer():
+        cfg = run.load_config()
+        changed = False
+        if steps is not None and steps != cfg["train"]["steps"]:
+            trained = run.training_facts().get("steps", 0) if run.file(WEIGHTS).is_file() else 0
+            if steps < trained:
+                raise RunDirError(f"{run} has already trained {trained} steps; --steps {steps} "
+                                  "would be fewer (a run cannot be shortened; its config is "
+                                  "left as it was)")
+            cfg["train"]["steps"] = steps
+            changed = True
+        if tensorboard and not cfg["train"]["tensorboard"]:
+            from pntm.tblog import check_available
+            check_available()
+            cfg["train"]["tensorboard"] = changed = True
+        if changed:
+            cfg = config_lib.validate(cfg)
+            run.save_config(cfg)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        return Trainer(run, cfg, device, command, quiet, dataset).fit(stop_at)
+
+
+class TrainingDiverged(PntmError):
+    """The loss or the gradient norm became NaN or infinite; nothing of that step is saved."""
 
 
 class Trainer:
@@ -176,6 +197,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.tcfg)
         self.data_rng = tasks.train_generator(cfg["seed"])
         self.step, self.elapsed, self.streak, self.early_stopped = 0, 0.0, 0, False
+        self.saved_step = 0  # the step of the last checkpoint on disk
         self.metrics: list[dict] = []
         self.tty = sys.stderr.isatty()
         self.tensorboard = None  # opened by fit(), once the step to resume from is known
@@ -191,6 +213,7 @@ class Trainer:
             self.data_rng.bit_generator.state = state["data_rng"]
             set_rng_state(state["rng"])
             self.step, self.elapsed = state["step"], state["elapsed_seconds"]
+            self.saved_step = self.step
             self.streak, self.early_stopped = state["early_stop_streak"], state["early_stopped"]
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise RunDirError(f"{self.run.file(TRAIN_STATE)} is corrupt or from another "
@@ -290,6 +313,7 @@ class Trainer:
         loss.backward()
         clip = self.tcfg["grad_clip"]
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        self._check_finite(loss, grad_norm)
         self.optimizer.step()
 
         if self.step % self.tcfg["log_every"] and self.step != self.tcfg["steps"]:
@@ -300,6 +324,20 @@ class Trainer:
             accuracy = right.sum().item() / max(mask.sum().item(), 1)
         return {"step": self.step, "loss": loss.item(), "token_accuracy": accuracy,
                 "length": length, "lr": lr, "grad_norm": grad_norm.item()}
+
+    def _check_finite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """Stop at the first NaN or infinite loss or gradient norm, before the optimizer step
+        spreads it into the weights: nothing of this step is logged or saved, so the run's
+        files hold its last good checkpoint (and metrics.jsonl stays strict JSON)."""
+        values = torch.stack([loss.detach().float(), grad_norm.detach().float().to(loss.device)])
+        if bool(torch.isfinite(values).all()):
+            return
+        what = "loss" if not math.isfinite(loss.item()) else "gradient norm"
+        kept = (f"the run keeps its checkpoint at step {self.saved_step}" if self.saved_step
+                else "no checkpoint was written")
+        raise TrainingDiverged(f"{self.run}: training diverged at step {self.step}: the {what} is "
+                               f"{loss.item() if what == 'loss' else grad_norm.item()}; {kept}. "
+                               "Start a new run with a lower train.lr (or train.grad_clip on)")
 
     def early_stop_check(self) -> None:
         """Greedy sequence accuracy on ID lengths; stop after ``patience`` perfect checks."""
@@ -325,7 +363,9 @@ class Trainer:
 
     def checkpoint(self) -> None:
         """Weights, then the full training state (the state is what a resume reads)."""
-        self.run.save_weights(self.model, self.step)
+        self.run.save_weights(self.model, self.step, self.cfg, {
+            "train_seconds": round(self.elapsed, 3), "early_stopped": self.early_stopped})
+        self.saved_step = self.step
         self.run.save_train_state({
             "step": self.step,
             "elapsed_seconds": self.elapsed,

@@ -20,6 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from pntm.errors import ConfigError
+from pntm.models.rules import check_model_config
 
 # Every model the command line contract names, and the module that implements it.
 KNOWN_MODELS = {
@@ -38,6 +39,8 @@ class SequenceModel(nn.Module):
 
     #: ``model_config`` keys whose value may also be null (None), besides their default's type.
     nullable_config: frozenset[str] = frozenset()
+    #: the name ``register_model`` gave the class (its value rules are ``rules.MODEL_RULES[name]``)
+    registry_name: str | None = None
 
     @classmethod
     def default_config(cls) -> dict:
@@ -46,13 +49,17 @@ class SequenceModel(nn.Module):
 
     @classmethod
     def resolve_config(cls, config: dict) -> dict:
-        """Defaults overridden by ``config``; an unknown key is a ConfigError."""
+        """Defaults overridden by ``config``; an unknown key or a value outside its rule
+        (``pntm.models.rules``) is a ConfigError."""
         defaults = cls.default_config()
         unknown = sorted(set(config) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown model_config key '{unknown[0]}' for {cls.__name__} "
                               f"(known: {', '.join(defaults) or 'none'})")
-        return {**defaults, **config}
+        resolved = {**defaults, **config}
+        if cls.registry_name is not None:
+            check_model_config(cls.registry_name, resolved)
+        return resolved
 
     def set_training_progress(self, fraction: float) -> None:
         """Called before every training step with ``step / steps`` in (0, 1]; a model with a
@@ -74,6 +81,7 @@ class SequenceModel(nn.Module):
 def register_model(name: str):
     """Class decorator: make a SequenceModel selectable as ``--model name``."""
     def decorator(cls):
+        cls.registry_name = name
         MODELS[name] = cls
         return cls
     return decorator

@@ -159,18 +159,8 @@ class Transformer(SequenceModel):
 
     @classmethod
     def check_config(cls, cfg: dict) -> None:
-        """Values the types alone do not rule out; each failure is a one-line ConfigError."""
-        for key in ("d_model", "layers", "heads", "d_ff"):
-            value = cfg[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"transformer model_config.{key} must be a positive integer, "
-                                  f"got {value!r}")
-        dropout = cfg["dropout"]
-        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-            raise ConfigError(f"transformer model_config.dropout must be in [0, 1), got {dropout!r}")
-        if cfg["positional"] not in POSITIONAL_MODES:
-            raise ConfigError(f"transformer model_config.positional must be one of "
-                              f"{', '.join(POSITIONAL_MODES)}, got {cfg['positional']!r}")
+        """Relations between values (each value's own range is checked by ``resolve_config``,
+        see pntm.models.rules); each failure is a one-line ConfigError."""
         if cfg["d_model"] % cfg["heads"]:
             raise ConfigError(f"transformer model_config.d_model ({cfg['d_model']}) must be "
                               f"divisible by heads ({cfg['heads']})")
