@@ -16,6 +16,7 @@ TINY_MODEL = {
     "ntm": ["controller_size=16", "memory_cells=8", "memory_width=4"],
     "lstm": ["d_model=16", "num_layers=1"],
     "transformer": ["d_model=16", "layers=1", "heads=2", "d_ff=16"],
+    "deltanet": ["d_model=16", "layers=1", "heads=2", "d_ff=16"],
 }
 TINY_TRAIN = ["train.batch_size=4", "train.warmup_steps=1",
               "train.early_stop.every=0", "train.eval_at_end=false", "train.log_every=1"]

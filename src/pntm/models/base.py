@@ -27,6 +27,9 @@ KNOWN_MODELS = {
     "ntm": "pntm.models.ntm",
     "lstm": "pntm.models.lstm",
     "transformer": "pntm.models.transformer",
+    "mamba": "pntm.models.mamba",
+    "deltanet": "pntm.models.deltanet",
+    "slstm": "pntm.models.slstm",
 }
 
 MODELS: dict[str, type["SequenceModel"]] = {}
