@@ -13,8 +13,8 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 
 
 def literal_delta_rule(q, k, v, beta, state):
-    """``S_t = (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ``, ``o_t = S_tᵀ q_t / sqrt(d)``, with
-    explicit d × d matrices, one (batch, head) at a time."""
+    """``S_t = (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ`` and ``o_t = S_tᵀ q_t / sqrt(d)``
+    with explicit d × d matrices, one (batch, head) at a time."""
     B, H, T, d = k.shape
     eye = torch.eye(d, dtype=k.dtype)
     outs, finals = [], []

@@ -2,7 +2,7 @@
 
 Per layer and head (``d_h = d_model / heads``), tokens ``x_t`` already RMS-normalised::
 
-    q_t = L2(SiLU(conv_q(W_q x)_t)),   k_t = L2(SiLU(conv_k(W_k x)_t)),   v_t = SiLU(conv_v(W_v x)_t)
+    q_t = L2(SiLU(conv_q(W_q x)_t)),  k_t = L2(SiLU(conv_k(W_k x)_t)),  v_t = SiLU(conv_v(W_v x)_t)
     β_t = c · sigmoid(w_β · x_t)           c = 2 (negative_eigenvalues, the default) or 1
     S_t = (I - β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ          S_0 = 0,  S_t ∈ R^{d_h × d_h}
     o_t = S_tᵀ q_t / sqrt(d_h)

@@ -7,10 +7,13 @@ feeding the input and forget gates, the sLSTM cell with ``heads`` block-diagonal
 heads, a per-head group norm, then a gated feed-forward (GELU, ``proj_factor`` × width); the
 stack ends with a LayerNorm. The cell, per head, with exponential gating and its stabiliser::
 
-    c_t = f_t c_{t-1} + i_t z_t,   n_t = f_t n_{t-1} + i_t,   h_t = o_t c_t / n_t
-    i_t = exp(ĩ_t - m_t), f_t = exp(log σ(f̃_t) + m_{t-1} - m_t),  m_t = max(log σ(f̃_t) + m_{t-1}, ĩ_t)
+    c_t = f_t c_{t-1} + i_t tanh(z̃_t),   n_t = f_t n_{t-1} + i_t,   h_t = σ(õ_t) c_t / n_t
+    m_t = max(log σ(f̃_t) + m_{t-1}, ĩ_t),   i_t = exp(ĩ_t - m_t),
+    f_t = exp(log σ(f̃_t) + m_{t-1} - m_t)
 
-where the pre-activations ``ĩ, f̃, z̃, õ`` each get ``W x_t + R h_{t-1} + b``: the recurrence
+(at the first step ``m_1 = ĩ_1``), where the pre-activations ``ĩ, f̃, z̃, õ`` are
+``W x_t + R h_{t-1} + b`` (``W`` headwise, from the convolved input for ``ĩ`` and ``f̃``,
+``R`` block-diagonal over the heads): the recurrence
 goes through ``h``, so unlike Mamba or DeltaNet the sLSTM has no parallel form and ``forward``
 is a loop over time inside xlstm (that is the model, not a shortcut here).
 
