@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	# Without a GPU, take the CPU build of PyTorch (small and local here); with one, let pip choose.
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install -q torch==2.13.0; fi
-	# ray: so that the test suite runs `pntm sweep --executor ray` on a local Ray instance.
-	$(BIN)/python -m pip install -q -e '.[test,plot,ray]'
+	# ray: so that the test suite runs `pntm sweep --executor ray` on a local Ray instance;
+	# peers: so that it runs the mamba and slstm peer models.
+	$(BIN)/python -m pip install -q -e '.[test,plot,ray,peers]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -163,3 +163,29 @@ def test_a_step_over_the_limit_is_still_measured_after_its_warm_up():
     seconds, over, timed = bench.time_call(fn, torch.device("cpu"), 2, 5, time_limit=0.02)
     assert over and timed == 3
     assert 0.001 < seconds < 0.02  # the median of 1, 2 and 3 ms (plus sleep overhead)
+
+
+def test_peers_train_and_decode_tiny(tmp_path):
+    pytest.importorskip("mambapy")
+    pytest.importorskip("xlstm")
+    peers = "transformer-rand,mamba,deltanet,slstm"
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", peers, "--lengths", "8", "--device", "cpu", *TINY,
+                 "--json", str(out)]) == 0
+    report = load(out)
+    assert [r["model"] for r in report["results"]] == peers.split(",")
+    assert all(r["step_seconds"] > 0 for r in report["results"])
+    assert report["provenance"]["model_configs"]["transformer-rand"]["positional"] == "randomized"
+    assert main(["bench", "--decode", "--models", peers, "--contexts", "4", "--device", "cpu",
+                 *TINY, "--json", str(out)]) == 0
+    assert all(r["tokens_per_second"] > 0 for r in load(out)["results"])
+
+
+def test_default_models_leave_out_a_missing_extra(monkeypatch):
+    monkeypatch.setattr(bench, "available_models", lambda: ["pntm", "lstm", "deltanet"])
+    monkeypatch.setattr(bench, "MISSING_EXTRAS", {"mamba": "peers", "slstm": "peers"})
+    notes = []
+    assert bench.default_models("pntm,mamba,deltanet,slstm", log=notes.append) == [
+        "pntm", "deltanet"]
+    assert notes == ["bench: leaving out mamba (needs pip install 'pntm[peers]')",
+                     "bench: leaving out slstm (needs pip install 'pntm[peers]')"]

@@ -21,7 +21,7 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 
 SEP = 2
 VOCAB = 9
-MODES = ["sinusoidal", "rotary", "none"]
+MODES = ["sinusoidal", "rotary", "none", "randomized"]
 
 
 def make_model(**overrides):
@@ -127,7 +127,9 @@ def test_sinusoidal_mode_adds_the_table_and_none_adds_nothing():
 
 
 @pytest.mark.parametrize("config, match", [
-    ({"positional": "alibi"}, "positional must be one of sinusoidal, rotary, none, got 'alibi'"),
+    ({"positional": "alibi"},
+     "positional must be one of sinusoidal, rotary, none, randomized, got 'alibi'"),
+    ({"max_position": 0}, "max_position must be a positive integer"),
     ({"d_model": 30, "heads": 4}, r"d_model \(30\) must be divisible by heads \(4\)"),
     ({"d_model": 36, "heads": 12, "positional": "rotary"}, "even head size"),
     ({"layers": 0}, "layers must be a positive integer"),
@@ -147,3 +149,38 @@ def test_config_error_through_the_cli(capsys, tmp_path):
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and lines[-1].startswith("pntm: error: ") and "positional" in lines[-1]
     assert not any("Traceback" in line for line in lines)
+
+
+def test_randomized_positions_are_sorted_distinct_in_range_and_only_in_training():
+    model = make_model(positional="randomized", max_position=300).train()
+    draws = [model.positions(40, "cpu") for _ in range(20)]
+    for p in draws:
+        assert p.shape == (40,) and p.dtype == torch.long
+        assert (p[1:] > p[:-1]).all() and 0 <= p[0] and p[-1] < 300
+    assert len({tuple(p.tolist()) for p in draws}) == 20  # a fresh sample each time
+    assert max(int(p[-1]) for p in draws) > 250  # the whole range is used, not just 0..39
+    model.eval()
+    assert torch.equal(model.positions(40, "cpu"), torch.arange(40))
+
+
+def test_randomized_training_forward_uses_the_sample_and_eval_is_plain_rotary():
+    model = make_model(positional="randomized", max_position=300)
+    rotary = make_model(positional="rotary")
+    rotary.load_state_dict(model.state_dict())
+    tokens = random_tokens(2, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), rotary(tokens))  # eval: positions 0..T-1
+        model.train()
+        torch.manual_seed(5)
+        positions = model.positions(12, "cpu")
+        torch.manual_seed(5)
+        trained = model(tokens)
+        torch.testing.assert_close(trained, model.run(tokens, positions))
+        assert not torch.allclose(trained, model.run(tokens, torch.arange(12)))
+
+
+def test_randomized_training_sequence_longer_than_max_position_is_an_error():
+    from pntm.errors import PntmError
+    model = make_model(positional="randomized", max_position=8).train()
+    with pytest.raises(PntmError, match="max_position"):
+        model(random_tokens(1, 9))

@@ -13,8 +13,12 @@ the same machine under the same load:
   the context length (prefill, timed on its own) then ``new_tokens`` generated tokens.
 
 Sizes are matched to the NTM of Graves et al. (2014) as configured here: 128 × 20 memory, a
-controller of width 100, one read and one write head; the LSTM and the Transformer are sized to
-a similar parameter count (every result row reports its count).
+controller of width 100, one read and one write head; the LSTM, the Transformer and the peers
+(Mamba, DeltaNet, sLSTM: one layer each) are sized to a similar parameter count (every result
+row reports its count). The default model lists include the peers that import: ``mamba`` and
+``slstm`` need the ``peers`` extra and are left out, with a note, when it is missing (naming
+one in ``--models`` is then an error). ``transformer-rand`` is the Transformer with randomized
+positions (``positional: randomized``); its decoding is the rotary Transformer's.
 
 Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU it is the growth of the
 process's resident-set high-water mark (``resource.getrusage``) during the measurement, which is
@@ -34,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from pntm.errors import PntmError
-from pntm.models.base import build_model, get_model_class
+from pntm.models.base import MISSING_EXTRAS, available_models, build_model, get_model_class
 from pntm.provenance import cpu_name, provenance
 from pntm.runs import atomic_write_json
 from pntm.scan import METHODS, linear_scan
@@ -56,6 +60,9 @@ BENCH_CONFIGS: dict[str, dict] = {
             "memory_width": MEMORY_WIDTH, "read_heads": 1},
     "lstm": {"d_model": 80, "num_layers": 1},
     "transformer": {"d_model": 64, "layers": 1, "heads": 4, "d_ff": 192},
+    "mamba": {"d_model": 80, "layers": 1},
+    "deltanet": {"d_model": 64, "layers": 1, "heads": 4, "d_ff": 128},
+    "slstm": {"d_model": 96, "layers": 1, "heads": 4},
 }
 
 # Named variants: (model, config overrides, training progress). ``pntm-relaxed`` is P-NTM in the
@@ -63,10 +70,11 @@ BENCH_CONFIGS: dict[str, dict] = {
 # Fourier head scan over every cell instead of the position path of hard heads.
 VARIANTS: dict[str, tuple[str, dict, float]] = {
     "pntm-relaxed": ("pntm", {"relax": [0.5, 0.9]}, 0.0),
+    "transformer-rand": ("transformer", {"positional": "randomized"}, 1.0),
 }
 
-DEFAULT_MODELS = "pntm,ntm,lstm,transformer"
-DEFAULT_DECODE_MODELS = "pntm,transformer"
+DEFAULT_MODELS = "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm"
+DEFAULT_DECODE_MODELS = "pntm,transformer,mamba,deltanet,slstm"
 DEFAULT_LENGTHS = "64,256,1024"
 DEFAULT_CONTEXTS = "512,4096"
 NEW_TOKENS = 64
@@ -98,9 +106,23 @@ def parse_models(text: str) -> list[str]:
         raise PntmError(f"bad --models '{text}': expected comma-separated model names, "
                         "e.g. pntm,ntm")
     for name in names:
-        if name not in VARIANTS:
-            get_model_class(name)  # unknown or broken: a one-line ConfigError naming the choices
+        get_model_class(VARIANTS[name][0] if name in VARIANTS else name)  # one-line ConfigError
     return list(dict.fromkeys(names))
+
+
+def default_models(text: str, log=print) -> list[str]:
+    """The default list ``text`` less the models whose optional extra is not installed."""
+    available = set(available_models())
+    kept = []
+    for name in text.split(","):
+        base = VARIANTS[name][0] if name in VARIANTS else name
+        if base in available:
+            kept.append(name)
+        elif base in MISSING_EXTRAS:
+            log(f"bench: leaving out {name} (needs pip install 'pntm[{MISSING_EXTRAS[base]}]')")
+        else:
+            get_model_class(base)  # broken: its one-line error
+    return kept
 
 
 # --------------------------------------------------------------------------- measuring
@@ -185,9 +207,15 @@ def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.
     return tokens
 
 
+def bench_config(name: str) -> dict:
+    """The ``model_config`` overrides a benchmarked model or variant is built with."""
+    base, overrides, _ = VARIANTS.get(name, (name, {}, 1.0))
+    return {**BENCH_CONFIGS.get(base, {}), **overrides}
+
+
 def bench_model(name: str) -> torch.nn.Module:
-    base, overrides, progress = VARIANTS.get(name, (name, {}, 1.0))
-    model = build_model(base, VOCAB_SIZE, SEP_ID, {**BENCH_CONFIGS.get(base, {}), **overrides})
+    base, _, progress = VARIANTS.get(name, (name, {}, 1.0))
+    model = build_model(base, VOCAB_SIZE, SEP_ID, bench_config(name))
     model.set_training_progress(progress)
     return model
 
@@ -237,15 +265,15 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
 
 
 def training_table(results: list[dict]) -> str:
-    lines = [f"{'length':>7} {'model':<12} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
+    lines = [f"{'length':>7} {'model':<16} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
              f"{'peak MiB':>9}"]
     for length in sorted({r["length"] for r in results}):
         rows = [r for r in results if r["length"] == length]
         for r in rows:
             if r.get("skipped"):
-                lines.append(f"{length:>7} {r['model']:<12} {r['parameters']:>8} {'skipped':>10}")
+                lines.append(f"{length:>7} {r['model']:<16} {r['parameters']:>8} {'skipped':>10}")
                 continue
-            lines.append(f"{length:>7} {r['model']:<12} {r['parameters']:>8} "
+            lines.append(f"{length:>7} {r['model']:<16} {r['parameters']:>8} "
                          f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>11.0f} "
                          f"{r['peak_memory_bytes'] / 2**20:>9.1f}")
         timed = {r["model"]: r["step_seconds"] for r in rows if not r.get("skipped")}
@@ -391,13 +419,14 @@ def _decode_once(model, prompt: torch.Tensor, new_tokens: int,
 
 
 def decode_table(results: list[dict]) -> str:
-    lines = [f"{'context':>8} {'model':<12} {'params':>8} {'prefill tok/s':>14} "
+    lines = [f"{'context':>8} {'model':<16} {'params':>8} {'prefill tok/s':>14} "
              f"{'decode tok/s':>13}"]
     for r in sorted(results, key=lambda r: (r["context"], r["model"])):
         if r.get("skipped"):
-            lines.append(f"{r['context']:>8} {r['model']:<12} {r['parameters']:>8} {'skipped':>14}")
+            lines.append(f"{r['context']:>8} {r['model']:<16} {r['parameters']:>8} "
+                         f"{'skipped':>14}")
             continue
-        lines.append(f"{r['context']:>8} {r['model']:<12} {r['parameters']:>8} "
+        lines.append(f"{r['context']:>8} {r['model']:<16} {r['parameters']:>8} "
                      f"{r['prefill_tokens_per_second']:>14.0f} {r['tokens_per_second']:>13.0f}")
     return "\n".join(lines)
 
@@ -488,7 +517,7 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                  "time_limit_seconds": time_limit, "peak_memory": peak_memory_kind(device),
                  "threads": torch.get_num_threads()})
     if mode != "scan":
-        prov["model_configs"] = {name: BENCH_CONFIGS.get(name, {}) for name in models}
+        prov["model_configs"] = {name: bench_config(name) for name in models}
     report = {"device": device_name(device), "provenance": prov, "results": results}
     print(table)
     if json_path is not None:
@@ -513,8 +542,11 @@ def cmd_bench(args, command: str) -> dict:
             raise PntmError("--scan times the linear_scan methods, not models: drop --models")
         models = []
     else:
-        default = DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS
-        models = parse_models(args.models if args.models is not None else default)
+        if args.models is not None:
+            models = parse_models(args.models)
+        else:
+            models = default_models(DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS,
+                                    log=lambda message: print(message, file=sys.stderr))
     lengths = parse_int_list(args.lengths, "--lengths")
     contexts = parse_int_list(args.contexts or DEFAULT_CONTEXTS, "--contexts")
     if args.plot is not None:

@@ -67,7 +67,8 @@ def build_parser() -> ArgumentParser:
                    "task (default: the file's name without .jsonl)")
     p.add_argument("--data", metavar="TRAIN.jsonl", help="train on your own examples, one JSON "
                    'object per line: {"input": "0110", "target": "1"} (instead of a task)')
-    p.add_argument("--model", help="pntm, ntm, lstm or transformer")
+    p.add_argument("--model", help="pntm, ntm, lstm, transformer, or a peer: mamba, deltanet, "
+                   "slstm")
     p.add_argument("--config", metavar="FILE.yaml", help="config overrides from a YAML file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set train.lr=3e-4 (repeatable)")
@@ -127,7 +128,8 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("bench", help="speed benchmark: training step, scan methods, decoding")
     p.add_argument("--models", metavar="M1,M2", help="comma list of models (default "
-                   "pntm,ntm,lstm,transformer; with --decode pntm,transformer)")
+                   "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm; with "
+                   "--decode pntm,transformer,mamba,deltanet,slstm)")
     p.add_argument("--lengths", default="64,256,1024", metavar="T1,T2",
                    help="sequence lengths (default 64,256,1024)")
     p.add_argument("--batch", type=positive_int, default=32, help="batch size (default 32)")

@@ -79,7 +79,7 @@ PROTOCOL = {
 }
 MARKERS = ("o", "s", "^", "D", "v")
 LINE_WIDTHS = (5.0, 3.0, 1.6, 0.8)
-MODEL_ORDER = ("pntm", "ntm", "lstm", "transformer")
+MODEL_ORDER = ("pntm", "ntm", "lstm", "transformer", "mamba", "deltanet", "slstm")
 EVAL_FILE, JSON_FILE, PLOTS_DIR = "eval.json", "benchmark.json", "plots"
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "command", "device", "created", "machine", "torch",
                    "threads")

@@ -3,7 +3,9 @@
 from pntm.models.base import (
     BROKEN_MODELS,
     KNOWN_MODELS,
+    MISSING_EXTRAS,
     MODELS,
+    MissingExtraError,
     SequenceModel,
     available_models,
     build_model,
@@ -12,5 +14,6 @@ from pntm.models.base import (
     register_model,
 )
 
-__all__ = ["BROKEN_MODELS", "KNOWN_MODELS", "MODELS", "SequenceModel", "available_models", "build_model",
-           "default_model_config", "get_model_class", "register_model"]
+__all__ = ["BROKEN_MODELS", "KNOWN_MODELS", "MISSING_EXTRAS", "MODELS", "MissingExtraError",
+           "SequenceModel", "available_models", "build_model", "default_model_config",
+           "get_model_class", "register_model"]

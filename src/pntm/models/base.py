@@ -10,6 +10,11 @@ must agree exactly (tests/test_models_interface.py checks it):
 A model file registers its class with ``@register_model("name")``. Model modules are imported
 lazily, the first time the registry is consulted, so a model that is not written yet (or fails
 to import for lack of an optional dependency) never stops the others from working.
+
+A model whose module needs an optional extra (the peers: ``mamba`` needs ``mambapy``,
+``slstm`` needs ``xlstm``) raises ``MissingExtraError`` when that package is absent; selecting
+it is then the one-line error ``model 'mamba' needs the 'peers' extra: pip install
+'pntm[peers]'``, and the other models are unaffected.
 """
 
 from __future__ import annotations
@@ -28,10 +33,22 @@ KNOWN_MODELS = {
     "ntm": "pntm.models.ntm",
     "lstm": "pntm.models.lstm",
     "transformer": "pntm.models.transformer",
+    "mamba": "pntm.models.mamba",
+    "deltanet": "pntm.models.deltanet",
+    "slstm": "pntm.models.slstm",
 }
 
 MODELS: dict[str, type["SequenceModel"]] = {}
 BROKEN_MODELS: dict[str, str] = {}  # name -> why its module failed to import
+MISSING_EXTRAS: dict[str, str] = {}  # name -> the optional extra its module needs
+
+
+class MissingExtraError(ImportError):
+    """Raised by a model module whose optional dependencies (the extra ``extra``) are absent."""
+
+    def __init__(self, extra: str):
+        super().__init__(f"needs the '{extra}' extra")
+        self.extra = extra
 
 
 class SequenceModel(nn.Module):
@@ -99,6 +116,9 @@ def _import_models() -> None:
             continue
         try:
             importlib.import_module(module)
+            MISSING_EXTRAS.pop(name, None)
+        except MissingExtraError as err:
+            MISSING_EXTRAS[name] = err.extra
         except ImportError as err:
             if not (isinstance(err, ModuleNotFoundError) and err.name == module):
                 BROKEN_MODELS[name] = f"{type(err).__name__}: {err}"
@@ -115,6 +135,9 @@ def get_model_class(name: str) -> type[SequenceModel]:
     available = ", ".join(available_models())
     if name in MODELS:
         return MODELS[name]
+    if name in MISSING_EXTRAS:
+        extra = MISSING_EXTRAS[name]
+        raise ConfigError(f"model '{name}' needs the '{extra}' extra: pip install 'pntm[{extra}]'")
     if name in BROKEN_MODELS:
         raise ConfigError(f"model '{name}' failed to import ({BROKEN_MODELS[name]}); "
                           f"available: {available}")

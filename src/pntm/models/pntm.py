@@ -596,8 +596,6 @@ class PNTM(SequenceModel):
         if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
             raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
                               "tape_writer: true (they read the write-once tape)")
-        if cfg["state_heads"] < 0 or cfg["states"] < 1:
-            raise ConfigError("pntm model_config.state_heads must be >= 0 and states >= 1")
         if not cfg["content_strength"] > 0:
             raise ConfigError("pntm model_config.content_strength must be > 0")
         if cfg["content_match"] not in ("key", "content", "context"):

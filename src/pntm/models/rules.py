@@ -109,7 +109,8 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
     "lstm": {"d_model": POSITIVE, "num_layers": POSITIVE},
     "transformer": {"d_model": POSITIVE, "layers": POSITIVE, "heads": POSITIVE,
                     "d_ff": POSITIVE, "dropout": number(0, 1, high_open=True),
-                    "positional": choice("sinusoidal", "rotary", "none")},
+                    "positional": choice("sinusoidal", "rotary", "none", "randomized"),
+                    "max_position": POSITIVE},
     "ntm": {"controller_size": POSITIVE, "embed_dim": POSITIVE, "memory_cells": POSITIVE,
             "memory_width": POSITIVE, "read_heads": POSITIVE, "shift_range": integer(0),
             "init_window": POSITIVE, "init_peak": FINITE, "initial_memory": FINITE},
@@ -123,7 +124,8 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "head_path": choice("auto", "fourier"), "jump_horizon": integer(1, nullable=True),
              "content_heads": integer(0), "content_match": choice("content", "key", "context"),
              "content_strength": number(0, low_open=True), "write_bias": FINITE,
-             "tape_writer": boolean, "jump_bias": FINITE, "scan_method": scan_method},
+             "tape_writer": boolean, "jump_bias": FINITE, "scan_method": scan_method,
+             "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE},
 }
 
 

@@ -34,6 +34,17 @@ model runs on any length (evaluation goes to ~1,000 tokens while training stops 
   through ``j - p``: attention sees relative positions, nothing is added to the residual stream.
 * ``"none"`` (NoPE): no positional signal at all; the causal mask alone lets the model infer
   order (a token can count how many tokens it attends to).
+* ``"randomized"`` (Ruoss et al., ACL 2023): rotary embeddings whose positions, in training
+  only, are not ``0..T-1`` but a sorted sample of ``T`` distinct integers drawn uniformly from
+  ``0..max_position-1`` (default 2048, longer than any evaluated sequence), one sample per
+  batch shared by its rows as in the authors' released code. Every position an evaluation
+  sequence can occupy has then been seen in training, only the gaps between neighbours differ.
+  Evaluation (``eval()``: greedy decoding, validation) uses ``0..T-1``, so that decoding is
+  deterministic and ``step`` equals ``forward``. This is our choice, not the paper's: the
+  authors' evaluation (``range_evaluation.py``) passes a fresh random key to the model, i.e.
+  samples sorted positions at test time too. Ruoss et al. randomize several encodings
+  (sin/cos, relative, RoPE, ALiBi, learned); here RoPE, this Transformer's default. A training
+  sequence longer than ``max_position`` is an error.
 
 Modes. ``forward`` runs every position at once with a causal mask. ``init_state`` allocates a
 key/value cache per layer (``max_length`` slots, grown if decoding runs past it) and ``step``
@@ -54,10 +65,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.errors import ConfigError
+from pntm.errors import ConfigError, PntmError
 from pntm.models.base import SequenceModel, register_model
 
-POSITIONAL_MODES = ("sinusoidal", "rotary", "none")
+POSITIONAL_MODES = ("sinusoidal", "rotary", "none", "randomized")
 ROPE_BASE = 10000.0
 
 
@@ -111,8 +122,7 @@ class CausalSelfAttention(nn.Module):
     def merge(self, y: Tensor) -> Tensor:
         return self.resid_dropout(self.proj(y.transpose(1, 2).flatten(-2)))
 
-    def forward(self, z: Tensor) -> Tensor:
-        positions = torch.arange(z.shape[1], device=z.device)
+    def forward(self, z: Tensor, positions: Tensor) -> Tensor:
         q, k, v = self.project(z, positions)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                            dropout_p=self.dropout if self.training else 0.0)
@@ -139,8 +149,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model),
                                  nn.Dropout(dropout))
 
-    def forward(self, u: Tensor) -> Tensor:
-        u = u + self.attn(self.norm1(u))
+    def forward(self, u: Tensor, positions: Tensor) -> Tensor:
+        u = u + self.attn(self.norm1(u), positions)
         return u + self.mlp(self.norm2(u))
 
     def step(self, u: Tensor, position: int, cache_k: Tensor, cache_v: Tensor) -> Tensor:
@@ -155,7 +165,7 @@ class Transformer(SequenceModel):
     @classmethod
     def default_config(cls) -> dict:
         return {"d_model": 128, "layers": 2, "heads": 4, "d_ff": 256, "dropout": 0.0,
-                "positional": "rotary"}
+                "positional": "rotary", "max_position": 2048}
 
     @classmethod
     def check_config(cls, cfg: dict) -> None:
@@ -164,7 +174,7 @@ class Transformer(SequenceModel):
         if cfg["d_model"] % cfg["heads"]:
             raise ConfigError(f"transformer model_config.d_model ({cfg['d_model']}) must be "
                               f"divisible by heads ({cfg['heads']})")
-        if cfg["positional"] == "rotary" and (cfg["d_model"] // cfg["heads"]) % 2:
+        if cfg["positional"] in ("rotary", "randomized") and (cfg["d_model"] // cfg["heads"]) % 2:
             raise ConfigError(f"transformer rotary positions need an even head size, got "
                               f"d_model / heads = {cfg['d_model'] // cfg['heads']}")
         if cfg["positional"] == "sinusoidal" and cfg["d_model"] % 2:
@@ -182,7 +192,8 @@ class Transformer(SequenceModel):
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.embed_dropout = nn.Dropout(cfg["dropout"])
         self.blocks = nn.ModuleList(
-            Block(d_model, cfg["heads"], cfg["d_ff"], cfg["dropout"], self.positional == "rotary")
+            Block(d_model, cfg["heads"], cfg["d_ff"], cfg["dropout"],
+                  self.positional in ("rotary", "randomized"))
             for _ in range(layers))
         self.final_norm = nn.LayerNorm(d_model)
         self.to_logits = nn.Linear(d_model, vocab_size)
@@ -204,10 +215,26 @@ class Transformer(SequenceModel):
             u = u + sinusoidal_table(positions, u.shape[-1]).to(u.dtype)
         return self.embed_dropout(u)
 
+    def positions(self, length: int, device) -> Tensor:
+        """Positions of a sequence of ``length`` tokens: ``0..length-1``, except in training
+        with ``positional: randomized``, a sorted sample without replacement from
+        ``0..max_position-1`` (torch's global generator, so the run's seed fixes it)."""
+        if not (self.positional == "randomized" and self.training):
+            return torch.arange(length, device=device)
+        limit = self.config["max_position"]
+        if length > limit:
+            raise PntmError(f"transformer with randomized positions: a training sequence of "
+                            f"{length} tokens exceeds model_config.max_position ({limit})")
+        return torch.randperm(limit)[:length].sort().values.to(device)
+
     def forward(self, tokens: Tensor) -> Tensor:
-        u = self.embed(tokens, torch.arange(tokens.shape[1], device=tokens.device))
+        return self.run(tokens, self.positions(tokens.shape[1], tokens.device))
+
+    def run(self, tokens: Tensor, positions: Tensor) -> Tensor:
+        """The parallel mode with the given ``positions[T]``."""
+        u = self.embed(tokens, positions)
         for block in self.blocks:
-            u = block(u)
+            u = block(u, positions)
         return self.to_logits(self.final_norm(u))
 
     def init_state(self, batch_size: int, max_length: int, device) -> dict:
