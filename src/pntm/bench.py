@@ -63,6 +63,10 @@ BENCH_CONFIGS: dict[str, dict] = {
 # Fourier head scan over every cell instead of the position path of hard heads.
 VARIANTS: dict[str, tuple[str, dict, float]] = {
     "pntm-relaxed": ("pntm", {"relax": [0.5, 0.9]}, 0.0),
+    # A learned write head (moves like a read head, starts as a tape): hard, on the write-event
+    # path (pntm.write_events); relaxed, soft with the chunked memory scan (pntm.memory_chunks).
+    "pntm-write": ("pntm", {"tape_writer": False}, 1.0),
+    "pntm-write-relaxed": ("pntm", {"tape_writer": False, "relax": [0.5, 0.9]}, 0.0),
 }
 
 DEFAULT_MODELS = "pntm,ntm,lstm,transformer"

@@ -126,6 +126,8 @@ from torch import Tensor, nn
 from pntm.errors import ConfigError
 from pntm.models.base import SequenceModel, register_model
 from pntm.hard_heads import tape_read
+from pntm.memory_chunks import chunked_memory_reads
+from pntm.write_events import event_read
 from pntm.scan import linear_scan, scan_step
 
 
@@ -157,7 +159,8 @@ class PNTMLayer(nn.Module):
                  relaxed_heads: int | None = None, token_shift: int = 0,
                  memory_path: str = "auto", head_path: str = "auto",
                  jump_horizon: int | None = None, content_heads: int = 0,
-                 content_match: str = "content", content_strength: float = 1.0):
+                 content_match: str = "content", content_strength: float = 1.0,
+                 memory_chunk: int = 64):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -172,6 +175,7 @@ class PNTMLayer(nn.Module):
         self.memory_path = memory_path
         self.head_path = head_path
         self.jump_horizon = jump_horizon
+        self.memory_chunk = memory_chunk  # tokens per chunk of a soft learned writer's memory scan
         self.content_heads = content_heads
         self.match_keys = content_heads > 0 and content_match == "key"
         self.match_context = content_heads > 0 and content_match == "context"
@@ -380,12 +384,23 @@ class PNTMLayer(nn.Module):
                 ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
                 self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
             return self.residual(u, ctl, contents, tags, self.parallel_tape(ctl))
+        learned_writer = not self.tape_writer and self.memory_path == "auto"
+        if learned_writer and self.uses_positions():  # hard learned writer: write events
+            contents, tags = event_read(
+                ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"], self.address_table(u.device),
+                self.initial_value, cells, self.jump_horizon)
+            return self.residual(u, ctl, contents, tags)
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         first = int(self.tape_writer)
         scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
         a, b = self.location_coefficients(scanned, cells)
         start = self.start_spectrum(cells, u.device).expand_as(b[:, 0])
         spectra = linear_scan(a, b, start, method=self.scan_method)
+        if learned_writer:  # soft heads: the memory scan in chunks, recomputed in backward
+            contents, tags = chunked_memory_reads(
+                spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
+                self.initial_value, self.memory_chunk, self.scan_method)
+            return self.residual(u, ctl, contents, tags)
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
         if self.tape_writer:
             if self.memory_path == "auto":
@@ -541,7 +556,10 @@ class PNTM(SequenceModel):
             "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
             "token_shift": False,   # the controller also sees the previous shift_tokens inputs
             "shift_tokens": 1,      # how many previous inputs token_shift shows the controller
-            "memory_path": "auto",  # auto: closed-form tape memory when tape_writer; scan: always scan
+            "memory_path": "auto",  # auto: closed-form tape memory when tape_writer, write events
+                                    # for a hard learned writer, chunked scan for a soft one;
+                                    # scan: always the whole memory scan (the reference)
+            "memory_chunk": 64,     # tokens per chunk of a soft learned writer's memory scan
             "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
             "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
             "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
@@ -580,6 +598,10 @@ class PNTM(SequenceModel):
         if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["token_shift"]:
             raise ConfigError("pntm model_config.content_match 'context' needs token_shift (the "
                               "context is the shift_tokens inputs before each token)")
+        chunk = cfg["memory_chunk"]
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ConfigError(f"pntm model_config.memory_chunk must be a positive integer, "
+                              f"got {chunk!r}")
         horizon = cfg["jump_horizon"]
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
                                     or horizon < 1):
@@ -601,7 +623,8 @@ class PNTM(SequenceModel):
                       cfg["jump_bias"], cfg["relaxed_heads"],
                       cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
-                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"])
+                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"],
+                      cfg["memory_chunk"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)

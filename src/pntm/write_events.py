@@ -1,0 +1,288 @@
+"""Hard learned write heads as write events: P-NTM's fast path for a writable memory.
+
+With the tape writer, token ``j`` writes cell ``j`` once, and ``pntm.hard_heads`` reads that
+tape by gathers. A *learned* write head moves like a read head (shifts ``-K..K``, jumps to the
+origin), so it may stay on a cell, come back to it, or jump: cells are overwritten. The
+reference path then scans the whole memory, ``M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ) + w_t a_tᵀ``,
+``B·T·N·W`` numbers. When every head is hard, ``w_t = δ_{c_t}`` and each token is a write event
+``(t, c_t, e_t, a_t)``: only row ``c_t`` changes, by ``v ← v ⊙ (1 - e_t) + a_t``. So:
+
+**Forward.** Positions ``c^h_t`` of all heads come from ``hard_heads.head_positions`` (head 0
+writes). Per sequence, the write events are sorted by the key ``c_t·T + t`` (by cell, then
+time), and one segmented linear scan over the sorted events (``pntm.scan.linear_scan``: decay
+``1 - e``, input ``a``; decay 0 and input ``(1 - e) m_0 + a`` at the first event of a cell)
+gives the cell's value after each event. A read of cell ``y`` at time ``t`` (after that
+token's write, as in the scan) is the last event with key ``≤ y·T + t`` if it is at cell ``y``
+(``torch.searchsorted``), else the initial memory ``m_0``. O(T log T) work and O(T·W) memory
+per sequence, whatever ``N``; no ``(B, T, N, W)`` tensor exists.
+
+**Backward.** A custom ``autograd.Function`` (the positions are integers, so the
+straight-through gradients must be put in by hand). ``∂L/∂M_t[y]``, the memory adjoint
+``μ_t[y]``, obeys per cell the reverse recurrence of the scan: reads add their gradient, writes
+multiply it by ``1 - e``. Writes and reads are merged into one list sorted by
+``(cell, time, write before read)``, and one reverse segmented scan gives ``ν_k``, the adjoint
+of the cell's value just before event ``k``; then ``μ_t[y] = ν_k`` for the first event ``k`` of
+cell ``y`` after a write at ``(t, y)`` would be (the reads at ``t`` included; another search; 0
+when there is none). From it, exactly::
+
+    ∂L/∂a_t = μ_t[c_t],      ∂L/∂e_t = -μ_t[c_t] ⊙ M_{t-1}[c_t]
+
+The shift and jump gradients are those of the Fourier/``memory_path: scan`` path for one-hot
+weightings, derived as in ``pntm.hard_heads``: the gradient with respect to a head's weight on
+cell ``i`` at time ``t`` is, for a read head and for the write head::
+
+    G^r_t[i] = ⟨∂L/∂r_t, [M_t[i], A[i]]⟩
+    G^w_t[i] = ⟨μ_t[i], a_t - e_t ⊙ M_{t-1}[i]⟩      (∂M_t[i]/∂w_t[i] = a_t - e_t ⊙ M_{t-1}[i])
+
+and both heads follow the same weighting recurrence, so ``hard_heads``' shift gradient
+(``Λ_t(d)``: segment sums of ``G_τ[c_τ + d]``, ``|d| ≤ 2K``) and jump gradient (the other
+choice's future against the head's own over ``horizon`` steps; ``None``: exact) apply with
+``G^w`` in place of ``G^r``. Every ``G`` is a pair of searches at any cell and time, so each
+costs O(log T). ``G^w`` already carries the whole future through ``μ``: the horizon limits
+only how far the write head's *location* adjoint is followed, as for read heads.
+
+``sequential_reference`` computes the same outputs step by step with dense weightings
+(``torch.roll`` for the shifts) and a dense memory, differentiable by autograd: the test oracle.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pntm.hard_heads import _jump_gradient, _segment_ends, _shift_gradient, head_positions
+from pntm.scan import linear_scan
+
+
+def _rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table[b, index[b, ...]]`` for a table (B, R, C) and long indices (B, ...): (B, ..., C).
+    ``index_select`` on flat rows is several times faster than ``gather`` on CPU."""
+    B, R, C = table.shape
+    flat = index.reshape(B, -1) + torch.arange(B, device=index.device)[:, None] * R
+    return table.reshape(B * R, C).index_select(0, flat.flatten()).view(*index.shape, C)
+
+
+def _times(o: int, y: Tensor) -> Tensor:
+    """Times ``o..T-1`` along dim 1, broadcast to the shape of ``y`` (B, T - o, ...)."""
+    steps = torch.arange(o, o + y.shape[1], device=y.device)
+    return steps.view(1, -1, *([1] * (y.dim() - 2))).expand_as(y)
+
+
+class _Events:
+    """The writes and reads of each sequence merged and sorted by (cell, time, write before
+    read): key ``2 (c·T + t)`` for a write, ``2 (c·T + t) + 1`` for a read. The cell's value
+    after every event comes from one segmented scan (a read changes nothing)."""
+
+    def __init__(self, write_cell: Tensor, read_cell: Tensor, erase: Tensor, add: Tensor,
+                 initial: float):
+        B, T, W = add.shape
+        self.T, self.initial = T, initial
+        steps = torch.arange(T, device=add.device)
+        keys = torch.cat([2 * (write_cell * T + steps),
+                          (2 * (read_cell * T + steps[:, None]) + 1).flatten(1)], 1)
+        self.keys, self.order = keys.sort(dim=1)                 # keys are distinct
+        self.n = n = keys.shape[1]
+        # cell of event k at column k + 1, with -1 before the first and after the last event
+        self.cell = F.pad(torch.div(self.keys, 2 * T, rounding_mode="floor"), (1, 1), value=-1)
+        self.first = (self.cell[:, 1:-1] != self.cell[:, :-2])[..., None]
+        reads = torch.zeros(B, n - T, W, dtype=add.dtype, device=add.device)
+        keep = self._sorted(torch.cat([1 - erase, reads + 1], 1))
+        added = self._sorted(torch.cat([add, reads], 1))
+        after = linear_scan(torch.where(self.first, 0.0, keep),
+                            torch.where(self.first, added + keep * initial, added))
+        self.after = torch.cat([after, torch.full_like(after[:, :1], initial)], 1)  # row n: m_0
+
+    def _sorted(self, x: Tensor) -> Tensor:
+        """Per-event rows (B, n, W) in time order (writes, then reads (t, h)) -> key order."""
+        return _rows(x, self.order)
+
+    def position(self, index: Tensor) -> Tensor:
+        """Where the events in time order (indices into writes, then reads) sit in key order."""
+        inverse = torch.empty_like(self.order)
+        inverse.scatter_(1, self.order, torch.arange(self.n, device=self.order.device)
+                         .expand_as(self.order))
+        return torch.gather(inverse, 1, index.reshape(index.shape[0], -1)).view(index.shape)
+
+    def locate(self, time: Tensor, cell: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For (time τ, cell y) queries (B, ...): ``k0``, the first event at or after the place
+        of a write at (τ, y); ``hit``, whether that is such a write; ``k1 = k0 + hit``, the first
+        event of any cell after every event of (τ, y) but its reads."""
+        B = cell.shape[0]
+        query = (2 * (cell * self.T + time)).reshape(B, -1)
+        k0 = torch.searchsorted(self.keys, query)
+        hit = torch.gather(F.pad(self.keys, (0, 1), value=-1), 1, k0) == query
+        return k0.view(cell.shape), hit.view(cell.shape), (k0 + hit).view(cell.shape)
+
+    def _cell_at(self, k: Tensor) -> Tensor:
+        """The cell of event ``k`` (-1 for ``k = n``): (B, ...)."""
+        return torch.gather(self.cell, 1, (k + 1).reshape(k.shape[0], -1)).view(k.shape)
+
+    def memory(self, k1: Tensor, cell: Tensor) -> Tensor:
+        """``M_τ[y]``, the value of cell ``y`` after time ``τ`` (``k1`` from ``locate``):
+        after event ``k1 - 1`` if that is at ``y``, else ``m_0``. (B, ..., W)."""
+        return _rows(self.after, torch.where(self._cell_at(k1 - 1) == cell, k1 - 1, self.n))
+
+    def backward(self, grad_contents: Tensor, erase: Tensor) -> None:
+        """The reverse scan ``ν_k = decay_k ν_{k+1} + input_k`` (reads add their gradient, a
+        write multiplies by ``1 - e``; 0 after a cell's last event), and for every event ``k``
+        the rows ``U_k = [ν_k, ν_k ⊙ M⁻_k]`` and ``V_k = [ν_{k+1}, ν_{k+1} ⊙ M⁻_k]`` (``M⁻_k``
+        the cell's value before event ``k``; ``ν_{k+1} = 0`` at the cell's last event): what
+        the write head's weight gradient needs after events ``k`` and at a write ``k``."""
+        B, T, W = erase.shape
+        n = self.n
+        grads = grad_contents.reshape(B, n - T, W)
+        keep = self._sorted(torch.cat([1 - erase, torch.ones_like(grads)], 1))
+        inputs = self._sorted(torch.cat([torch.zeros_like(erase), grads], 1))
+        last = (self.cell[:, 1:-1] != self.cell[:, 2:])[..., None]
+        nu = linear_scan(keep.masked_fill(last, 0.0).flip(1), inputs.flip(1)).flip(1)
+        nu_next = torch.cat([nu[:, 1:], torch.zeros_like(nu[:, :1])], 1).masked_fill(last, 0.0)
+        before = torch.where(self.first, self.initial,
+                             torch.cat([self.after[:, :1], self.after[:, :n - 1]], 1))
+        zero = nu.new_zeros(B, 1, 2 * W)
+        self.adjoint_rows = torch.cat([torch.cat([nu, nu * before], -1),
+                                       torch.cat([nu_next, nu_next * before], -1), zero], 1)
+
+    def write_rows(self, k0: Tensor, hit: Tensor, k1: Tensor, cell: Tensor) -> Tensor:
+        """``[μ_τ[y], μ_τ[y] ⊙ M_{τ-1}[y]]`` (B, ..., 2W) for queries located by ``locate``: V at
+        a write at (τ, y), else U at the next event of ``y`` (zeros when there is none)."""
+        index = torch.where(hit, self.n + k0,
+                            torch.where(self._cell_at(k1) == cell, k1, 2 * self.n))
+        return _rows(self.adjoint_rows, index)
+
+
+class _ReadHeadGradient:
+    """``G^r_{t+o}[y_t] = ⟨∂L/∂r_{t+o}, [M_{t+o}[y], A[y]]⟩`` for the read heads."""
+
+    def __init__(self, events: _Events, grad_contents: Tensor, grad_tags: Tensor,
+                 table: Tensor):
+        self.events, self.grad_contents = events, grad_contents
+        self.tag_scores = grad_tags @ table.T  # (B, T, H, L)
+
+    def at(self, o: int, y: Tensor) -> Tensor:
+        """``y``: cells (B, T - o, H, *extra) for times ``o..T-1``; returns the same shape."""
+        extra = [1] * (y.dim() - 3)
+        _, _, k1 = self.events.locate(_times(o, y), y)
+        rows = self.events.memory(k1, y)
+        grad = self.grad_contents[:, o:]
+        content = (rows * grad.reshape(*grad.shape[:3], *extra, grad.shape[-1])).sum(-1)
+        L = self.tag_scores.shape[-1]
+        flat = (y % L).reshape(*y.shape[:3], -1)
+        tags = torch.gather(self.tag_scores[:, o:], 3, flat).view(y.shape)
+        return content + tags
+
+
+class _WriteHeadGradient:
+    """``G^w_{t+o}[y_t] = ⟨μ_{t+o}[y], a_{t+o} - e_{t+o} ⊙ M_{t+o-1}[y]⟩`` for the write head."""
+
+    def __init__(self, events: _Events, erase: Tensor, add: Tensor):
+        self.events = events
+        self.change = torch.cat([add, -erase], -1)  # (B, T, 2W) against [μ, μ ⊙ M_{t-1}]
+
+    def at(self, o: int, y: Tensor) -> Tensor:
+        """``y``: cells (B, T - o, 1, *extra) for times ``o..T-1``; returns the same shape."""
+        rows = self.events.write_rows(*self.events.locate(_times(o, y), y), y)
+        change = self.change[:, o:]
+        view = (change.shape[0], change.shape[1], *([1] * (y.dim() - 2)), change.shape[-1])
+        return (rows * change.reshape(view)).sum(-1)
+
+
+def _location_gradients(head_grad, cell: Tensor, choice: Tensor, jumped: Tensor, K: int,
+                        cells: int, horizon: int) -> tuple[Tensor, Tensor]:
+    """Straight-through shift and jump gradients of heads whose weight gradients ``head_grad``
+    gives (``hard_heads``' formulas)."""
+    stop = _segment_ends(jumped)
+    offsets = torch.arange(-2 * K, 2 * K + 1, device=cell.device)
+    local = head_grad.at(0, torch.remainder(cell[..., None] + offsets, cells))
+    grad_shift = _shift_gradient(local, stop, choice, K)
+    grad_jump = _jump_gradient(head_grad, local[..., 2 * K], cell, choice, jumped, stop, K,
+                               cells, horizon)
+    return grad_shift, grad_jump
+
+
+class _EventRead(torch.autograd.Function):
+    """Reads of hard heads over a memory written by a hard learned head (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, shift, jump, erase, add, table, initial, cells, horizon):
+        K = (shift.shape[-1] - 1) // 2
+        choice = shift.argmax(-1)                               # (B, T, 1 + H) in 0..2K
+        jumped = jump > 0.5
+        cell = torch.remainder(head_positions(choice - K, jumped), cells)
+        B, T, heads = cell.shape
+        read = cell[..., 1:]
+        events = _Events(cell[..., 0], read, erase, add, initial)
+        own = torch.arange(T, T * heads, device=cell.device).view(1, T, heads - 1).expand_as(read)
+        contents = _rows(events.after, events.position(own))   # a read's own event: M_t[c]
+        tags = table[read % table.shape[0]]
+        ctx.save_for_backward(erase, add, table, choice, jumped, cell)
+        ctx.events, ctx.cells, ctx.horizon, ctx.K = events, cells, horizon, K
+        return contents, tags
+
+    @staticmethod
+    def backward(ctx, grad_contents, grad_tags):
+        erase, add, table, choice, jumped, cell = ctx.saved_tensors
+        events, cells, K = ctx.events, ctx.cells, ctx.K
+        T, W = cell.shape[1], erase.shape[-1]
+        horizon = T if ctx.horizon is None else min(int(ctx.horizon), T)
+        write, read = cell[..., :1], cell[..., 1:]
+        events.backward(grad_contents, erase)
+
+        own = events.position(torch.arange(T, device=cell.device).expand_as(write[..., 0]))
+        at_write = _rows(events.adjoint_rows, events.n + own)   # [μ_t[c_t], μ_t ⊙ M_{t-1}[c_t]]
+        grad_add, grad_erase = at_write[..., :W], -at_write[..., W:]
+        grad_table = torch.zeros_like(table).index_add_(
+            0, (read % table.shape[0]).flatten(), grad_tags.reshape(-1, table.shape[-1]))
+
+        reads = _ReadHeadGradient(events, grad_contents, grad_tags, table)
+        writes = _WriteHeadGradient(events, erase, add)
+        shift_w, jump_w = _location_gradients(writes, write, choice[..., :1], jumped[..., :1],
+                                              K, cells, horizon)
+        shift_r, jump_r = _location_gradients(reads, read, choice[..., 1:], jumped[..., 1:],
+                                              K, cells, horizon)
+        ctx.events = None
+        grad_shift = torch.cat([shift_w, shift_r], dim=2)
+        grad_jump = torch.cat([jump_w, jump_r], dim=2)
+        return grad_shift, grad_jump, grad_erase, grad_add, grad_table, None, None, None
+
+
+def event_read(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: Tensor,
+               initial: float, cells: int, horizon: int | None = None) -> tuple[Tensor, Tensor]:
+    """Contents (B, T, H, W) and address tags (B, T, H, A) read by hard heads from a memory
+    written by a hard learned head.
+
+    ``shift`` (B, T, 1 + H, 2K+1) and ``jump`` (B, T, 1 + H) are the straight-through one-hot
+    shifts and 0/1 gates (exactly hard values) of the write head (index 0) and the read heads;
+    ``erase``, ``add`` (B, T, W) what each token writes; ``table`` (L, A) the address tag of each
+    residue mod ``L`` (``L`` divides ``cells``); ``initial`` the constant initial memory;
+    ``horizon`` the jump gradient's horizon (None: exact). Heads start on cell -1.
+    """
+    return _EventRead.apply(shift, jump, erase, add, table, initial, cells, horizon)
+
+
+def sequential_reference(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: Tensor,
+                         initial: float, cells: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The same reads one step at a time with dense weightings and a dense memory (the oracle):
+    ``w_t = Σ_k s_t[k] roll((1 - g_t) w_{t-1} + g_t δ_0, k)``, ``w_0 = δ_{-1}``,
+    ``M_t = M_{t-1} ⊙ (1 - w^0_t e_tᵀ) + w^0_t a_tᵀ``, ``r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]]``.
+    Differentiable by autograd; returns contents, tags and the weightings (B, T, 1 + H, N)."""
+    B, T, heads, S = shift.shape
+    K = (S - 1) // 2
+    W = add.shape[-1]
+    origin = torch.zeros(cells, dtype=add.dtype, device=add.device)
+    origin[0] = 1.0
+    w = torch.zeros(B, heads, cells, dtype=add.dtype, device=add.device)
+    w[..., cells - 1] = 1.0
+    memory = torch.full((B, cells, W), initial, dtype=add.dtype, device=add.device)
+    tags_of_cells = table[torch.arange(cells, device=add.device) % table.shape[0]]
+    contents, tags, weights = [], [], []
+    for t in range(T):
+        g = jump[:, t, :, None]
+        before = (1 - g) * w + g * origin
+        w = sum(shift[:, t, :, k, None] * torch.roll(before, k - K, dims=-1) for k in range(S))
+        write = w[:, 0, :, None]
+        memory = memory * (1 - write * erase[:, t, None]) + write * add[:, t, None]
+        contents.append(torch.einsum("bhn,bnw->bhw", w[:, 1:], memory))
+        tags.append(w[:, 1:] @ tags_of_cells)
+        weights.append(w)
+    return torch.stack(contents, 1), torch.stack(tags, 1), torch.stack(weights, 1)
