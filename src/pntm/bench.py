@@ -189,9 +189,15 @@ def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.
     return tokens
 
 
+def bench_config(name: str) -> dict:
+    """The model_config overrides a model or variant is benchmarked with."""
+    base, overrides, _ = VARIANTS.get(name, (name, {}, 1.0))
+    return {**BENCH_CONFIGS.get(base, {}), **overrides}
+
+
 def bench_model(name: str) -> torch.nn.Module:
-    base, overrides, progress = VARIANTS.get(name, (name, {}, 1.0))
-    model = build_model(base, VOCAB_SIZE, SEP_ID, {**BENCH_CONFIGS.get(base, {}), **overrides})
+    base, _, progress = VARIANTS.get(name, (name, {}, 1.0))
+    model = build_model(base, VOCAB_SIZE, SEP_ID, bench_config(name))
     model.set_training_progress(progress)
     return model
 
@@ -256,6 +262,9 @@ def training_table(results: list[dict]) -> str:
         if "pntm" in timed and "ntm" in timed:
             lines.append(f"{length:>7} NTM/P-NTM step time: {timed['ntm'] / timed['pntm']:.2f}x "
                          "(how many times faster P-NTM is)")
+        if "pntm" in timed and "pntm-write" in timed:
+            lines.append(f"{length:>7} learned/tape writer step time: "
+                         f"{timed['pntm-write'] / timed['pntm']:.2f}x")
     return "\n".join(lines)
 
 
@@ -492,7 +501,7 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                  "time_limit_seconds": time_limit, "peak_memory": peak_memory_kind(device),
                  "threads": torch.get_num_threads()})
     if mode != "scan":
-        prov["model_configs"] = {name: BENCH_CONFIGS.get(name, {}) for name in models}
+        prov["model_configs"] = {name: bench_config(name) for name in models}
     report = {"device": device_name(device), "provenance": prov, "results": results}
     print(table)
     if json_path is not None:

@@ -328,17 +328,16 @@ def event_read(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: T
 def sequential_weights(shift: Tensor, jump: Tensor, cells: int) -> Tensor:
     """Dense weightings (B, T, heads, N), one step at a time:
     ``w_t = Σ_k s_t[k] roll((1 - g_t) w_{t-1} + g_t δ_0, k)``, ``w_0 = δ_{-1}``."""
-    B, T, heads, S = shift.shape
+    B, _, heads, S = shift.shape
     K = (S - 1) // 2
     origin = torch.zeros(cells, dtype=shift.dtype, device=shift.device)
     origin[0] = 1.0
     w = torch.zeros(B, heads, cells, dtype=shift.dtype, device=shift.device)
     w[..., cells - 1] = 1.0
     weights = []
-    for t in range(T):
-        g = jump[:, t, :, None]
-        before = (1 - g) * w + g * origin
-        w = sum(shift[:, t, :, k, None] * torch.roll(before, k - K, dims=-1) for k in range(S))
+    for s_t, g_t in zip(shift.unbind(1), jump.unbind(1)):
+        before = (1 - g_t[..., None]) * w + g_t[..., None] * origin
+        w = sum(s_t[..., k, None] * torch.roll(before, k - K, dims=-1) for k in range(S))
         weights.append(w)
     return torch.stack(weights, 1)
 
@@ -347,14 +346,16 @@ def sequential_reads(weights: Tensor, erase: Tensor, add: Tensor, table: Tensor,
                      initial: float) -> tuple[Tensor, Tensor]:
     """Dense memory, one step at a time, written by head 0 and read by the others:
     ``M_t = M_{t-1} ⊙ (1 - w^0_t e_tᵀ) + w^0_t a_tᵀ``, ``r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]]``."""
-    B, T, _, cells = weights.shape
+    B, _, _, cells = weights.shape
     memory = torch.full((B, cells, add.shape[-1]), initial, dtype=add.dtype, device=add.device)
     tags_of_cells = table[torch.arange(cells, device=add.device) % table.shape[0]]
     contents = []
-    for t in range(T):
-        write = weights[:, t, 0, :, None]
-        memory = memory * (1 - write * erase[:, t, None]) + write * add[:, t, None]
-        contents.append(torch.einsum("bhn,bnw->bhw", weights[:, t, 1:], memory))
+    # unbind once: indexing step t out of the stacked tensors would cost a full-size gradient
+    # per step in the backward pass (quadratic in T)
+    for w, e, a in zip(weights.unbind(1), erase.unbind(1), add.unbind(1)):
+        write = w[:, 0, :, None]
+        memory = memory * (1 - write * e[:, None]) + write * a[:, None]
+        contents.append((w[:, 1:, :, None] * memory[:, None]).sum(2))  # (bmm: slow this small)
     return torch.stack(contents, 1), weights[:, :, 1:] @ tags_of_cells
 
 
