@@ -39,7 +39,9 @@ def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, add
     reads = weights[:, :, 1:]
     contents = torch.einsum("bthn,btnw->bthw", reads, memory)
     tags = torch.einsum("bthn,nw->bthw", reads, addresses)
-    return contents, tags, memory[:, -1]
+    # a copy, not a view: a view of the last step would keep the chunk's whole (B, C, N, W)
+    # memory alive for as long as the next chunk holds its starting state
+    return contents, tags, memory[:, -1].clone()
 
 
 def chunked_memory_reads(spectra: Tensor, erase: Tensor, add: Tensor, addresses: Tensor,
