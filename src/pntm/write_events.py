@@ -8,22 +8,24 @@ reference path then scans the whole memory, ``M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ)
 ``(t, c_t, e_t, a_t)``: only row ``c_t`` changes, by ``v ← v ⊙ (1 - e_t) + a_t``. So:
 
 **Forward.** Positions ``c^h_t`` of all heads come from ``hard_heads.head_positions`` (head 0
-writes). Per sequence, the write events are sorted by the key ``c_t·T + t`` (by cell, then
-time), and one segmented linear scan over the sorted events (``pntm.scan.linear_scan``: decay
-``1 - e``, input ``a``; decay 0 and input ``(1 - e) m_0 + a`` at the first event of a cell)
-gives the cell's value after each event. A read of cell ``y`` at time ``t`` (after that
-token's write, as in the scan) is the last event with key ``≤ y·T + t`` if it is at cell ``y``
-(``torch.searchsorted``), else the initial memory ``m_0``. O(T log T) work and O(T·W) memory
-per sequence, whatever ``N``; no ``(B, T, N, W)`` tensor exists.
+writes). Per sequence, the writes and the reads are merged into one list of events sorted by
+the key ``2 (c·T + t)`` for a write, ``2 (c·T + t) + 1`` for a read: by cell, then time, a
+token's write before its reads (a read sees ``M_t``, after that token's write, as in the scan).
+One segmented linear scan over the sorted list (``pntm.scan.linear_scan``; a write has decay
+``1 - e`` and input ``a``, a read decay 1 and input 0; the first event of a cell starts from
+``m_0``: decay 0, input ``(1 - e) m_0 + a``) gives the cell's value after every event, and a
+read's content is the value at its own place in the list. O(T·(1 + H)·log) work for the sort
+and O(T·(1 + H)·W) memory per sequence, whatever ``N``: no ``B·T·N·W`` tensor exists.
 
 **Backward.** A custom ``autograd.Function`` (the positions are integers, so the
 straight-through gradients must be put in by hand). ``∂L/∂M_t[y]``, the memory adjoint
-``μ_t[y]``, obeys per cell the reverse recurrence of the scan: reads add their gradient, writes
-multiply it by ``1 - e``. Writes and reads are merged into one list sorted by
-``(cell, time, write before read)``, and one reverse segmented scan gives ``ν_k``, the adjoint
-of the cell's value just before event ``k``; then ``μ_t[y] = ν_k`` for the first event ``k`` of
-cell ``y`` after a write at ``(t, y)`` would be (the reads at ``t`` included; another search; 0
-when there is none). From it, exactly::
+``μ_t[y]``, obeys per cell the reverse of the forward recurrence: a read adds its gradient, a
+write multiplies by ``1 - e``. One reverse segmented scan over the same sorted list gives
+``ν_k``, the adjoint of the cell's value just before event ``k``. Any ``(t, y)`` is then
+answered by one search (``torch.searchsorted``) for the place a write at ``(t, y)`` would have
+in the list: ``M_t[y]`` is the value after the last event of ``y`` before the reads at ``t``
+(``m_0`` when there is none), ``M_{t-1}[y]`` the value before a write at ``(t, y)``, ``μ_t[y]``
+the ``ν`` of the first event of ``y`` after it (0 when there is none). Exactly::
 
     ∂L/∂a_t = μ_t[c_t],      ∂L/∂e_t = -μ_t[c_t] ⊙ M_{t-1}[c_t]
 
@@ -36,18 +38,18 @@ cell ``i`` at time ``t`` is, for a read head and for the write head::
 
 and both heads follow the same weighting recurrence, so ``hard_heads``' shift gradient
 (``Λ_t(d)``: segment sums of ``G_τ[c_τ + d]``, ``|d| ≤ 2K``) and jump gradient (the other
-choice's future against the head's own over ``horizon`` steps; ``None``: exact) apply with
-``G^w`` in place of ``G^r``. Every ``G`` is a pair of searches at any cell and time, so each
-costs O(log T). ``G^w`` already carries the whole future through ``μ``: the horizon limits
-only how far the write head's *location* adjoint is followed, as for read heads.
+choice's future against the head's own over ``horizon`` steps; ``None``: exact, O(T²)) apply
+with ``G^w`` in place of ``G^r``. Each ``G`` costs one search, O(log T), and a dot product of
+one or two rows: per head and token ``4K + 1 + horizon`` of them, as ``tape_read`` does
+gathers. ``G^w`` already carries the whole future through ``μ``: the horizon limits only how
+far the write head's *location* adjoint is followed, as for read heads. The horizon's
+counterfactual queries are answered for a block of offsets at once (``_counterfactual``), not
+one offset per pass as in ``hard_heads``: on CPU that took the op from 4-5x to about 3x the
+tape path's ``tape_read`` with one read head (the event path also has the write head's
+gradients to find, and a search per query).
 
 ``sequential_reference`` computes the same outputs step by step with dense weightings
 (``torch.roll`` for the shifts) and a dense memory, differentiable by autograd: the test oracle.
-
-Measured (CPU, one thread, a loaded machine; batch 32, one read head, ``W = 20``, horizon 16,
-forward + backward of this op alone): the event path took 4-5x the tape path's ``tape_read``
-when its horizon was walked one offset per pass (like ``hard_heads``); querying a block of
-offsets at once (``_counterfactual``) removes most of the per-pass overhead.
 """
 
 from __future__ import annotations

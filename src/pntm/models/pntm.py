@@ -108,6 +108,18 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   scan (tested); the jump gate's straight-through gradient compares the head's future with the
   other choice's over the next ``jump_horizon`` steps (default 16; ``null`` sums the whole
   stretch to the next jump, exact and O(T²)). ``head_path: fourier`` always runs the scan.
+* **Learned write head** (``tape_writer: false``): head 0 moves like a read head (shifts,
+  jumps), starting as a tape (``write_bias`` on the +1 shift), so the tape is what it learns
+  first, not a rule; it may stay, go back and overwrite. When every head is hard
+  (``head_path: auto``, ``memory_path: auto``) each token is a write event ``(t, c_t, e_t,
+  a_t)`` and ``pntm.write_events`` computes the reads from the events alone: a sort by cell,
+  one segmented scan, a search per read; O(T log T) work and O(T·W) memory per sequence, no
+  ``B·T·N·W`` tensor, exact erase/add gradients and the Fourier path's straight-through head
+  gradients (tested against the dense recurrence and ``memory_path: scan``). Soft (relaxed)
+  learned write heads need every cell at every step: the memory scan then runs in chunks of
+  ``memory_chunk`` tokens, each recomputed in the backward pass (``pntm.memory_chunks``), so
+  peak memory is that of one chunk instead of the whole history. ``memory_path: scan`` keeps
+  the whole scan (the reference).
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Hard
   heads decode with O(1) state and work per head and token (an integer cell, one memory row
