@@ -54,6 +54,8 @@ gradients to find, and a search per query).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -88,7 +90,8 @@ class _Events:
         steps = torch.arange(T, device=add.device)
         keys = torch.cat([2 * (write_cell * T + steps),
                           (2 * (read_cell * T + steps[:, None]) + 1).flatten(1)], 1)
-        self.keys, self.order = keys.sort(dim=1)                 # keys are distinct
+        # ties: reads of several heads of one cell at one time, which read the same value
+        self.keys, self.order = keys.sort(dim=1)
         self.n = n = keys.shape[1]
         self.padded_keys = F.pad(self.keys, (0, 1), value=-1)
         # cell of event k at column k + 1, with -1 before the first and after the last event
@@ -168,8 +171,8 @@ def _dot(rows: Tensor, vectors: Tensor) -> Tensor:
     """``⟨rows[b, t, h, e], vectors[b, t, h]⟩``: rows (B, T, H, *extra, C), vectors
     (B, T, H, C) -> (B, T, H, *extra), as one batched matrix product (no temporary)."""
     C = rows.shape[-1]
-    reads = vectors.numel() // C
-    out = torch.bmm(rows.reshape(reads, -1, C), vectors.reshape(reads, C, 1))
+    reads, extra = math.prod(vectors.shape[:-1]), math.prod(rows.shape[vectors.dim() - 1:-1])
+    out = torch.bmm(rows.reshape(reads, extra, C), vectors.reshape(reads, C, 1))
     return out.view(rows.shape[:-1])
 
 
@@ -324,6 +327,9 @@ def event_read(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: T
     residue mod ``L`` (``L`` divides ``cells``); ``initial`` the constant initial memory;
     ``horizon`` the jump gradient's horizon (None: exact). Heads start on cell -1.
     """
+    if shift.shape[2] == 1:  # no read head: nothing is read, so nothing to compute
+        B, T = add.shape[:2]
+        return add.new_zeros(B, T, 0, add.shape[-1]), table.new_zeros(B, T, 0, table.shape[-1])
     return _EventRead.apply(shift, jump, erase, add, table, initial, cells, horizon)
 
 
