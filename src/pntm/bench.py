@@ -247,15 +247,15 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
 
 
 def training_table(results: list[dict]) -> str:
-    lines = [f"{'length':>7} {'model':<12} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
+    lines = [f"{'length':>7} {'model':<18} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
              f"{'peak MiB':>9}"]
     for length in sorted({r["length"] for r in results}):
         rows = [r for r in results if r["length"] == length]
         for r in rows:
             if r.get("skipped"):
-                lines.append(f"{length:>7} {r['model']:<12} {r['parameters']:>8} {'skipped':>10}")
+                lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} {'skipped':>10}")
                 continue
-            lines.append(f"{length:>7} {r['model']:<12} {r['parameters']:>8} "
+            lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} "
                          f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>11.0f} "
                          f"{r['peak_memory_bytes'] / 2**20:>9.1f}")
         timed = {r["model"]: r["step_seconds"] for r in rows if not r.get("skipped")}
@@ -404,13 +404,13 @@ def _decode_once(model, prompt: torch.Tensor, new_tokens: int,
 
 
 def decode_table(results: list[dict]) -> str:
-    lines = [f"{'context':>8} {'model':<12} {'params':>8} {'prefill tok/s':>14} "
+    lines = [f"{'context':>8} {'model':<18} {'params':>8} {'prefill tok/s':>14} "
              f"{'decode tok/s':>13}"]
     for r in sorted(results, key=lambda r: (r["context"], r["model"])):
         if r.get("skipped"):
-            lines.append(f"{r['context']:>8} {r['model']:<12} {r['parameters']:>8} {'skipped':>14}")
+            lines.append(f"{r['context']:>8} {r['model']:<18} {r['parameters']:>8} {'skipped':>14}")
             continue
-        lines.append(f"{r['context']:>8} {r['model']:<12} {r['parameters']:>8} "
+        lines.append(f"{r['context']:>8} {r['model']:<18} {r['parameters']:>8} "
                      f"{r['prefill_tokens_per_second']:>14.0f} {r['tokens_per_second']:>13.0f}")
     return "\n".join(lines)
 
