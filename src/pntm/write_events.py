@@ -44,9 +44,13 @@ one or two rows: per head and token ``4K + 1 + horizon`` of them, as ``tape_read
 gathers. ``G^w`` already carries the whole future through ``μ``: the horizon limits only how
 far the write head's *location* adjoint is followed, as for read heads. The horizon's
 counterfactual queries are answered for a block of offsets at once (``_counterfactual``), not
-one offset per pass as in ``hard_heads``: on CPU that took the op from 4-5x to about 3x the
-tape path's ``tape_read`` with one read head (the event path also has the write head's
-gradients to find, and a search per query).
+one offset per pass as in ``hard_heads``.
+
+Measured (``pntm bench --models pntm,pntm-write``, CPU, one thread (``OMP_NUM_THREADS=1``) on a
+machine shared with other jobs, batch 32, one read head): a training step took 1.46x, 1.42x,
+1.39x and 1.49x the tape writer's at lengths 64, 256, 1024 and 4096 (17.5, 56.7, 232 and
+1634 ms). The op alone costs about 3x ``tape_read`` (it also finds the write head's gradients,
+with a search per query); walking the horizon one offset per pass, it cost 4-5x.
 
 ``sequential_reference`` computes the same outputs step by step with dense weightings
 (``torch.roll`` for the shifts) and a dense memory, differentiable by autograd: the test oracle.
