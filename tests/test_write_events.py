@@ -222,3 +222,14 @@ def test_bench_write_variants():
     assert not hard.config["tape_writer"] and bench_config("pntm-write")["tape_writer"] is False
     assert all(layer.uses_positions() for layer in hard.layers)
     assert all(layer.relaxing() and bool(layer.relaxed_mask[0]) for layer in relaxed.layers)
+
+
+@pytest.mark.parametrize("progress", [0.0, 1.0])
+def test_the_tape_writer_never_takes_the_learned_writer_paths(progress):
+    """The trained default (tape_writer: true) keeps its own paths, hard and relaxed."""
+    net = model(tape_writer=True, relax=[0.5, 0.9]).train()
+    net.set_training_progress(progress)
+    with mock.patch("pntm.models.pntm.event_read") as events, \
+            mock.patch("pntm.models.pntm.chunked_memory_reads") as chunks:
+        net(sample_tokens(2, 30, VOCAB)).sum().backward()
+    assert not events.called and not chunks.called
