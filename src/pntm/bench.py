@@ -71,6 +71,10 @@ BENCH_CONFIGS: dict[str, dict] = {
 VARIANTS: dict[str, tuple[str, dict, float]] = {
     "pntm-relaxed": ("pntm", {"relax": [0.5, 0.9]}, 0.0),
     "transformer-rand": ("transformer", {"positional": "randomized"}, 1.0),
+    # A learned write head (moves like a read head, starts as a tape): hard, on the write-event
+    # path (pntm.write_events); relaxed, soft with the chunked memory scan (pntm.memory_chunks).
+    "pntm-write": ("pntm", {"tape_writer": False}, 1.0),
+    "pntm-write-relaxed": ("pntm", {"tape_writer": False, "relax": [0.5, 0.9]}, 0.0),
 }
 
 DEFAULT_MODELS = "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm"
@@ -208,7 +212,7 @@ def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.
 
 
 def bench_config(name: str) -> dict:
-    """The ``model_config`` overrides a benchmarked model or variant is built with."""
+    """The model_config overrides a model or variant is benchmarked with."""
     base, overrides, _ = VARIANTS.get(name, (name, {}, 1.0))
     return {**BENCH_CONFIGS.get(base, {}), **overrides}
 
@@ -265,21 +269,24 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
 
 
 def training_table(results: list[dict]) -> str:
-    lines = [f"{'length':>7} {'model':<16} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
+    lines = [f"{'length':>7} {'model':<18} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
              f"{'peak MiB':>9}"]
     for length in sorted({r["length"] for r in results}):
         rows = [r for r in results if r["length"] == length]
         for r in rows:
             if r.get("skipped"):
-                lines.append(f"{length:>7} {r['model']:<16} {r['parameters']:>8} {'skipped':>10}")
+                lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} {'skipped':>10}")
                 continue
-            lines.append(f"{length:>7} {r['model']:<16} {r['parameters']:>8} "
+            lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} "
                          f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>11.0f} "
                          f"{r['peak_memory_bytes'] / 2**20:>9.1f}")
         timed = {r["model"]: r["step_seconds"] for r in rows if not r.get("skipped")}
         if "pntm" in timed and "ntm" in timed:
             lines.append(f"{length:>7} NTM/P-NTM step time: {timed['ntm'] / timed['pntm']:.2f}x "
                          "(how many times faster P-NTM is)")
+        if "pntm" in timed and "pntm-write" in timed:
+            lines.append(f"{length:>7} learned/tape writer step time: "
+                         f"{timed['pntm-write'] / timed['pntm']:.2f}x")
     return "\n".join(lines)
 
 
@@ -419,14 +426,13 @@ def _decode_once(model, prompt: torch.Tensor, new_tokens: int,
 
 
 def decode_table(results: list[dict]) -> str:
-    lines = [f"{'context':>8} {'model':<16} {'params':>8} {'prefill tok/s':>14} "
+    lines = [f"{'context':>8} {'model':<18} {'params':>8} {'prefill tok/s':>14} "
              f"{'decode tok/s':>13}"]
     for r in sorted(results, key=lambda r: (r["context"], r["model"])):
         if r.get("skipped"):
-            lines.append(f"{r['context']:>8} {r['model']:<16} {r['parameters']:>8} "
-                         f"{'skipped':>14}")
+            lines.append(f"{r['context']:>8} {r['model']:<18} {r['parameters']:>8} {'skipped':>14}")
             continue
-        lines.append(f"{r['context']:>8} {r['model']:<16} {r['parameters']:>8} "
+        lines.append(f"{r['context']:>8} {r['model']:<18} {r['parameters']:>8} "
                      f"{r['prefill_tokens_per_second']:>14.0f} {r['tokens_per_second']:>13.0f}")
     return "\n".join(lines)
 

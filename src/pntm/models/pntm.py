@@ -108,6 +108,18 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   scan (tested); the jump gate's straight-through gradient compares the head's future with the
   other choice's over the next ``jump_horizon`` steps (default 16; ``null`` sums the whole
   stretch to the next jump, exact and O(T²)). ``head_path: fourier`` always runs the scan.
+* **Learned write head** (``tape_writer: false``): head 0 moves like a read head (shifts,
+  jumps), starting as a tape (``write_bias`` on the +1 shift), so the tape is what it learns
+  first, not a rule; it may stay, go back and overwrite. When every head is hard
+  (``head_path: auto``, ``memory_path: auto``) each token is a write event ``(t, c_t, e_t,
+  a_t)`` and ``pntm.write_events`` computes the reads from the events alone: a sort by cell,
+  one segmented scan, a search per read; O(T log T) work and O(T·W) memory per sequence, no
+  ``B·T·N·W`` tensor, exact erase/add gradients and the Fourier path's straight-through head
+  gradients (tested against the dense recurrence and ``memory_path: scan``). Soft (relaxed)
+  learned write heads need every cell at every step: the memory scan then runs in chunks of
+  ``memory_chunk`` tokens, each recomputed in the backward pass (``pntm.memory_chunks``), so
+  peak memory is that of one chunk instead of the whole history. ``memory_path: scan`` keeps
+  the whole scan (the reference).
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Hard
   heads decode with O(1) state and work per head and token (an integer cell, one memory row
@@ -127,6 +139,8 @@ from pntm.errors import ConfigError
 from pntm.models.base import SequenceModel, register_model
 from pntm.models.state_heads import StateHeads
 from pntm.hard_heads import tape_read
+from pntm.memory_chunks import chunked_memory_reads
+from pntm.write_events import event_read
 from pntm.scan import linear_scan, scan_step
 
 
@@ -160,7 +174,8 @@ class PNTMLayer(nn.Module):
                  memory_path: str = "auto", head_path: str = "auto",
                  jump_horizon: int | None = None, content_heads: int = 0,
                  content_match: str = "content", content_strength: float = 1.0,
-                 state_heads: int = 0, states: int = 16, stay_bias: float = 2.0):
+                 state_heads: int = 0, states: int = 16, stay_bias: float = 2.0,
+                 memory_chunk: int = 64):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -175,6 +190,7 @@ class PNTMLayer(nn.Module):
         self.memory_path = memory_path
         self.head_path = head_path
         self.jump_horizon = jump_horizon
+        self.memory_chunk = memory_chunk  # tokens per chunk of a soft learned writer's memory scan
         self.content_heads = content_heads
         self.match_keys = content_heads > 0 and content_match == "key"
         self.match_context = content_heads > 0 and content_match == "context"
@@ -392,12 +408,23 @@ class PNTMLayer(nn.Module):
                 ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
                 self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
             return self.residual(u, ctl, contents, tags, self.parallel_tape(ctl))
+        learned_writer = not self.tape_writer and self.memory_path == "auto"
+        if learned_writer and self.uses_positions():  # hard learned writer: write events
+            contents, tags = event_read(
+                ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"], self.address_table(u.device),
+                self.initial_value, cells, self.jump_horizon)
+            return self.residual(u, ctl, contents, tags)
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         first = int(self.tape_writer)
         scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
         a, b = self.location_coefficients(scanned, cells)
         start = self.start_spectrum(cells, u.device).expand_as(b[:, 0])
         spectra = linear_scan(a, b, start, method=self.scan_method)
+        if learned_writer:  # soft heads: the memory scan in chunks, recomputed in backward
+            contents, tags = chunked_memory_reads(
+                spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
+                self.initial_value, self.memory_chunk, self.scan_method)
+            return self.residual(u, ctl, contents, tags)
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
         if self.tape_writer:
             if self.memory_path == "auto":
@@ -562,7 +589,10 @@ class PNTM(SequenceModel):
             "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
             "token_shift": False,   # the controller also sees the previous shift_tokens inputs
             "shift_tokens": 1,      # how many previous inputs token_shift shows the controller
-            "memory_path": "auto",  # auto: closed-form tape memory when tape_writer; scan: always scan
+            "memory_path": "auto",  # auto: closed-form tape memory when tape_writer, write events
+                                    # for a hard learned writer, chunked scan for a soft one;
+                                    # scan: always the whole memory scan (the reference)
+            "memory_chunk": 64,     # tokens per chunk of a soft learned writer's memory scan
             "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
             "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
             "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
@@ -626,7 +656,7 @@ class PNTM(SequenceModel):
                       cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
                       cfg["content_heads"], cfg["content_match"], cfg["content_strength"],
-                      cfg["state_heads"], cfg["states"], cfg["stay_bias"])
+                      cfg["state_heads"], cfg["states"], cfg["stay_bias"], cfg["memory_chunk"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)

@@ -1,0 +1,235 @@
+"""Learned write heads: the write-event path (pntm.write_events) against the dense sequential
+memory recurrence, forward and backward; the chunked soft memory scan against the whole scan;
+the recurrent mode against the parallel pass, untrained and after a short training run."""
+
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import run_recurrent, sample_tokens
+from pntm.errors import ConfigError
+from pntm.hard_heads import head_positions
+from pntm.models.pntm import PNTM
+from pntm.write_events import event_read, sequential_reads, sequential_reference, sequential_weights
+
+SEP = 2
+VOCAB = 9
+
+
+def one_hot_moves(moves, K):
+    """Straight-through-style hard shifts (leaf tensors) from integer moves (B, T, heads)."""
+    return F.one_hot(moves + K, 2 * K + 1).float().requires_grad_()
+
+
+def test_a_small_case_by_hand():
+    """One write head and one read head on the same path: stay, stay, right, jump back.
+    W = 1, erase 1/2, add t + 1, m_0 = 0.1. The write head visits 0, 0, 1, 0 (BOS lands on 0)."""
+    moves = torch.tensor([[[1, 1], [0, 0], [1, 1], [0, 0]]])
+    jump = torch.tensor([[[0., 0.], [0., 0.], [0., 0.], [1., 1.]]], requires_grad=True)
+    erase = torch.full((1, 4, 1), 0.5, requires_grad=True)
+    add = torch.arange(1., 5.).view(1, 4, 1).requires_grad_()
+    table = torch.zeros(2, 1)
+    contents, _ = event_read(one_hot_moves(moves, 1), jump, erase, add, table, 0.1, 6)
+    # cell 0: 0.1 -> 0.05 + 1 = 1.05 -> 0.525 + 2 = 2.525; cell 1: 0.1 -> 0.05 + 3 = 3.05;
+    # jump back to cell 0: 1.2625 + 4 = 5.2625
+    assert contents.flatten().tolist() == pytest.approx([1.05, 2.525, 3.05, 5.2625])
+    contents[0, 3].sum().backward()  # the last read: ∂/∂a_3 = 1, ∂/∂a_1 = 1/2, ∂/∂a_0 = 1/4
+    assert add.grad.flatten().tolist() == pytest.approx([0.25, 0.5, 0.0, 1.0])
+    # ∂/∂e_t = -(product of later keeps) * (the cell before write t)
+    assert erase.grad.flatten().tolist() == pytest.approx([-0.025, -0.525, 0.0, -2.525])
+
+
+def random_case(B, T, H, K, W, seed, jump_rate):
+    g = torch.Generator().manual_seed(seed)
+    moves = torch.randint(-K, K + 1, (B, T, 1 + H), generator=g)  # stays and left moves too
+    jump = (torch.rand(B, T, 1 + H, generator=g) < jump_rate).float().requires_grad_()
+    erase = torch.rand(B, T, W, generator=g)
+    erase[:, ::5] = 0.0  # erase exactly 0 and exactly 1 (full overwrite)
+    erase[:, 1::7] = 1.0
+    add = torch.randn(B, T, W, generator=g)
+    table = torch.randn(6, 3, generator=g)
+    return [one_hot_moves(moves, K), jump, erase.requires_grad_(), add.requires_grad_(),
+            table.requires_grad_()]
+
+
+def assert_same_reads_and_gradients(inputs, cells, initial=0.1, horizon=None):
+    B, T, heads, _ = inputs[0].shape
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(B, T, heads - 1, inputs[2].shape[-1], generator=g),
+             torch.randn(B, T, heads - 1, 3, generator=g)]
+    fast = event_read(*inputs, initial, cells, horizon)
+    fast_grads = torch.autograd.grad(fast, inputs, grads)
+    slow = sequential_reference(*inputs, initial, cells)
+    slow_grads = torch.autograd.grad(slow, inputs, grads)
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for name, a, b in zip(["shift", "jump", "erase", "add", "table"], fast_grads, slow_grads):
+        scale = b.abs().max().clamp(min=1.0)
+        torch.testing.assert_close(a / scale, b / scale, atol=2e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("B,T,H,K,jump_rate", [
+    (3, 1, 2, 1, 0.3),      # one token
+    (2, 60, 2, 1, 0.2),     # overwrites, stays, left moves, jumps
+    (2, 40, 1, 2, 0.0),     # shift range 2, never a jump
+    (1, 50, 2, 1, 1.0),     # a jump at every step: everything writes cells 0..K
+    (1, 1000, 2, 1, 0.01),  # long
+])
+def test_event_path_equals_the_sequential_memory_recurrence(B, T, H, K, jump_rate):
+    inputs = random_case(B, T, H, K, 3, seed=T, jump_rate=jump_rate)
+    assert_same_reads_and_gradients(inputs, cells=K * T + 7)
+
+
+def test_many_writes_to_one_cell_and_reads_before_any_write():
+    """The write head stays on cell 0 for 30 tokens, then walks right; one read head walks left
+    from the start (cells never written, wrapping around), one follows the writer."""
+    T, K = 60, 1
+    moves = torch.zeros(1, T, 3, dtype=torch.long)
+    moves[0, 0] = 1
+    moves[0, 30:, 0] = 1
+    moves[0, 1:, 1] = -1
+    moves[0, 1:, 2] = moves[0, 1:, 0]
+    inputs = random_case(1, T, 2, K, 4, seed=0, jump_rate=0.0)
+    inputs[0] = one_hot_moves(moves, K)
+    cell = head_positions(moves, torch.zeros_like(moves, dtype=torch.bool))
+    assert cell[0, 29, 0] == 0 and cell[0, 5, 1] < 0  # the set-up is what it says
+    assert_same_reads_and_gradients(inputs, cells=T + 6)
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 7])
+def test_write_head_jump_gradient_sums_the_next_horizon_steps(horizon):
+    """±Σ_{o<h, no jump in (t, t+o]} (G_{t+o}[x_t + c_{t+o} - c_t] - G_{t+o}[c_{t+o}]), summed
+    by brute force from the dense reference's weight gradients G (write and read heads)."""
+    B, T, K, cells = 2, 40, 1, 48
+    shift, jump, erase, add, table = random_case(B, T, 2, K, 3, seed=horizon, jump_rate=0.2)
+    grads = [torch.randn(B, T, 2, 3), torch.randn(B, T, 2, 3)]
+    torch.autograd.backward(event_read(shift, jump, erase, add, table, 0.1, cells, horizon),
+                            grads)
+    weights = sequential_weights(shift, jump, cells).detach().requires_grad_()
+    G, = torch.autograd.grad(sequential_reads(weights, erase, add, table, 0.1), [weights], grads)
+    jumped = jump > 0.5
+    cell = torch.remainder(head_positions(shift.argmax(-1) - K, jumped), cells)
+    expected = torch.zeros(B, T, 3)
+    for b in range(B):
+        for h in range(3):
+            for t in range(T):
+                k = shift[b, t, h].argmax().item() - K
+                before = cell[b, t - 1, h].item() if t else cells - 1
+                other = (before + k) if jumped[b, t, h] else k
+                total = 0.0
+                for o in range(horizon):
+                    tau = t + o
+                    if tau >= T or (o > 0 and jumped[b, tau, h]):
+                        break
+                    moved = cell[b, tau, h] - cell[b, t, h]
+                    total += G[b, tau, h, (other + moved) % cells] - G[b, tau, h, cell[b, tau, h]]
+                expected[b, t, h] = -total if jumped[b, t, h] else total
+    torch.testing.assert_close(jump.grad, expected, atol=1e-5, rtol=1e-5)
+
+
+def model(**overrides):
+    torch.manual_seed(0)
+    # m_0 = 0.1: with the default 1e-6 the erase gradients (∝ the cell before the write, m_0 on
+    # a fresh cell) are ~1e-6, the size of the Fourier reference's rounding in its weightings
+    config = {"layers": 2, "read_heads": 2, "d_model": 32, "d_ff": 64, "memory_width": 8,
+              "tape_writer": False, "initial_memory": 0.1}
+    return PNTM(VOCAB, SEP, **{**config, **overrides})
+
+
+def logits_and_grads(net, tokens):
+    logits = net(tokens)
+    (logits.sin() * torch.linspace(-1, 1, VOCAB)).sum().backward()
+    return logits.detach(), {k: p.grad.clone() for k, p in net.named_parameters()
+                             if p.grad is not None}
+
+
+def assert_same_model_outputs(results):
+    (fast, fast_grads), (reference, reference_grads) = results
+    torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
+    assert fast_grads.keys() == reference_grads.keys()
+    for key, expected in reference_grads.items():
+        scale = expected.abs().max().clamp(min=1e-3)
+        torch.testing.assert_close(fast_grads[key] / scale, expected / scale, atol=3e-5, rtol=0,
+                                   msg=key)
+
+
+@pytest.mark.parametrize("shift_range,jump_bias", [(1, 0.0), (2, -20.0)])
+def test_model_event_path_equals_the_memory_scan(shift_range, jump_bias):
+    results = []
+    for path in ("auto", "scan"):
+        net = model(memory_path=path, jump_horizon=None, shift_range=shift_range,
+                    jump_bias=jump_bias).train()
+        with mock.patch("pntm.models.pntm.event_read", wraps=event_read) as events:
+            results.append(logits_and_grads(net, sample_tokens(2, 120, VOCAB)))
+        assert events.called == (path == "auto")  # auto takes the event path, scan does not
+    assert_same_model_outputs(results)
+
+
+def test_relaxed_write_head_chunked_scan_equals_the_whole_scan():
+    results = []
+    for path in ("auto", "scan"):
+        net = model(memory_path=path, relax=[0.5, 0.9], memory_chunk=7).train()
+        net.set_training_progress(0.0)  # soft heads: the write head is relaxed too
+        assert net.layers[0].relaxing() and bool(net.layers[0].relaxed_mask[0])
+        results.append(logits_and_grads(net, sample_tokens(2, 40, VOCAB)))
+    assert_same_model_outputs(results)
+
+
+def test_recurrent_decoding_equals_the_parallel_pass_untrained_and_trained():
+    """A learned hard write head decodes with one row written and one read per head and token;
+    the outputs equal the parallel (event) pass before and after 30 training steps on a toy
+    task (predict the token written 3 steps back), which move the write head's choices."""
+    net = model(jump_bias=0.0, write_bias=1.0)
+    tokens = sample_tokens(2, 64, VOCAB)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5, rtol=1e-5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    net.train()
+    losses = []
+    for step in range(30):
+        batch = sample_tokens(16, 24, VOCAB, seed=100 + step)
+        logits = net(batch)[:, 3:]
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, :-3].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < sum(losses[:5])  # it trained
+    assert not torch.equal(before["layers.0.to_shift.weight"],
+                           net.state_dict()["layers.0.to_shift.weight"])
+    net.eval()
+    with torch.no_grad():
+        state = net.init_state(2, 64, tokens.device)
+        assert state["layers"][0].positions is not None  # integer cells, not spectra
+        torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5])
+def test_memory_chunk_must_be_a_positive_integer(bad):
+    with pytest.raises(ConfigError, match="memory_chunk"):
+        PNTM(VOCAB, SEP, memory_chunk=bad)
+
+
+def test_bench_write_variants():
+    from pntm.bench import bench_config, bench_model, parse_models
+
+    assert parse_models("pntm-write,pntm-write-relaxed") == ["pntm-write", "pntm-write-relaxed"]
+    hard, relaxed = bench_model("pntm-write").train(), bench_model("pntm-write-relaxed").train()
+    assert not hard.config["tape_writer"] and bench_config("pntm-write")["tape_writer"] is False
+    assert all(layer.uses_positions() for layer in hard.layers)
+    assert all(layer.relaxing() and bool(layer.relaxed_mask[0]) for layer in relaxed.layers)
+
+
+@pytest.mark.parametrize("progress", [0.0, 1.0])
+def test_the_tape_writer_never_takes_the_learned_writer_paths(progress):
+    """The trained default (tape_writer: true) keeps its own paths, hard and relaxed."""
+    net = model(tape_writer=True, relax=[0.5, 0.9]).train()
+    net.set_training_progress(progress)
+    with mock.patch("pntm.models.pntm.event_read") as events, \
+            mock.patch("pntm.models.pntm.chunked_memory_reads") as chunks:
+        net(sample_tokens(2, 30, VOCAB)).sum().backward()
+    assert not events.called and not chunks.called
