@@ -53,7 +53,10 @@ def test_a_second_writer_fails_at_once_and_the_first_goes_on(tmp_path, capsys):
         wait_for(out / "metrics.jsonl", first)
         started = time.monotonic()
         assert_user_error(capsys, ["train", "--out", str(out)], str(out), "another pntm process")
+        # eval writes into the run too (eval.json): it waits for no one and fails as well
+        assert_user_error(capsys, ["eval", str(out)], str(out), "another pntm process")
         assert time.monotonic() - started < 10
+        assert not (out / "eval.json").exists()
         assert first.poll() is None  # undisturbed
     finally:
         first.kill()

@@ -57,6 +57,7 @@ from pntm.data import JsonlDataset, format_lengths, load_jsonl, run_dataset
 from pntm.errors import DataError, PntmError
 from pntm.models import SequenceModel
 from pntm.provenance import provenance
+from pntm.locks import dir_lock
 from pntm.runs import CONFIG, WEIGHTS, RunDir, atomic_write_json, load_model
 
 
@@ -276,6 +277,19 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     """
     split = splits.check_split(split)
     run = RunDir(run_dir)
+    if json_path is None and run.path.is_dir():
+        # it writes into the run: one writer at a time (re-entrant: training's own evaluation
+        # already holds the lock); a training run or another eval on it fails this one at once
+        with dir_lock(run.path):
+            return _evaluate_run(run, lengths, samples, json_path, device, command, model, extra,
+                                 quiet, data, train_dataset, split)
+    return _evaluate_run(run, lengths, samples, json_path, device, command, model, extra, quiet,
+                         data, train_dataset, split)
+
+
+def _evaluate_run(run: RunDir, lengths, samples, json_path, device, command, model, extra,
+                  quiet, data, train_dataset, split) -> dict:
+    """The body of :func:`evaluate_run`."""
     cfg = run.load_config()
     vocab = run.vocab(cfg)
     device = torch.device(device) if device is not None else torch.device("cpu")
