@@ -34,6 +34,8 @@ def random_tokens(batch, length, seed=0):
     {"state_heads": 1, "hard": False},                   # soft state heads
     {"tape_writer": True, "state_heads": 2, "states": 3},  # position path with state heads
     {"state_heads": 1, "states": 4, "initial_memory": 0.1},  # write events with state heads
+    {"state_heads": 2, "states": 4, "state_values": True},  # valued state heads
+    {"state_heads": 1, "state_values": True, "hard": False},
 ])
 def test_parallel_and_recurrent_modes_agree_at_length_200(overrides):
     model = make_model(**overrides)

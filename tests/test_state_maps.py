@@ -96,3 +96,33 @@ def test_extreme_logits_stay_finite():
     hard = logits.detach().clone().requires_grad_()
     (hard_state_path(hard.softmax(-1)) * torch.randn(1, 500, 1, 6)).sum().backward()
     assert torch.isfinite(hard.grad).all()
+
+
+def test_affine_states_by_hand():
+    # one state pair, swap then stay; offsets add 1 to state 0 at step 1 and 2 to state 1 at 2
+    swap = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    stay = torch.eye(2)
+    M = torch.stack([swap, stay])[None, :, None]
+    c = torch.tensor([[1.0, 0.0], [0.0, 2.0]])[None, :, None]
+    # x_0 = [1, 0]; x_1 = [0, 1] + [1, 0] = [1, 1]; x_2 = [1, 1] + [0, 2] = [1, 3]
+    from pntm.state_maps import affine_states, affine_states_reference
+    assert affine_states(M, c)[0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
+    assert affine_states_reference(M, c)[0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
+
+
+@pytest.mark.parametrize("T", [1, 3, 40, 129])
+def test_affine_scan_equals_loop_forward_and_backward(T):
+    from pntm.state_maps import affine_states, affine_states_reference
+    g = torch.Generator().manual_seed(11 * T)
+    logits = torch.randn(2, T, 2, 5, 5, generator=g, dtype=torch.float64)
+    decay = torch.rand(2, T, 2, 5, 1, generator=g, dtype=torch.float64)
+    offsets = torch.randn(2, T, 2, 5, generator=g, dtype=torch.float64)
+    upstream = torch.randn(2, T, 2, 5, generator=g, dtype=torch.float64)
+    grads = []
+    for fn in (affine_states, affine_states_reference):
+        a, c = logits.clone().requires_grad_(), offsets.clone().requires_grad_()
+        out = fn(decay * a.softmax(-1), c, 3)
+        (out * upstream).sum().backward()
+        grads.append((out.detach(), a.grad, c.grad))
+    for x, y in zip(*grads):
+        torch.testing.assert_close(x, y)

@@ -150,3 +150,37 @@ def soft_states_reference(matrices: Tensor, start: int = 0) -> Tensor:
         p = (p[..., None, :] @ matrices[:, t])[..., 0, :]
         out.append(p)
     return torch.stack(out, dim=1)
+
+
+# --------------------------------------------------------------------------- valued states
+
+def affine_states(matrices: Tensor, offsets: Tensor, start: int = 0) -> Tensor:
+    """Valued states ``x_t = x_{t-1} M_t + c_t`` with ``x_0 = δ_start`` for matrices
+    (B, T, H, S, S) and offsets (B, T, H, S): (B, T, H, S).
+
+    The pairs ``(M, c)`` compose associatively, ``(M_1, c_1)`` then ``(M_2, c_2)`` being
+    ``(M_1 M_2, c_1 M_2 + c_2)``, so the prefix compositions come out of log2 T Hillis-Steele
+    rounds like :func:`soft_states`; differentiable by autograd. With ``c = 0`` and
+    row-stochastic ``M`` this is :func:`soft_states`.
+    """
+    M, c = matrices, offsets
+    T, d = matrices.shape[1], 1
+    while d < T:
+        earlier_M, earlier_c = M[:, :-d], c[:, :-d]
+        later_M, later_c = M[:, d:], c[:, d:]
+        M = torch.cat([M[:, :d], earlier_M @ later_M], dim=1)
+        c = torch.cat([c[:, :d], (earlier_c[..., None, :] @ later_M)[..., 0, :] + later_c], dim=1)
+        d *= 2
+    return M[..., start, :] + c
+
+
+def affine_states_reference(matrices: Tensor, offsets: Tensor, start: int = 0) -> Tensor:
+    """The loop over time that :func:`affine_states` must equal."""
+    B, T, H, S, _ = matrices.shape
+    x = torch.zeros(B, H, S, dtype=matrices.dtype, device=matrices.device)
+    x[..., start] = 1.0
+    out = []
+    for t in range(T):
+        x = (x[..., None, :] @ matrices[:, t])[..., 0, :] + offsets[:, t]
+        out.append(x)
+    return torch.stack(out, dim=1)

@@ -175,7 +175,7 @@ class PNTMLayer(nn.Module):
                  jump_horizon: int | None = None, content_heads: int = 0,
                  content_match: str = "content", content_strength: float = 1.0,
                  state_heads: int = 0, states: int = 16, stay_bias: float = 2.0,
-                 memory_chunk: int = 64):
+                 memory_chunk: int = 64, state_values: bool = False):
         super().__init__()
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
@@ -222,8 +222,8 @@ class PNTMLayer(nn.Module):
         self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
         reads = read_heads + content_heads
-        self.machine = (StateHeads(d_ff, state_heads, states, memory_width, stay_bias)
-                        if state_heads else None)
+        self.machine = (StateHeads(d_ff, state_heads, states, memory_width, stay_bias,
+                                   state_values) if state_heads else None)
         self.out = nn.Linear(d_ff + reads * (memory_width + address_width)
                              + state_heads * memory_width, d_model)
         self.address_patterns = nn.ParameterList(
@@ -603,6 +603,7 @@ class PNTM(SequenceModel):
             "state_heads": 0,     # finite-state heads per layer (maps on `states` states)
             "states": 16,         # S: states of each state head
             "stay_bias": 2.0,     # initial logit of a state head keeping its state
+            "state_values": False,  # state heads carry values (decay, input), not a one-hot state
             "write_bias": 2.0,    # initial logit of the write head's +1 shift
             "tape_writer": False, # write head fixed to one cell forward per token
             "jump_bias": -2.0,
@@ -656,7 +657,8 @@ class PNTM(SequenceModel):
                       cfg["shift_tokens"] if cfg["token_shift"] else 0,
                       cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
                       cfg["content_heads"], cfg["content_match"], cfg["content_strength"],
-                      cfg["state_heads"], cfg["states"], cfg["stay_bias"], cfg["memory_chunk"])
+                      cfg["state_heads"], cfg["states"], cfg["stay_bias"], cfg["memory_chunk"],
+                      cfg["state_values"])
             for _ in range(cfg["layers"])])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)

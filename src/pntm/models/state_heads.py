@@ -23,6 +23,16 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
   sees one state only.
 * **Reads are embeddings of the state** (``E``), not memory cells: the state head is a register
   of ``log2 S`` bits that the controller can branch on at the next layer.
+* **Valued states** (``values``, config ``state_values``, off by default). The one-hot state's
+  straight-through gradient reaches only the row of the state the head is in, so a map is
+  shaped one visited state at a time. With values the head carries numbers instead, as PD-SSM
+  does with its permutation-times-diagonal transitions::
+
+      x_t = (d_t ⊙ x_{t-1}) A_t + c_t,     x_0 = δ_0,     d_t = σ(W_d h_t + 3),   c_t = W_c h_t
+
+  (``A_t`` hard as above, straight-through). Mass on every state reaches every row's gradient;
+  the decay and the input make the head a linear RNN whose transition is a map. Still an
+  associative (affine) scan, ``pntm.state_maps.affine_states``.
 """
 
 from __future__ import annotations
@@ -33,21 +43,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.state_maps import hard_state_path, soft_states
+from pntm.state_maps import affine_states, hard_state_path, soft_states
 
 
 class StateHeads(nn.Module):
     """``heads`` finite-state heads with ``states`` states each, read as ``width`` numbers."""
 
-    def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float):
+    def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float,
+                 values: bool = False):
         super().__init__()
         self.heads, self.states, self.width = heads, states, width
         self.to_maps = nn.Linear(d_ff, heads * states * states)
+        # valued states: a decay per state (starting near 1) and an input per state
+        self.to_values = nn.Linear(d_ff, 2 * heads * states) if values else None
         self.embedding = nn.Parameter(torch.randn(heads, states, width) / math.sqrt(width))
         with torch.no_grad():
             self.to_maps.bias.view(heads, states, states).zero_()
             self.to_maps.bias.view(heads, states, states).diagonal(dim1=-2, dim2=-1).fill_(
                 stay_bias)
+            if values:
+                self.to_values.bias.view(2, heads, states)[0].fill_(3.0)
+                self.to_values.bias.view(2, heads, states)[1].zero_()
 
     def matrices(self, h: Tensor, temperature: float = 1.0) -> Tensor:
         """Transition matrices ``A_t`` (B, T, heads, S, S) for controller outputs (B, T, d_ff)."""
@@ -60,15 +76,30 @@ class StateHeads(nn.Module):
         p[..., 0] = 1.0
         return p
 
+    def affine(self, h: Tensor, hard: bool, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Valued states' step maps: ``M_t = diag(d_t) A_t`` (B, T, heads, S, S), straight-through
+        hard ``A_t`` with ``hard``, and inputs ``c_t`` (B, T, heads, S)."""
+        matrices = self.matrices(h, temperature)
+        if hard:
+            one_hot = F.one_hot(matrices.argmax(-1), self.states).to(matrices)
+            matrices = one_hot + (matrices - matrices.detach())
+        decay, inputs = self.to_values(h).unflatten(-1, (2, self.heads, self.states)).unbind(-3)
+        return torch.sigmoid(decay)[..., None] * matrices, inputs
+
     def forward(self, h: Tensor, hard: bool, temperature: float = 1.0) -> Tensor:
-        """State distributions (B, T, heads, S) of a whole sequence, by a parallel scan (one-hot
-        with ``hard``)."""
+        """States (B, T, heads, S) of a whole sequence, by a parallel scan: distributions (one-hot
+        with ``hard``), or values with ``values``."""
+        if self.to_values is not None:
+            return affine_states(*self.affine(h, hard, temperature))
         matrices = self.matrices(h, temperature)
         return hard_state_path(matrices) if hard else soft_states(matrices)
 
     def step(self, h: Tensor, previous: Tensor, hard: bool) -> Tensor:
         """One token: ``p_t = p_{t-1} A_t`` for ``h`` (B, 1, d_ff) and ``previous`` (B, heads, S);
         returns (B, 1, heads, S)."""
+        if self.to_values is not None:
+            matrices, inputs = self.affine(h, hard)
+            return ((previous[..., None, :] @ matrices[:, 0])[..., 0, :] + inputs[:, 0])[:, None]
         matrices = self.matrices(h)[:, 0]
         if hard:
             matrices = F.one_hot(matrices.argmax(-1), self.states).to(matrices)
