@@ -135,8 +135,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.errors import ConfigError
 from pntm.models.base import SequenceModel, register_model
+from pntm.models.pntm_config import PNTMConfig
 from pntm.models.state_heads import StateHeads
 from pntm.hard_heads import tape_read
 from pntm.memory_chunks import chunked_memory_reads
@@ -164,36 +164,42 @@ class LayerState:
 
 
 class PNTMLayer(nn.Module):
-    """One P-NTM layer: controller, heads, memory, reads (see the module docstring)."""
+    """One P-NTM layer: controller, heads, memory, reads (see the module docstring).
 
-    def __init__(self, d_model: int, d_ff: int, memory_width: int, read_heads: int,
-                 shift_range: int, periods: tuple[int, ...], address_width: int, hard: bool,
-                 scan_method: str, initial_memory: float, write_bias: float = 2.0,
-                 tape_writer: bool = False, jump_bias: float = -2.0,
-                 relaxed_heads: int | None = None, token_shift: int = 0,
-                 memory_path: str = "auto", head_path: str = "auto",
-                 jump_horizon: int | None = None, content_heads: int = 0,
-                 content_match: str = "content", content_strength: float = 1.0,
-                 state_heads: int = 0, states: int = 16, stay_bias: float = 2.0,
-                 memory_chunk: int = 64):
+    A standalone sequence mixer: ``PNTMLayer(d_model=64, ...)`` (keywords of ``PNTMConfig``) or
+    ``PNTMLayer(PNTMConfig(...))`` maps inputs (B, T, d_model) to outputs of the same shape,
+    residual included. The layer picks its memory size per input (``num_cells``), follows the
+    relax schedule through ``set_training_progress(p)``, and decodes one token at a time with
+    ``init_state(batch, max_length, device)`` and ``step(u, state)``. ``PNTM`` is a stack of
+    these between an embedding and an output head."""
+
+    def __init__(self, config: PNTMConfig | None = None, **overrides):
         super().__init__()
+        if config is None:
+            config = PNTMConfig(**overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        read_heads, shift_range = config.read_heads, config.shift_range
+        tape_writer, relaxed_heads = config.tape_writer, config.relaxed_heads
+        content_heads = config.content_heads
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
         self.shift_range = shift_range
-        self.width = memory_width
-        self.periods = periods
-        self.address_width = address_width
-        self.hard = hard
-        self.scan_method = scan_method
-        self.initial_value = initial_memory
+        self.width = config.memory_width
+        self.periods = tuple(int(p) for p in config.periods)
+        self.address_width = config.address_width
+        self.hard = config.hard
+        self.scan_method = config.scan_method
+        self.initial_value = config.initial_memory
         self.tape_writer = tape_writer
-        self.memory_path = memory_path
-        self.head_path = head_path
-        self.jump_horizon = jump_horizon
-        self.memory_chunk = memory_chunk  # tokens per chunk of a soft learned writer's memory scan
+        self.memory_path = config.memory_path
+        self.head_path = config.head_path
+        self.jump_horizon = config.jump_horizon
+        self.memory_chunk = config.memory_chunk  # tokens per chunk of a soft learned writer's scan
         self.content_heads = content_heads
-        self.match_keys = content_heads > 0 and content_match == "key"
-        self.match_context = content_heads > 0 and content_match == "context"
+        self.match_keys = content_heads > 0 and config.content_match == "key"
+        self.match_context = content_heads > 0 and config.content_match == "context"
         self.learned_heads = self.heads - int(tape_writer)
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
@@ -201,12 +207,18 @@ class PNTMLayer(nn.Module):
         mask = [relaxed_reads > 0] * int(not tape_writer) + [
             i < relaxed_reads for i in range(read_heads)]
         self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
-        self.relaxed = False    # training only: soft heads (see PNTM.set_training_progress)
+        self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
-        n_shift = 2 * shift_range + 1
+        self.token_shift = config.window  # how many previous inputs the controller sees
+        self.build(config)
 
+    def build(self, config: PNTMConfig) -> None:
+        """The layer's modules and their initial biases (creation order fixes the initial
+        weights for a seed: keep it)."""
+        d_model, d_ff, memory_width = config.d_model, config.d_ff, config.memory_width
+        content_heads, state_heads = config.content_heads, config.state_heads
+        n_shift = 2 * self.shift_range + 1
         self.norm = nn.LayerNorm(d_model)
-        self.token_shift = int(token_shift)  # how many previous inputs the controller sees
         self.controller = nn.Linear(d_model * (1 + self.token_shift), d_ff)
         self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
         self.to_jump = nn.Linear(d_ff, self.learned_heads)
@@ -216,28 +228,55 @@ class PNTMLayer(nn.Module):
                          if content_heads and not self.match_context else None)
         # context match: one projection gives both the key of cell j (from the inputs before j)
         # and the query at t (from the inputs before t), so a repeated context matches exactly
-        self.to_context_key = (nn.Linear(d_model * int(token_shift),
+        self.to_context_key = (nn.Linear(d_model * self.token_shift,
                                          content_heads * memory_width, bias=False)
                                if self.match_context else None)
         self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
-        reads = read_heads + content_heads
-        self.machine = (StateHeads(d_ff, state_heads, states, memory_width, stay_bias)
+        reads = self.read_heads + content_heads
+        self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
+                                   config.stay_bias)
                         if state_heads else None)
-        self.out = nn.Linear(d_ff + reads * (memory_width + address_width)
+        self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)
         self.address_patterns = nn.ParameterList(
-            [nn.Parameter(torch.randn(p, address_width)) for p in periods])
+            [nn.Parameter(torch.randn(p, self.address_width)) for p in self.periods])
 
         with torch.no_grad():
             # A learned write head starts as a tape head (one cell forward per token). Read heads
             # start unbiased: their random per-token moves are a diverse pool of counters.
             self.to_shift.bias.zero_()
-            if not tape_writer:
-                self.to_shift.bias.view(self.learned_heads, n_shift)[0, shift_range + 1] = write_bias
-            self.to_jump.bias.fill_(jump_bias)
+            if not self.tape_writer:
+                start = self.to_shift.bias.view(self.learned_heads, n_shift)[0]
+                start[self.shift_range + 1] = config.write_bias
+            self.to_jump.bias.fill_(config.jump_bias)
             if content_heads:  # strength β = softplus(bias) = content_strength at the start
-                self.to_strength.bias.fill_(math.log(math.expm1(content_strength)))
+                self.to_strength.bias.fill_(math.log(math.expm1(config.content_strength)))
+
+    # ---- schedule and memory size ----------------------------------------------------------
+    def set_training_progress(self, fraction: float) -> None:
+        """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
+
+        Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
+        geometrically to ``min_temperature``, so the soft solution must become a sharp one; from
+        ``b`` on the heads are hard (straight-through), as at evaluation. ``relax = [0, 0]``
+        trains hard from the first step. With ``hold_temperature`` the relaxed heads keep
+        ``min_temperature`` after ``b``: the forward pass is hard either way (an argmax and a
+        threshold at 1/2 do not depend on it), but their straight-through gradient stays the
+        one of the sharp solution just annealed instead of jumping back to temperature 1.
+        Call it before each training step with ``step / steps``; evaluation (``eval()``) is
+        hard whatever the phase."""
+        cfg = self.config
+        start, end = cfg.relax
+        relaxed = fraction < end
+        ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
+        held = cfg.min_temperature if cfg.hold_temperature and end > 0 else 1.0
+        self.relaxed = relaxed
+        self.temperature = cfg.min_temperature ** ramp if relaxed else held
+
+    def num_cells(self, length: int) -> int:
+        """Memory cells for ``length`` tokens (``pntm.models.pntm_config.memory_cells``)."""
+        return self.config.num_cells(length)
 
     # ---- pieces shared by both modes -------------------------------------------------------
     def initial_memory(self, cells: int, device) -> Tensor:
@@ -395,8 +434,10 @@ class PNTMLayer(nn.Module):
         return u + self.out(torch.cat(reads, dim=-1))
 
     # ---- parallel mode ---------------------------------------------------------------------
-    def forward(self, u: Tensor, cells: int) -> Tensor:
+    def forward(self, u: Tensor) -> Tensor:
+        """Parallel mode: inputs (B, T, d_model) -> outputs (B, T, d_model)."""
         B, T, _ = u.shape
+        cells = self.num_cells(T)
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
         ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
         if self.machine is not None:
@@ -495,7 +536,10 @@ class PNTMLayer(nn.Module):
         angle = 2 * math.pi * freqs / cells
         return torch.polar(torch.ones_like(angle), angle)
 
-    def init_state(self, batch_size: int, cells: int, device) -> LayerState:
+    def init_state(self, batch_size: int, max_length: int, device) -> LayerState:
+        """The state before the first token of sequences of up to ``max_length`` tokens (the
+        memory size is that of ``forward`` at that length)."""
+        cells = self.num_cells(max_length)
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
         previous = torch.zeros(batch_size, self.token_shift, self.norm.normalized_shape[0],
                                device=device)
@@ -513,7 +557,9 @@ class PNTMLayer(nn.Module):
         return LayerState(spectra, memory, previous, keys=keys, machine=machine)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
-        """One token: ``u`` is (B, 1, d)."""
+        """Recurrent mode, one token: ``u`` is (B, 1, d_model); returns the output (B, 1,
+        d_model), equal to ``forward``'s at this position, and the next state (with hard heads
+        the memory is updated in place: the old state is consumed)."""
         cells = state.memory.shape[1]
         ctl = self.controls(u, state.previous[:, None])
         if self.machine is not None:
@@ -570,135 +616,49 @@ class PNTM(SequenceModel):
 
     @classmethod
     def default_config(cls) -> dict:
-        return {
-            "d_model": 64,        # residual stream width
-            "d_ff": 128,          # controller hidden width
-            "layers": 2,
-            "memory_width": 32,   # W: numbers per memory cell
-            "read_heads": 2,
-            "shift_range": 1,     # K: a head moves by -K..K cells per token
-            "periods": [2, 3, 4, 5],
-            "address_width": 16,  # read-only periodic address tag per cell
-            "initial_memory": 1e-6,
-            "min_cells": 60,
-            "hard": True,         # straight-through hard shifts and jumps
-            "relax": [0.0, 0.0],  # soft-then-anneal phase, fractions of training (see below)
-            "min_temperature": 0.1,
-            "hold_temperature": False,  # after the relax phase, keep min_temperature in the
-                                        # straight-through gradient of the relaxed heads
-            "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
-            "token_shift": False,   # the controller also sees the previous shift_tokens inputs
-            "shift_tokens": 1,      # how many previous inputs token_shift shows the controller
-            "memory_path": "auto",  # auto: closed-form tape memory when tape_writer, write events
-                                    # for a hard learned writer, chunked scan for a soft one;
-                                    # scan: always the whole memory scan (the reference)
-            "memory_chunk": 64,     # tokens per chunk of a soft learned writer's memory scan
-            "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
-            "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
-            "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
-            "content_match": "content",  # content: compare queries with the cells (as the NTM);
-                                         # key: with a key written with each cell;
-                                         # context: cells whose preceding inputs match
-            "content_strength": 0.69,  # initial strength β of content heads (softplus(0))
-            "state_heads": 0,     # finite-state heads per layer (maps on `states` states)
-            "states": 16,         # S: states of each state head
-            "stay_bias": 2.0,     # initial logit of a state head keeping its state
-            "write_bias": 2.0,    # initial logit of the write head's +1 shift
-            "tape_writer": False, # write head fixed to one cell forward per token
-            "jump_bias": -2.0,
-            "scan_method": "auto",
-        }
+        """``PNTMConfig``'s defaults as a ``model_config`` mapping (see pntm_config for how
+        ``configs/pntm.yaml`` layers the command line's run defaults over them)."""
+        return PNTMConfig().as_dict()
 
     def __init__(self, vocab_size: int, sep_id: int, **config):
         super().__init__()
         cfg = self.resolve_config(config)
-        if cfg["memory_path"] not in ("auto", "scan"):
-            raise ConfigError(f"pntm model_config.memory_path must be 'auto' or 'scan', "
-                              f"got {cfg['memory_path']!r}")
-        if cfg["head_path"] not in ("auto", "fourier"):
-            raise ConfigError(f"pntm model_config.head_path must be 'auto' or 'fourier', "
-                              f"got {cfg['head_path']!r}")
-        if not isinstance(cfg["hold_temperature"], bool):
-            raise ConfigError("pntm model_config.hold_temperature must be true or false, "
-                              f"got {cfg['hold_temperature']!r}")
-        if cfg["shift_tokens"] < 1:
-            raise ConfigError("pntm model_config.shift_tokens must be >= 1")
-        if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
-            raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
-                              "tape_writer: true (they read the write-once tape)")
-        if not cfg["content_strength"] > 0:
-            raise ConfigError("pntm model_config.content_strength must be > 0")
-        if cfg["content_match"] not in ("key", "content", "context"):
-            raise ConfigError(f"pntm model_config.content_match must be 'content', 'key' or "
-                              f"'context', got {cfg['content_match']!r}")
-        if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["token_shift"]:
-            raise ConfigError("pntm model_config.content_match 'context' needs token_shift (the "
-                              "context is the shift_tokens inputs before each token)")
-        horizon = cfg["jump_horizon"]
-        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
-                                    or horizon < 1):
-            raise ConfigError(f"pntm model_config.jump_horizon must be a positive integer or "
-                              f"null, got {horizon!r}")
         self.config = cfg
+        self.settings = settings = PNTMConfig(**cfg)  # checks the keys that go together
         self.sep_id = sep_id
-        self.shift_range = cfg["shift_range"]
-        self.periods = tuple(int(p) for p in cfg["periods"])
-        self.cell_quantum = math.lcm(*self.periods) if self.periods else 1
-        self.min_cells = cfg["min_cells"]
-        d = cfg["d_model"]
+        self.shift_range = settings.shift_range
+        self.periods = settings.periods
+        self.min_cells = settings.min_cells
+        d = settings.d_model
         self.token_embedding = nn.Embedding(vocab_size, d)
         self.segment_embedding = nn.Embedding(2, d)
-        self.layers = nn.ModuleList([
-            PNTMLayer(d, cfg["d_ff"], cfg["memory_width"], cfg["read_heads"], self.shift_range,
-                      self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
-                      cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
-                      cfg["jump_bias"], cfg["relaxed_heads"],
-                      cfg["shift_tokens"] if cfg["token_shift"] else 0,
-                      cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
-                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"],
-                      cfg["state_heads"], cfg["states"], cfg["stay_bias"], cfg["memory_chunk"])
-            for _ in range(cfg["layers"])])
+        self.layers = nn.ModuleList([PNTMLayer(settings) for _ in range(settings.layers)])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
 
     def set_training_progress(self, fraction: float) -> None:
-        """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
-
-        Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
-        geometrically to ``min_temperature``, so the soft solution must become a sharp one; from
-        ``b`` on the heads are hard (straight-through), as at evaluation. ``relax = [0, 0]``
-        trains hard from the first step. With ``hold_temperature`` the relaxed heads keep
-        ``min_temperature`` after ``b``: the forward pass is hard either way (an argmax and a
-        threshold at 1/2 do not depend on it), but their straight-through gradient stays the
-        one of the sharp solution just annealed instead of jumping back to temperature 1."""
-        start, end = self.config["relax"]
-        relaxed = fraction < end
-        ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
-        held = self.config["min_temperature"] if self.config["hold_temperature"] and end > 0 else 1.0
+        """Every layer's relax schedule (``PNTMLayer.set_training_progress``)."""
         for layer in self.layers:
-            layer.relaxed = relaxed
-            layer.temperature = self.config["min_temperature"] ** ramp if relaxed else held
+            layer.set_training_progress(fraction)
 
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens: no head can wrap onto cells it has visited."""
-        need = max(self.min_cells, self.shift_range * length + 1)
-        return -(-need // self.cell_quantum) * self.cell_quantum
+        return self.settings.num_cells(length)
 
     def embed(self, tokens: Tensor, segment: Tensor) -> Tensor:
         return self.token_embedding(tokens) + self.segment_embedding(segment)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        cells = self.num_cells(tokens.shape[1])
         segment = (torch.cumsum(tokens == self.sep_id, dim=1) > 0).long()
         u = self.embed(tokens, segment)
         for layer in self.layers:
-            u = layer(u, cells)
+            u = layer(u)
         return self.to_logits(self.final_norm(u))
 
     def init_state(self, batch_size: int, max_length: int, device) -> dict:
-        cells = self.num_cells(max_length)
         return {"after_sep": torch.zeros(batch_size, dtype=torch.bool, device=device),
-                "layers": [layer.init_state(batch_size, cells, device) for layer in self.layers]}
+                "layers": [layer.init_state(batch_size, max_length, device)
+                           for layer in self.layers]}
 
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         after_sep = state["after_sep"] | (tokens == self.sep_id)
