@@ -138,15 +138,12 @@ from torch import Tensor, nn
 from pntm.models.base import SequenceModel, register_model
 from pntm.models.pntm_config import PNTMConfig
 from pntm.models.state_heads import StateHeads
+from pntm import fourier_heads
+from pntm.fourier_heads import straight_through
 from pntm.hard_heads import tape_read
 from pntm.memory_chunks import chunked_memory_reads
 from pntm.write_events import event_read
 from pntm.scan import linear_scan, scan_step
-
-
-def straight_through(soft: Tensor, hard: Tensor) -> Tensor:
-    """The value of ``hard`` in the forward pass with the gradient of ``soft``."""
-    return hard + (soft - soft.detach())
 
 
 @dataclass
@@ -304,14 +301,6 @@ class PNTMLayer(nn.Module):
         """Whether every head is hard now, so heads can be carried as integer positions."""
         return self.hard and self.head_path == "auto" and not self.relaxing()
 
-    def shift_phases(self, cells: int, device) -> Tensor:
-        """``exp(-2πi f k / N)`` for f = 0..N/2 and k = -K..K: (2K+1, F) complex."""
-        freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
-        shifts = torch.arange(-self.shift_range, self.shift_range + 1, device=device,
-                              dtype=torch.float32)
-        angle = -2 * math.pi * shifts[:, None] * freqs[None, :] / cells
-        return torch.polar(torch.ones_like(angle), angle)
-
     def head_choices(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head."""
         B, T, _ = h.shape
@@ -362,16 +351,14 @@ class PNTMLayer(nn.Module):
         return ctl
 
     def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
-        """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each."""
-        spectrum = torch.einsum("bthk,kf->bthf", ctl["shift"].to(torch.complex64),
-                                self.shift_phases(cells, ctl["shift"].device))
-        jump = ctl["jump"][..., None]
-        return spectrum * (1 - jump), spectrum * jump
+        """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each
+        (``pntm.fourier_heads``)."""
+        phases = fourier_heads.shift_phases(self.shift_range, cells, ctl["shift"].device)
+        return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases)
 
     def memory_coefficients(self, ctl: dict[str, Tensor], write: Tensor) -> tuple[Tensor, Tensor]:
         """``α = 1 - w eᵀ`` and ``β = w aᵀ`` for write weights (B, T, N): (B, T, N, W) each."""
-        w = write[..., None]
-        return 1 - w * ctl["erase"][:, :, None, :], w * ctl["add"][:, :, None, :]
+        return fourier_heads.memory_coefficients(write, ctl["erase"], ctl["add"])
 
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
                tape: tuple | None) -> Tensor:
@@ -479,25 +466,12 @@ class PNTMLayer(nn.Module):
 
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
-        the read heads' only).
-
-        The tape head writes token ``j`` into cell ``j`` and never comes back, so the memory scan
-        has a closed form: ``M_t[j] = m_0 + [j ≤ t] v_j`` with ``v_j = a_j - m_0 e_j`` (``m_0`` the
-        constant initial memory). A read is then a causally masked product::
-
-            r_t = m_0 Σ_i w_t[i] + Σ_{j ≤ t} w_t[j] v_j
-
-        O(T²·W) work per read head instead of O(T·N·W) memory traffic, and equal to the scan
-        (tested forward and backward against ``memory_path: scan``).
-        """
-        T = u.shape[1]
-        read_weights = weights  # (B, T, H_read, N): the tape head is not among them
-        values = self.tape_values(ctl)
-        causal = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
-        on_tape = read_weights[..., :T] * causal[None, :, None, :]  # (B, T, H, T)
-        contents = torch.einsum("bthj,bjw->bthw", on_tape, values)
-        contents = contents + self.initial_value * read_weights.sum(-1, keepdim=True)
-        return self.residual(u, ctl, contents, self.tags(read_weights), self.parallel_tape(ctl))
+        the read heads' only): the memory scan's closed form,
+        ``pntm.fourier_heads.tape_closed_form_reads``, equal to the scan (tested forward and
+        backward against ``memory_path: scan``)."""
+        contents = fourier_heads.tape_closed_form_reads(weights, self.tape_values(ctl),
+                                                        self.initial_value)
+        return self.residual(u, ctl, contents, self.tags(weights), self.parallel_tape(ctl))
 
     def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple | None:
         """The tape as content heads see it in parallel mode: cell ``j`` holds
@@ -530,11 +504,8 @@ class PNTMLayer(nn.Module):
 
     # ---- recurrent mode --------------------------------------------------------------------
     def start_spectrum(self, cells: int, device) -> Tensor:
-        """Spectrum of ``w_0 = δ_{-1}``: heads start one cell left of the origin, so the first
-        token (BOS) moved one cell forward lands on cell 0, the jump target."""
-        freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
-        angle = 2 * math.pi * freqs / cells
-        return torch.polar(torch.ones_like(angle), angle)
+        """Spectrum of ``w_0 = δ_{-1}`` (``pntm.fourier_heads.start_spectrum``)."""
+        return fourier_heads.start_spectrum(cells, device)
 
     def init_state(self, batch_size: int, max_length: int, device) -> LayerState:
         """The state before the first token of sequences of up to ``max_length`` tokens (the
