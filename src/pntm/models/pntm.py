@@ -36,31 +36,13 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
        r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
 
-   **Content reads** (``content_heads`` per layer, optional, with the tape writer). A content
-   head compares a query with every written cell's content, by cosine similarity scaled by a
-   strength, as the NTM's content addressing does::
-
-       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
-
-   (hard: the argmax, straight-through; exact ties go to the first cell) and reads ``[M[j], A[j]]``
-   with it like a location head. ``content_match: key`` compares with a key ``k_j = W_k h_j``
-   written with each cell instead, so that a cell's value does not move its address.
-   ``content_match: context`` (needs ``token_shift``) matches contexts instead of contents: the
-   key of cell ``j`` is a projection of the ``k = shift_tokens`` inputs before it, and the query
-   at ``t`` is the same projection of the ``k`` inputs before ``t``::
-
-       k_j = W_k [LN(u_{j-1}), …, LN(u_{j-k})],   q_t = k_t,   over cells j < t
-
-   so the head finds the earlier cell whose preceding inputs are exactly the ones preceding
-   ``t`` (an induction head, Olsson et al. 2022) and reads what was written there. Because query
-   and key are one function of the same inputs, a repeated context has cosine exactly 1 and
-   every other context less, from the first step and at any length: the argmax is right by
-   construction and training only has to learn what to write and how to use the read. Measured
-   on associative recall (prototype runs, seed 0, 4-token window, length curriculum): content
-   94% ID / 73% OOD sequence accuracy, key 48% / 18%, context 100% / 100% (early stop after
-   1,000 steps). Nothing feeds back into the heads or the memory, so it is causal attention
-   over the tape: O(T²) in training and O(t) per decoded token, the only part of a layer whose
-   cost grows with the context.
+   **Content reads** (``content_heads`` per layer, optional, with the tape writer): a content
+   head compares a query with every written cell (its content, ``content_match: content``; a
+   key written with it, ``key``; or the inputs before it, ``context``, an induction head) and
+   reads ``[M[j], A[j]]`` with the resulting weighting like a location head. The equations and
+   the choice of ``context`` are in ``pntm.content_addressing``. Nothing feeds back into the
+   heads or the memory, so it is causal attention over the tape: O(T²) in training and O(t) per
+   decoded token, the only part of a layer whose cost grows with the context.
 
 5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t]``; after the last layer,
    ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
@@ -140,6 +122,7 @@ from pntm.models.pntm_config import PNTMConfig
 from pntm.models.state_heads import StateHeads
 from pntm import fourier_heads
 from pntm.fourier_heads import straight_through
+from pntm import content_addressing
 from pntm.hard_heads import tape_read
 from pntm.memory_chunks import chunked_memory_reads
 from pntm.write_events import event_read
@@ -374,27 +357,12 @@ class PNTMLayer(nn.Module):
 
     def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool) -> Tensor:
         """Content heads' weightings (B, T, H_content, J) over the ``J`` cells whose ``keys``
-        (B, J, W), or per head (B, J, H_content, W), are given: a softmax of strength × cosine
-        (hard: the argmax, straight-through); ``causal``: query ``t`` sees cells ``j ≤ t``
-        (``j < t`` with context match, cell 0 at ``t = 0``) in parallel mode, else all ``J``
-        (a step: the caller passes the cells it may see)."""
-        keys = F.normalize(keys, dim=-1)
-        query = F.normalize(ctl["query"], dim=-1)                       # (B, T, Hc, W)
-        pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
-        scores = ctl["strength"][..., None] * torch.einsum(pattern, query, keys)
-        if causal:
-            T, J = scores.shape[1], scores.shape[-1]
-            # a context query equals its own cell's key: it looks strictly back
-            future = torch.ones(T, J, dtype=torch.bool, device=keys.device).triu(
-                0 if self.match_context else 1)
-            future[0, 0] = False
-            scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
+        (B, J, W), or per head (B, J, H_content, W), are given (``pntm.content_addressing``):
+        soft at the current temperature while relaxing, else hard when the layer is."""
         relaxing = self.relaxing()
-        weights = (scores / (self.temperature if relaxing else 1.0)).softmax(-1)
-        if self.hard and not relaxing:
-            hard = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)
-            weights = straight_through(weights, hard)
-        return weights
+        return content_addressing.content_weights(
+            ctl["query"], ctl["strength"], keys, causal, strictly_earlier=self.match_context,
+            temperature=self.temperature if relaxing else 1.0, hard=self.hard and not relaxing)
 
     def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor,
                       causal: bool) -> tuple[Tensor, Tensor]:
