@@ -476,8 +476,10 @@ class PNTMLayer(nn.Module):
         return fourier_heads.start_spectrum(cells, device)
 
     def init_state(self, batch_size: int, max_length: int, device) -> LayerState:
-        """The state before the first token of sequences of up to ``max_length`` tokens (the
-        memory size is that of ``forward`` at that length)."""
+        """The state before the first token of sequences of up to ``max_length`` tokens: the
+        memory size is ``num_cells(max_length)``, as ``forward`` takes at that length, so feed
+        at most ``max_length`` tokens (beyond, heads may wrap onto visited cells). Hard heads
+        (``eval()``, or training past the relax phase) are carried as integer cells."""
         cells = self.num_cells(max_length)
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
         previous = torch.zeros(batch_size, self.token_shift, self.norm.normalized_shape[0],
@@ -491,9 +493,11 @@ class PNTMLayer(nn.Module):
                    else None)
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
-            return LayerState(None, memory, previous, positions, keys=keys, machine=machine)
+            return LayerState(head_spectra=None, memory=memory, previous=previous,
+                              positions=positions, keys=keys, machine=machine)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
-        return LayerState(spectra, memory, previous, keys=keys, machine=machine)
+        return LayerState(head_spectra=spectra, memory=memory, previous=previous, keys=keys,
+                          machine=machine)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """Recurrent mode, one token: ``u`` is (B, 1, d_model); returns the output (B, 1,
@@ -511,7 +515,8 @@ class PNTMLayer(nn.Module):
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
         out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory))
-        return out, LayerState(spectra, memory, self.remember(u, state), length=state.length + 1,
+        return out, LayerState(head_spectra=spectra, memory=memory,
+                               previous=self.remember(u, state), length=state.length + 1,
                                keys=state.keys, machine=self.machine_state(ctl))
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
@@ -534,8 +539,10 @@ class PNTMLayer(nn.Module):
         tags = table[read % table.shape[0]]
         out = self.residual(u, ctl, contents[:, None], tags[:, None],
                             self.step_tape(ctl, state, memory))
-        return out, LayerState(None, memory, self.remember(u, state), positions,
-                               state.length + 1, state.keys, self.machine_state(ctl))
+        return out, LayerState(head_spectra=None, memory=memory,
+                               previous=self.remember(u, state), positions=positions,
+                               length=state.length + 1, keys=state.keys,
+                               machine=self.machine_state(ctl))
 
     @staticmethod
     def machine_state(ctl: dict[str, Tensor]) -> Tensor | None:
