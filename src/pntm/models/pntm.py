@@ -117,13 +117,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pntm import content_addressing, fourier_heads
+from pntm.fourier_heads import straight_through
+from pntm.hard_heads import tape_read
 from pntm.models.base import SequenceModel, register_model
 from pntm.models.pntm_config import PNTMConfig
 from pntm.models.state_heads import StateHeads
-from pntm import fourier_heads
-from pntm.fourier_heads import straight_through
-from pntm import content_addressing
-from pntm.hard_heads import tape_read
 from pntm.memory_chunks import chunked_memory_reads
 from pntm.write_events import event_read
 from pntm.scan import linear_scan, scan_step
@@ -190,9 +189,9 @@ class PNTMLayer(nn.Module):
         self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
         self.token_shift = config.window  # how many previous inputs the controller sees
-        self.build(config)
+        self._build_modules(config)
 
-    def build(self, config: PNTMConfig) -> None:
+    def _build_modules(self, config: PNTMConfig) -> None:
         """The layer's modules and their initial biases (creation order fixes the initial
         weights for a seed: keep it)."""
         d_model, d_ff, memory_width = config.d_model, config.d_ff, config.memory_width
