@@ -13,8 +13,8 @@ Two layers of defaults, on purpose:
   write head), so changing them would change what those measure;
 * **``configs/pntm.yaml``** is the command line's default *run* config, layered over the
   dataclass by ``pntm.config`` (then ``configs/pntm-TASK.yaml``, ``--config``, ``--set``): the
-  configuration the grid in RESULTS.md was trained with (one layer, six read heads, the tape
-  writer, relaxed heads 1-4). Every run writes the full resolved ``model_config`` into its
+  base configuration of the grid in RESULTS.md (one layer, six read heads, the tape writer,
+  relaxed heads 1-4), which four tasks' own files adjust. Every run writes the full resolved ``model_config`` into its
   ``config.yaml``, so a run never depends on either layer's defaults later.
 
 ``PNTMConfig.run_default()`` gives the second as a dataclass too, for a library user who wants
@@ -110,7 +110,7 @@ class PNTMConfig:
     @classmethod
     def run_default(cls) -> "PNTMConfig":
         """The command line's default P-NTM run config (``configs/pntm.yaml``'s model_config
-        over the dataclass defaults): the configuration of the trained grid."""
+        over the dataclass defaults): the base configuration of the trained grid."""
         from pntm.config import package_config  # the YAML layer, read lazily
         return cls(**package_config("pntm", None).get("model_config", {}))
 
