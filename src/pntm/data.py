@@ -1,7 +1,7 @@
 """A user's own task as JSON Lines (``pntm train --data TRAIN.jsonl``, ``pntm eval --data
 TEST.jsonl``): reading, validating and serving the examples of such a file.
 
-One example per line (design/benchmark.md, "Your own data")::
+One example per line (the README's tutorial, "your own task")::
 
     {"input": "0110", "target": "1"}                   a string: one token per character
     {"input": ["12", "+", "7"], "target": ["19"]}      a list of token strings

@@ -1,4 +1,4 @@
-"""Greedy evaluation of a model on the benchmark protocol (see design/benchmark.md).
+"""Greedy evaluation of a model on the benchmark protocol (the splits: ``pntm.splits``).
 
 The model sees ``BOS prompt SEP`` one token at a time through its recurrent mode and then
 feeds back its own argmax for ``len(answer) + 1`` steps (the answer, then EOS). Nothing is

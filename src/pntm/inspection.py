@@ -124,7 +124,7 @@ def capture_controls(model, tokens: torch.Tensor) -> list[tuple[dict[str, torch.
     computed (the dict of ``PNTMLayer.controls``) and its number of memory cells.
 
     ``controls`` is wrapped on each layer instance for the duration of the call (and the
-    number of cells taken from a forward hook), so the controls are exactly those of the
+    number of cells taken, in a forward hook, from the layer's input length), so the controls are exactly those of the
     model's own forward pass, whatever inputs (token shift) it gives them."""
     captured: list[dict] = [{} for _ in model.layers]
 
@@ -137,7 +137,7 @@ def capture_controls(model, tokens: torch.Tensor) -> list[tuple[dict[str, torch.
         return controls
 
     def keep_cells(index, module, args, output):
-        captured[index]["cells"] = args[1]  # PNTMLayer.forward(u, cells)
+        captured[index]["cells"] = module.num_cells(args[0].shape[1])  # as forward(u) does
 
     hooks = []
     try:

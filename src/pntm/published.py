@@ -1,16 +1,14 @@
 """Published length-generalization numbers that ``pntm report`` compares its results with.
 
-Source: Delétang et al. 2023, "Neural Networks and the Chomsky Hierarchy" (ICLR 2023), Table 2,
-as quoted in the project's benchmark design (``shared/design/benchmark.md``, "Reference
-numbers"): **per-token accuracy (%) on lengths 41–500, the maximum over 10 seeds and 3 learning
-rates**, after training on lengths 1–40. Only the rows the design notes as checked against a
-reproduction of the table are kept here, digit for digit, for the models listed; nothing is
-derived or added. The design quotes the other rows of Table 2 (Even Pairs, Cycle Navigation,
-Modular Arithmetic (brackets), Solve Equation, Missing Duplicate, Binary Addition, Binary
-Multiplication, Compute Sqrt, Bucket Sort) from a secondary copy and asks that they be checked
-against the paper first; that check could not be made here, so they are left out rather than
-guessed. Stack Manipulation is noted there as checked but was never quoted in this module; it
-is left out for the same reason until someone reads it off the paper.
+Source: Delétang et al. 2023, "Neural Networks and the Chomsky Hierarchy" (ICLR 2023), Table 2:
+**per-token accuracy (%) on lengths 41–500, the maximum over 10 seeds and 3 learning rates**,
+after training on lengths 1–40. Only rows whose digits were checked against a reproduction of
+that table are kept here, digit for digit, for the models listed; nothing is derived or added.
+The other rows of Table 2 (Even Pairs, Cycle Navigation, Modular Arithmetic (brackets), Solve
+Equation, Missing Duplicate, Binary Addition, Binary Multiplication, Compute Sqrt, Bucket Sort)
+were at hand only from a secondary copy, not checked against the paper, so they are left out
+rather than guessed. Stack Manipulation was checked but never quoted in this module; it is left
+out for the same reason until someone reads it off the paper.
 
 Each published task maps to our tasks of two kinds (:func:`definition`):
 

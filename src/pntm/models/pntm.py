@@ -36,31 +36,13 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
        r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
 
-   **Content reads** (``content_heads`` per layer, optional, with the tape writer). A content
-   head compares a query with every written cell's content, by cosine similarity scaled by a
-   strength, as the NTM's content addressing does::
-
-       c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
-
-   (hard: the argmax, straight-through; exact ties go to the first cell) and reads ``[M[j], A[j]]``
-   with it like a location head. ``content_match: key`` compares with a key ``k_j = W_k h_j``
-   written with each cell instead, so that a cell's value does not move its address.
-   ``content_match: context`` (needs ``token_shift``) matches contexts instead of contents: the
-   key of cell ``j`` is a projection of the ``k = shift_tokens`` inputs before it, and the query
-   at ``t`` is the same projection of the ``k`` inputs before ``t``::
-
-       k_j = W_k [LN(u_{j-1}), …, LN(u_{j-k})],   q_t = k_t,   over cells j < t
-
-   so the head finds the earlier cell whose preceding inputs are exactly the ones preceding
-   ``t`` (an induction head, Olsson et al. 2022) and reads what was written there. Because query
-   and key are one function of the same inputs, a repeated context has cosine exactly 1 and
-   every other context less, from the first step and at any length: the argmax is right by
-   construction and training only has to learn what to write and how to use the read. Measured
-   on associative recall (prototype runs, seed 0, 4-token window, length curriculum): content
-   94% ID / 73% OOD sequence accuracy, key 48% / 18%, context 100% / 100% (early stop after
-   1,000 steps). Nothing feeds back into the heads or the memory, so it is causal attention
-   over the tape: O(T²) in training and O(t) per decoded token, the only part of a layer whose
-   cost grows with the context.
+   **Content reads** (``content_heads`` per layer, optional, with the tape writer): a content
+   head compares a query with every written cell (its content, ``content_match: content``; a
+   key written with it, ``key``; or the inputs before it, ``context``, an induction head) and
+   reads ``[M[j], A[j]]`` with the resulting weighting like a location head. The equations and
+   the choice of ``context`` are in ``pntm.content_addressing``. Nothing feeds back into the
+   heads or the memory, so it is causal attention over the tape: O(T²) in training and O(t) per
+   decoded token, the only part of a layer whose cost grows with the context.
 
 5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t]``; after the last layer,
    ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
@@ -99,7 +81,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
 * **Memory size is not a parameter.** ``N`` is chosen per input: the smallest multiple of
   ``lcm(periods)`` that is at least ``K·T + 1`` (and ``min_cells``), so no head can wrap around
   onto cells it has visited, the same weights run at any length, and a head that does go left of
-  cell 0 keeps its residues.
+  cell 0 keeps its residues. Each layer works it out from its input (``PNTMLayer.num_cells``,
+  one formula with the model's and the memory estimate's: ``pntm_config.memory_cells``).
 * **Hard heads as integer positions** (``head_path: auto``). When every head is hard (after the
   relax phase, at evaluation, and throughout when ``relax = [0, 0]``) and the writer is the tape,
   the weightings are one-hot, so the Fourier scan and its ``B·T·H·N`` inverse FFT reduce to a
@@ -135,18 +118,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.errors import ConfigError
-from pntm.models.base import SequenceModel, register_model
-from pntm.models.state_heads import StateHeads
+from pntm import content_addressing, fourier_heads
+from pntm.fourier_heads import straight_through
 from pntm.hard_heads import tape_read
+from pntm.models.base import SequenceModel, register_model
+from pntm.models.pntm_config import PNTMConfig
+from pntm.models.state_heads import StateHeads
 from pntm.memory_chunks import chunked_memory_reads
 from pntm.write_events import event_read
 from pntm.scan import linear_scan, scan_step
-
-
-def straight_through(soft: Tensor, hard: Tensor) -> Tensor:
-    """The value of ``hard`` in the forward pass with the gradient of ``soft``."""
-    return hard + (soft - soft.detach())
 
 
 @dataclass
@@ -164,36 +144,42 @@ class LayerState:
 
 
 class PNTMLayer(nn.Module):
-    """One P-NTM layer: controller, heads, memory, reads (see the module docstring)."""
+    """One P-NTM layer: controller, heads, memory, reads (see the module docstring).
 
-    def __init__(self, d_model: int, d_ff: int, memory_width: int, read_heads: int,
-                 shift_range: int, periods: tuple[int, ...], address_width: int, hard: bool,
-                 scan_method: str, initial_memory: float, write_bias: float = 2.0,
-                 tape_writer: bool = False, jump_bias: float = -2.0,
-                 relaxed_heads: int | None = None, token_shift: int = 0,
-                 memory_path: str = "auto", head_path: str = "auto",
-                 jump_horizon: int | None = None, content_heads: int = 0,
-                 content_match: str = "content", content_strength: float = 1.0,
-                 state_heads: int = 0, states: int = 16, stay_bias: float = 2.0,
-                 memory_chunk: int = 64, state_values: bool = False):
+    A standalone sequence mixer: ``PNTMLayer(d_model=64, ...)`` (keywords of ``PNTMConfig``) or
+    ``PNTMLayer(PNTMConfig(...))`` maps inputs (B, T, d_model) to outputs of the same shape,
+    residual included. The layer picks its memory size per input (``num_cells``), follows the
+    relax schedule through ``set_training_progress(p)``, and decodes one token at a time with
+    ``init_state(batch, max_length, device)`` and ``step(u, state)``. ``PNTM`` is a stack of
+    these between an embedding and an output head."""
+
+    def __init__(self, config: PNTMConfig | None = None, **overrides):
         super().__init__()
+        if config is None:
+            config = PNTMConfig(**overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        read_heads, shift_range = config.read_heads, config.shift_range
+        tape_writer, relaxed_heads = config.tape_writer, config.relaxed_heads
+        content_heads = config.content_heads
         self.read_heads = read_heads
         self.heads = read_heads + 1  # head 0 writes
         self.shift_range = shift_range
-        self.width = memory_width
-        self.periods = periods
-        self.address_width = address_width
-        self.hard = hard
-        self.scan_method = scan_method
-        self.initial_value = initial_memory
+        self.width = config.memory_width
+        self.periods = tuple(int(p) for p in config.periods)
+        self.address_width = config.address_width
+        self.hard = config.hard
+        self.scan_method = config.scan_method
+        self.initial_value = config.initial_memory
         self.tape_writer = tape_writer
-        self.memory_path = memory_path
-        self.head_path = head_path
-        self.jump_horizon = jump_horizon
-        self.memory_chunk = memory_chunk  # tokens per chunk of a soft learned writer's memory scan
+        self.memory_path = config.memory_path
+        self.head_path = config.head_path
+        self.jump_horizon = config.jump_horizon
+        self.memory_chunk = config.memory_chunk  # tokens per chunk of a soft learned writer's scan
         self.content_heads = content_heads
-        self.match_keys = content_heads > 0 and content_match == "key"
-        self.match_context = content_heads > 0 and content_match == "context"
+        self.match_keys = content_heads > 0 and config.content_match == "key"
+        self.match_context = content_heads > 0 and config.content_match == "context"
         self.learned_heads = self.heads - int(tape_writer)
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
@@ -201,12 +187,18 @@ class PNTMLayer(nn.Module):
         mask = [relaxed_reads > 0] * int(not tape_writer) + [
             i < relaxed_reads for i in range(read_heads)]
         self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
-        self.relaxed = False    # training only: soft heads (see PNTM.set_training_progress)
+        self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
-        n_shift = 2 * shift_range + 1
+        self.token_shift = config.window  # how many previous inputs the controller sees
+        self._build_modules(config)
 
+    def _build_modules(self, config: PNTMConfig) -> None:
+        """The layer's modules and their initial biases (creation order fixes the initial
+        weights for a seed: keep it)."""
+        d_model, d_ff, memory_width = config.d_model, config.d_ff, config.memory_width
+        content_heads, state_heads = config.content_heads, config.state_heads
+        n_shift = 2 * self.shift_range + 1
         self.norm = nn.LayerNorm(d_model)
-        self.token_shift = int(token_shift)  # how many previous inputs the controller sees
         self.controller = nn.Linear(d_model * (1 + self.token_shift), d_ff)
         self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
         self.to_jump = nn.Linear(d_ff, self.learned_heads)
@@ -216,28 +208,55 @@ class PNTMLayer(nn.Module):
                          if content_heads and not self.match_context else None)
         # context match: one projection gives both the key of cell j (from the inputs before j)
         # and the query at t (from the inputs before t), so a repeated context matches exactly
-        self.to_context_key = (nn.Linear(d_model * int(token_shift),
+        self.to_context_key = (nn.Linear(d_model * self.token_shift,
                                          content_heads * memory_width, bias=False)
                                if self.match_context else None)
         self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
-        reads = read_heads + content_heads
-        self.machine = (StateHeads(d_ff, state_heads, states, memory_width, stay_bias,
-                                   state_values) if state_heads else None)
-        self.out = nn.Linear(d_ff + reads * (memory_width + address_width)
+        reads = self.read_heads + content_heads
+        self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
+                                   config.stay_bias, config.state_values)
+                        if state_heads else None)
+        self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)
         self.address_patterns = nn.ParameterList(
-            [nn.Parameter(torch.randn(p, address_width)) for p in periods])
+            [nn.Parameter(torch.randn(p, self.address_width)) for p in self.periods])
 
         with torch.no_grad():
             # A learned write head starts as a tape head (one cell forward per token). Read heads
             # start unbiased: their random per-token moves are a diverse pool of counters.
             self.to_shift.bias.zero_()
-            if not tape_writer:
-                self.to_shift.bias.view(self.learned_heads, n_shift)[0, shift_range + 1] = write_bias
-            self.to_jump.bias.fill_(jump_bias)
+            if not self.tape_writer:
+                start = self.to_shift.bias.view(self.learned_heads, n_shift)[0]
+                start[self.shift_range + 1] = config.write_bias
+            self.to_jump.bias.fill_(config.jump_bias)
             if content_heads:  # strength β = softplus(bias) = content_strength at the start
-                self.to_strength.bias.fill_(math.log(math.expm1(content_strength)))
+                self.to_strength.bias.fill_(math.log(math.expm1(config.content_strength)))
+
+    # ---- schedule and memory size ----------------------------------------------------------
+    def set_training_progress(self, fraction: float) -> None:
+        """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
+
+        Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
+        geometrically to ``min_temperature``, so the soft solution must become a sharp one; from
+        ``b`` on the heads are hard (straight-through), as at evaluation. ``relax = [0, 0]``
+        trains hard from the first step. With ``hold_temperature`` the relaxed heads keep
+        ``min_temperature`` after ``b``: the forward pass is hard either way (an argmax and a
+        threshold at 1/2 do not depend on it), but their straight-through gradient stays the
+        one of the sharp solution just annealed instead of jumping back to temperature 1.
+        Call it before each training step with ``step / steps``; evaluation (``eval()``) is
+        hard whatever the phase."""
+        cfg = self.config
+        start, end = cfg.relax
+        relaxed = fraction < end
+        ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
+        held = cfg.min_temperature if cfg.hold_temperature and end > 0 else 1.0
+        self.relaxed = relaxed
+        self.temperature = cfg.min_temperature ** ramp if relaxed else held
+
+    def num_cells(self, length: int) -> int:
+        """Memory cells for ``length`` tokens (``pntm.models.pntm_config.memory_cells``)."""
+        return self.config.num_cells(length)
 
     # ---- pieces shared by both modes -------------------------------------------------------
     def initial_memory(self, cells: int, device) -> Tensor:
@@ -264,14 +283,6 @@ class PNTMLayer(nn.Module):
     def uses_positions(self) -> bool:
         """Whether every head is hard now, so heads can be carried as integer positions."""
         return self.hard and self.head_path == "auto" and not self.relaxing()
-
-    def shift_phases(self, cells: int, device) -> Tensor:
-        """``exp(-2πi f k / N)`` for f = 0..N/2 and k = -K..K: (2K+1, F) complex."""
-        freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
-        shifts = torch.arange(-self.shift_range, self.shift_range + 1, device=device,
-                              dtype=torch.float32)
-        angle = -2 * math.pi * shifts[:, None] * freqs[None, :] / cells
-        return torch.polar(torch.ones_like(angle), angle)
 
     def head_choices(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head."""
@@ -323,16 +334,14 @@ class PNTMLayer(nn.Module):
         return ctl
 
     def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
-        """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each."""
-        spectrum = torch.einsum("bthk,kf->bthf", ctl["shift"].to(torch.complex64),
-                                self.shift_phases(cells, ctl["shift"].device))
-        jump = ctl["jump"][..., None]
-        return spectrum * (1 - jump), spectrum * jump
+        """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each
+        (``pntm.fourier_heads``)."""
+        phases = fourier_heads.shift_phases(self.shift_range, cells, ctl["shift"].device)
+        return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases)
 
     def memory_coefficients(self, ctl: dict[str, Tensor], write: Tensor) -> tuple[Tensor, Tensor]:
         """``α = 1 - w eᵀ`` and ``β = w aᵀ`` for write weights (B, T, N): (B, T, N, W) each."""
-        w = write[..., None]
-        return 1 - w * ctl["erase"][:, :, None, :], w * ctl["add"][:, :, None, :]
+        return fourier_heads.memory_coefficients(write, ctl["erase"], ctl["add"])
 
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
                tape: tuple | None) -> Tensor:
@@ -348,27 +357,12 @@ class PNTMLayer(nn.Module):
 
     def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool) -> Tensor:
         """Content heads' weightings (B, T, H_content, J) over the ``J`` cells whose ``keys``
-        (B, J, W), or per head (B, J, H_content, W), are given: a softmax of strength × cosine
-        (hard: the argmax, straight-through); ``causal``: query ``t`` sees cells ``j ≤ t``
-        (``j < t`` with context match, cell 0 at ``t = 0``) in parallel mode, else all ``J``
-        (a step: the caller passes the cells it may see)."""
-        keys = F.normalize(keys, dim=-1)
-        query = F.normalize(ctl["query"], dim=-1)                       # (B, T, Hc, W)
-        pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
-        scores = ctl["strength"][..., None] * torch.einsum(pattern, query, keys)
-        if causal:
-            T, J = scores.shape[1], scores.shape[-1]
-            # a context query equals its own cell's key: it looks strictly back
-            future = torch.ones(T, J, dtype=torch.bool, device=keys.device).triu(
-                0 if self.match_context else 1)
-            future[0, 0] = False
-            scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
+        (B, J, W), or per head (B, J, H_content, W), are given (``pntm.content_addressing``):
+        soft at the current temperature while relaxing, else hard when the layer is."""
         relaxing = self.relaxing()
-        weights = (scores / (self.temperature if relaxing else 1.0)).softmax(-1)
-        if self.hard and not relaxing:
-            hard = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)
-            weights = straight_through(weights, hard)
-        return weights
+        return content_addressing.content_weights(
+            ctl["query"], ctl["strength"], keys, causal, strictly_earlier=self.match_context,
+            temperature=self.temperature if relaxing else 1.0, hard=self.hard and not relaxing)
 
     def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor,
                       causal: bool) -> tuple[Tensor, Tensor]:
@@ -395,8 +389,10 @@ class PNTMLayer(nn.Module):
         return u + self.out(torch.cat(reads, dim=-1))
 
     # ---- parallel mode ---------------------------------------------------------------------
-    def forward(self, u: Tensor, cells: int) -> Tensor:
+    def forward(self, u: Tensor) -> Tensor:
+        """Parallel mode: inputs (B, T, d_model) -> outputs (B, T, d_model)."""
         B, T, _ = u.shape
+        cells = self.num_cells(T)
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
         ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
         if self.machine is not None:
@@ -438,25 +434,12 @@ class PNTMLayer(nn.Module):
 
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
-        the read heads' only).
-
-        The tape head writes token ``j`` into cell ``j`` and never comes back, so the memory scan
-        has a closed form: ``M_t[j] = m_0 + [j ≤ t] v_j`` with ``v_j = a_j - m_0 e_j`` (``m_0`` the
-        constant initial memory). A read is then a causally masked product::
-
-            r_t = m_0 Σ_i w_t[i] + Σ_{j ≤ t} w_t[j] v_j
-
-        O(T²·W) work per read head instead of O(T·N·W) memory traffic, and equal to the scan
-        (tested forward and backward against ``memory_path: scan``).
-        """
-        T = u.shape[1]
-        read_weights = weights  # (B, T, H_read, N): the tape head is not among them
-        values = self.tape_values(ctl)
-        causal = torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
-        on_tape = read_weights[..., :T] * causal[None, :, None, :]  # (B, T, H, T)
-        contents = torch.einsum("bthj,bjw->bthw", on_tape, values)
-        contents = contents + self.initial_value * read_weights.sum(-1, keepdim=True)
-        return self.residual(u, ctl, contents, self.tags(read_weights), self.parallel_tape(ctl))
+        the read heads' only): the memory scan's closed form,
+        ``pntm.fourier_heads.tape_closed_form_reads``, equal to the scan (tested forward and
+        backward against ``memory_path: scan``)."""
+        contents = fourier_heads.tape_closed_form_reads(weights, self.tape_values(ctl),
+                                                        self.initial_value)
+        return self.residual(u, ctl, contents, self.tags(weights), self.parallel_tape(ctl))
 
     def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple | None:
         """The tape as content heads see it in parallel mode: cell ``j`` holds
@@ -489,13 +472,15 @@ class PNTMLayer(nn.Module):
 
     # ---- recurrent mode --------------------------------------------------------------------
     def start_spectrum(self, cells: int, device) -> Tensor:
-        """Spectrum of ``w_0 = δ_{-1}``: heads start one cell left of the origin, so the first
-        token (BOS) moved one cell forward lands on cell 0, the jump target."""
-        freqs = torch.arange(cells // 2 + 1, device=device, dtype=torch.float32)
-        angle = 2 * math.pi * freqs / cells
-        return torch.polar(torch.ones_like(angle), angle)
+        """Spectrum of ``w_0 = δ_{-1}`` (``pntm.fourier_heads.start_spectrum``)."""
+        return fourier_heads.start_spectrum(cells, device)
 
-    def init_state(self, batch_size: int, cells: int, device) -> LayerState:
+    def init_state(self, batch_size: int, max_length: int, device) -> LayerState:
+        """The state before the first token of sequences of up to ``max_length`` tokens: the
+        memory size is ``num_cells(max_length)``, as ``forward`` takes at that length, so feed
+        at most ``max_length`` tokens (beyond, heads may wrap onto visited cells). Hard heads
+        (``eval()``, or training past the relax phase) are carried as integer cells."""
+        cells = self.num_cells(max_length)
         memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
         previous = torch.zeros(batch_size, self.token_shift, self.norm.normalized_shape[0],
                                device=device)
@@ -508,12 +493,16 @@ class PNTMLayer(nn.Module):
                    else None)
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
-            return LayerState(None, memory, previous, positions, keys=keys, machine=machine)
+            return LayerState(head_spectra=None, memory=memory, previous=previous,
+                              positions=positions, keys=keys, machine=machine)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
-        return LayerState(spectra, memory, previous, keys=keys, machine=machine)
+        return LayerState(head_spectra=spectra, memory=memory, previous=previous, keys=keys,
+                          machine=machine)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
-        """One token: ``u`` is (B, 1, d)."""
+        """Recurrent mode, one token: ``u`` is (B, 1, d_model); returns the output (B, 1,
+        d_model), equal to ``forward``'s at this position, and the next state (with hard heads
+        the memory is updated in place: the old state is consumed)."""
         cells = state.memory.shape[1]
         ctl = self.controls(u, state.previous[:, None])
         if self.machine is not None:
@@ -526,7 +515,8 @@ class PNTMLayer(nn.Module):
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
         out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory))
-        return out, LayerState(spectra, memory, self.remember(u, state), length=state.length + 1,
+        return out, LayerState(head_spectra=spectra, memory=memory,
+                               previous=self.remember(u, state), length=state.length + 1,
                                keys=state.keys, machine=self.machine_state(ctl))
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
@@ -549,8 +539,10 @@ class PNTMLayer(nn.Module):
         tags = table[read % table.shape[0]]
         out = self.residual(u, ctl, contents[:, None], tags[:, None],
                             self.step_tape(ctl, state, memory))
-        return out, LayerState(None, memory, self.remember(u, state), positions,
-                               state.length + 1, state.keys, self.machine_state(ctl))
+        return out, LayerState(head_spectra=None, memory=memory,
+                               previous=self.remember(u, state), positions=positions,
+                               length=state.length + 1, keys=state.keys,
+                               machine=self.machine_state(ctl))
 
     @staticmethod
     def machine_state(ctl: dict[str, Tensor]) -> Tensor | None:
@@ -570,137 +562,49 @@ class PNTM(SequenceModel):
 
     @classmethod
     def default_config(cls) -> dict:
-        return {
-            "d_model": 64,        # residual stream width
-            "d_ff": 128,          # controller hidden width
-            "layers": 2,
-            "memory_width": 32,   # W: numbers per memory cell
-            "read_heads": 2,
-            "shift_range": 1,     # K: a head moves by -K..K cells per token
-            "periods": [2, 3, 4, 5],
-            "address_width": 16,  # read-only periodic address tag per cell
-            "initial_memory": 1e-6,
-            "min_cells": 60,
-            "hard": True,         # straight-through hard shifts and jumps
-            "relax": [0.0, 0.0],  # soft-then-anneal phase, fractions of training (see below)
-            "min_temperature": 0.1,
-            "hold_temperature": False,  # after the relax phase, keep min_temperature in the
-                                        # straight-through gradient of the relaxed heads
-            "relaxed_heads": None,  # read heads (per layer) the relax phase softens; None = all
-            "token_shift": False,   # the controller also sees the previous shift_tokens inputs
-            "shift_tokens": 1,      # how many previous inputs token_shift shows the controller
-            "memory_path": "auto",  # auto: closed-form tape memory when tape_writer, write events
-                                    # for a hard learned writer, chunked scan for a soft one;
-                                    # scan: always the whole memory scan (the reference)
-            "memory_chunk": 64,     # tokens per chunk of a soft learned writer's memory scan
-            "head_path": "auto",    # auto: hard heads as integer positions; fourier: always the scan
-            "jump_horizon": 16,     # steps the hard jump gate's gradient looks ahead; null = all
-            "content_heads": 0,     # content-addressed read heads per layer (needs tape_writer)
-            "content_match": "content",  # content: compare queries with the cells (as the NTM);
-                                         # key: with a key written with each cell;
-                                         # context: cells whose preceding inputs match
-            "content_strength": 0.69,  # initial strength β of content heads (softplus(0))
-            "state_heads": 0,     # finite-state heads per layer (maps on `states` states)
-            "states": 16,         # S: states of each state head
-            "stay_bias": 2.0,     # initial logit of a state head keeping its state
-            "state_values": False,  # state heads carry values (decay, input), not a one-hot state
-            "write_bias": 2.0,    # initial logit of the write head's +1 shift
-            "tape_writer": False, # write head fixed to one cell forward per token
-            "jump_bias": -2.0,
-            "scan_method": "auto",
-        }
+        """``PNTMConfig``'s defaults as a ``model_config`` mapping (see pntm_config for how
+        ``configs/pntm.yaml`` layers the command line's run defaults over them)."""
+        return PNTMConfig().as_dict()
 
     def __init__(self, vocab_size: int, sep_id: int, **config):
         super().__init__()
         cfg = self.resolve_config(config)
-        if cfg["memory_path"] not in ("auto", "scan"):
-            raise ConfigError(f"pntm model_config.memory_path must be 'auto' or 'scan', "
-                              f"got {cfg['memory_path']!r}")
-        if cfg["head_path"] not in ("auto", "fourier"):
-            raise ConfigError(f"pntm model_config.head_path must be 'auto' or 'fourier', "
-                              f"got {cfg['head_path']!r}")
-        if not isinstance(cfg["hold_temperature"], bool):
-            raise ConfigError("pntm model_config.hold_temperature must be true or false, "
-                              f"got {cfg['hold_temperature']!r}")
-        if cfg["shift_tokens"] < 1:
-            raise ConfigError("pntm model_config.shift_tokens must be >= 1")
-        if cfg["content_heads"] < 0 or (cfg["content_heads"] and not cfg["tape_writer"]):
-            raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
-                              "tape_writer: true (they read the write-once tape)")
-        if not cfg["content_strength"] > 0:
-            raise ConfigError("pntm model_config.content_strength must be > 0")
-        if cfg["content_match"] not in ("key", "content", "context"):
-            raise ConfigError(f"pntm model_config.content_match must be 'content', 'key' or "
-                              f"'context', got {cfg['content_match']!r}")
-        if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["token_shift"]:
-            raise ConfigError("pntm model_config.content_match 'context' needs token_shift (the "
-                              "context is the shift_tokens inputs before each token)")
-        horizon = cfg["jump_horizon"]
-        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
-                                    or horizon < 1):
-            raise ConfigError(f"pntm model_config.jump_horizon must be a positive integer or "
-                              f"null, got {horizon!r}")
         self.config = cfg
+        self.settings = settings = PNTMConfig(**cfg)  # checks the keys that go together
         self.sep_id = sep_id
-        self.shift_range = cfg["shift_range"]
-        self.periods = tuple(int(p) for p in cfg["periods"])
-        self.cell_quantum = math.lcm(*self.periods) if self.periods else 1
-        self.min_cells = cfg["min_cells"]
-        d = cfg["d_model"]
+        self.shift_range = settings.shift_range
+        self.periods = settings.periods
+        self.min_cells = settings.min_cells
+        d = settings.d_model
         self.token_embedding = nn.Embedding(vocab_size, d)
         self.segment_embedding = nn.Embedding(2, d)
-        self.layers = nn.ModuleList([
-            PNTMLayer(d, cfg["d_ff"], cfg["memory_width"], cfg["read_heads"], self.shift_range,
-                      self.periods, cfg["address_width"], cfg["hard"], cfg["scan_method"],
-                      cfg["initial_memory"], cfg["write_bias"], cfg["tape_writer"],
-                      cfg["jump_bias"], cfg["relaxed_heads"],
-                      cfg["shift_tokens"] if cfg["token_shift"] else 0,
-                      cfg["memory_path"], cfg["head_path"], cfg["jump_horizon"],
-                      cfg["content_heads"], cfg["content_match"], cfg["content_strength"],
-                      cfg["state_heads"], cfg["states"], cfg["stay_bias"], cfg["memory_chunk"],
-                      cfg["state_values"])
-            for _ in range(cfg["layers"])])
+        self.layers = nn.ModuleList([PNTMLayer(settings) for _ in range(settings.layers)])
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
 
     def set_training_progress(self, fraction: float) -> None:
-        """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
-
-        Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
-        geometrically to ``min_temperature``, so the soft solution must become a sharp one; from
-        ``b`` on the heads are hard (straight-through), as at evaluation. ``relax = [0, 0]``
-        trains hard from the first step. With ``hold_temperature`` the relaxed heads keep
-        ``min_temperature`` after ``b``: the forward pass is hard either way (an argmax and a
-        threshold at 1/2 do not depend on it), but their straight-through gradient stays the
-        one of the sharp solution just annealed instead of jumping back to temperature 1."""
-        start, end = self.config["relax"]
-        relaxed = fraction < end
-        ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
-        held = self.config["min_temperature"] if self.config["hold_temperature"] and end > 0 else 1.0
+        """Every layer's relax schedule (``PNTMLayer.set_training_progress``)."""
         for layer in self.layers:
-            layer.relaxed = relaxed
-            layer.temperature = self.config["min_temperature"] ** ramp if relaxed else held
+            layer.set_training_progress(fraction)
 
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens: no head can wrap onto cells it has visited."""
-        need = max(self.min_cells, self.shift_range * length + 1)
-        return -(-need // self.cell_quantum) * self.cell_quantum
+        return self.settings.num_cells(length)
 
     def embed(self, tokens: Tensor, segment: Tensor) -> Tensor:
         return self.token_embedding(tokens) + self.segment_embedding(segment)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        cells = self.num_cells(tokens.shape[1])
         segment = (torch.cumsum(tokens == self.sep_id, dim=1) > 0).long()
         u = self.embed(tokens, segment)
         for layer in self.layers:
-            u = layer(u, cells)
+            u = layer(u)
         return self.to_logits(self.final_norm(u))
 
     def init_state(self, batch_size: int, max_length: int, device) -> dict:
-        cells = self.num_cells(max_length)
         return {"after_sep": torch.zeros(batch_size, dtype=torch.bool, device=device),
-                "layers": [layer.init_state(batch_size, cells, device) for layer in self.layers]}
+                "layers": [layer.init_state(batch_size, max_length, device)
+                           for layer in self.layers]}
 
     def step(self, tokens: Tensor, state: dict) -> tuple[Tensor, dict]:
         after_sep = state["after_sep"] | (tokens == self.sep_id)

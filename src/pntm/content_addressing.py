@@ -1,0 +1,63 @@
+"""Content addressing over the tape: the weightings of P-NTM's content heads (pure functions).
+
+A content head (``content_heads`` per layer, with the tape writer) compares a query with every
+written cell, by cosine similarity scaled by a strength, as the NTM's content addressing does::
+
+    c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
+
+(hard: the argmax, straight-through; exact ties go to the first cell), and the layer reads
+``[M[j], A[j]]`` with it like a location head. What the query is compared with is
+``content_match``:
+
+* ``content``: the cell's content ``M[j]`` itself;
+* ``key``: a key ``k_j = W_k h_j`` written with each cell, so that a cell's value does not move
+  its address;
+* ``context`` (needs ``token_shift``): the inputs before the cell. The key of cell ``j`` is a
+  projection of the ``k = shift_tokens`` inputs before it, and the query at ``t`` is the same
+  projection of the ``k`` inputs before ``t``::
+
+      k_j = W_k [LN(u_{j-1}), …, LN(u_{j-k})],   q_t = k_t,   over cells j < t
+
+  so the head finds the earlier cell whose preceding inputs are exactly the ones preceding
+  ``t`` (an induction head, Olsson et al. 2022) and reads what was written there. Because query
+  and key are one function of the same inputs, a repeated context has cosine exactly 1 and
+  every other context less, from the first step and at any length: the argmax is right by
+  construction and training only has to learn what to write and how to use the read (the
+  prototype comparison of the three choices is in docs/measurements.md).
+
+The layer (``pntm.models.pntm``) computes queries, strengths and keys, and gathers the reads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pntm.fourier_heads import straight_through
+
+
+def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
+                    strictly_earlier: bool, temperature: float, hard: bool) -> Tensor:
+    """Weightings (B, T, H, J) of queries (B, T, H, W) with strengths (B, T, H) over the ``J``
+    cells whose ``keys`` (B, J, W), or per head (B, J, H, W), are given: a softmax of
+    strength × cosine at ``temperature``, or with ``hard`` its argmax, straight-through.
+
+    ``causal``: query ``t`` sees cells ``j ≤ t`` (``j < t`` when ``strictly_earlier``, as a
+    context query equals its own cell's key; cell 0 at ``t = 0``), in parallel mode; otherwise
+    it sees all ``J`` (a step: the caller passes the cells it may see)."""
+    keys = F.normalize(keys, dim=-1)
+    query = F.normalize(query, dim=-1)
+    pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
+    scores = strength[..., None] * torch.einsum(pattern, query, keys)
+    if causal:
+        T, J = scores.shape[1], scores.shape[-1]
+        future = torch.ones(T, J, dtype=torch.bool, device=keys.device).triu(
+            0 if strictly_earlier else 1)
+        future[0, 0] = False
+        scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
+    weights = (scores / temperature).softmax(-1)
+    if hard:
+        one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)
+        weights = straight_through(weights, one_hot)
+    return weights

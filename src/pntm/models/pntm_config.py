@@ -1,0 +1,138 @@
+"""``PNTMConfig``: every hyper-parameter of a P-NTM layer and model, its default, and its checks.
+
+One frozen dataclass holds P-NTM's defaults and validates them in one place: the value rules of
+``pntm.models.rules`` (one per key, shared with the command line's messages) and the checks
+that relate keys to each other. ``PNTM.default_config()`` is this dataclass's fields as a dict,
+so the run-config machinery (``configs/*.yaml``, ``--set``, ``resolve_config``) is unchanged.
+
+Two layers of defaults, on purpose:
+
+* **the dataclass** holds the library defaults: what ``PNTMLayer(d_model=64)`` or
+  ``PNTM(vocab, sep)`` builds when nothing is said. They are the historical model defaults that
+  the tests and the benchmarks were written against (two layers, two read heads, a learned
+  write head), so changing them would change what those measure;
+* **``configs/pntm.yaml``** is the command line's default *run* config, layered over the
+  dataclass by ``pntm.config`` (then ``configs/pntm-TASK.yaml``, ``--config``, ``--set``): the
+  base configuration of the grid in RESULTS.md (one layer, six read heads, the tape writer,
+  relaxed heads 1-4), which four tasks' own files adjust. Every run writes the full resolved ``model_config`` into its
+  ``config.yaml``, so a run never depends on either layer's defaults later.
+
+``PNTMConfig.run_default()`` gives the second as a dataclass too, for a library user who wants
+the trained configuration rather than the library default.
+
+The memory size is not a hyper-parameter: ``memory_cells`` (here, the one formula the model,
+its layers and the memory estimate of ``pntm.models.rules`` share) picks it per input length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pntm.errors import ConfigError
+from pntm.models.rules import check_model_config
+
+
+def memory_cells(length: int, shift_range: int, periods, min_cells: int) -> int:
+    """Memory cells for ``length`` tokens: the smallest multiple of ``lcm(periods)`` that is at
+    least ``shift_range * length + 1`` and ``min_cells``, so no head can wrap around onto cells
+    it has visited and a head left of cell 0 keeps its residues."""
+    quantum = math.lcm(*periods) if periods else 1
+    need = max(min_cells, shift_range * length + 1)
+    return -(-need // quantum) * quantum
+
+
+@dataclass(frozen=True)
+class PNTMConfig:
+    """P-NTM hyper-parameters (equations and decisions: ``pntm.models.pntm``).
+
+    Lists given for ``periods`` and ``relax`` are kept as tuples (the config is immutable);
+    ``as_dict()`` gives them back as lists, the form of a YAML run config."""
+
+    d_model: int = 64            # residual stream width
+    d_ff: int = 128              # controller hidden width
+    layers: int = 2              # layers of a PNTM model (a PNTMLayer ignores it)
+    memory_width: int = 32       # W: numbers per memory cell
+    read_heads: int = 2
+    shift_range: int = 1         # K: a head moves by -K..K cells per token
+    periods: tuple[int, ...] = (2, 3, 4, 5)
+    address_width: int = 16      # read-only periodic address tag per cell
+    initial_memory: float = 1e-6
+    min_cells: int = 60
+    hard: bool = True            # straight-through hard shifts and jumps
+    relax: tuple[float, float] = (0.0, 0.0)  # soft-then-anneal phase, fractions of training
+    min_temperature: float = 0.1
+    hold_temperature: bool = False  # after the relax phase, keep min_temperature in the
+    #                                 straight-through gradient of the relaxed heads
+    relaxed_heads: int | None = None  # read heads (per layer) the relax phase softens; None: all
+    token_shift: bool = False    # the controller also sees the previous shift_tokens inputs
+    shift_tokens: int = 1        # how many previous inputs token_shift shows the controller
+    memory_path: str = "auto"    # auto: closed-form tape memory when tape_writer, write events
+    #                              for a hard learned writer, chunked scan for a soft one;
+    #                              scan: always the whole memory scan (the reference)
+    memory_chunk: int = 64       # tokens per chunk of a soft learned writer's memory scan
+    head_path: str = "auto"      # auto: hard heads as integer positions; fourier: always the scan
+    jump_horizon: int | None = 16  # steps the hard jump gate's gradient looks ahead; None: all
+    content_heads: int = 0       # content-addressed read heads per layer (needs tape_writer)
+    content_match: str = "content"  # content: compare queries with the cells (as the NTM);
+    #                                 key: with a key written with each cell;
+    #                                 context: cells whose preceding inputs match
+    content_strength: float = 0.69  # initial strength β of content heads (softplus(0))
+    state_heads: int = 0         # finite-state heads per layer (maps on `states` states)
+    states: int = 16             # S: states of each state head
+    stay_bias: float = 2.0       # initial logit of a state head keeping its state
+    state_values: bool = False   # state heads carry values (decay, input), not a one-hot state
+    write_bias: float = 2.0      # initial logit of the write head's +1 shift
+    tape_writer: bool = False    # write head fixed to one cell forward per token
+    jump_bias: float = -2.0
+    scan_method: str = "auto"
+
+    def __post_init__(self):
+        for name in ("periods", "relax"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        self.validate()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a ``model_config`` mapping (tuples as lists), in declaration order."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def replace(self, **changes) -> "PNTMConfig":
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def run_default(cls) -> "PNTMConfig":
+        """The command line's default P-NTM run config (``configs/pntm.yaml``'s model_config
+        over the dataclass defaults): the base configuration of the trained grid."""
+        from pntm.config import package_config  # the YAML layer, read lazily
+        return cls(**package_config("pntm", None).get("model_config", {}))
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first value outside its rule or keys that do not fit
+        together; the messages name the ``model_config`` key, as the command line shows them."""
+        cfg = self.as_dict()
+        check_model_config("pntm", cfg)
+        if cfg["content_heads"] and not cfg["tape_writer"]:
+            raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
+                              "tape_writer: true (they read the write-once tape)")
+        if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["token_shift"]:
+            raise ConfigError("pntm model_config.content_match 'context' needs token_shift (the "
+                              "context is the shift_tokens inputs before each token)")
+
+    # ---- derived values ----------------------------------------------------------------------
+    @property
+    def window(self) -> int:
+        """How many previous inputs the controller sees (0 without token shift)."""
+        return self.shift_tokens if self.token_shift else 0
+
+    def num_cells(self, length: int) -> int:
+        """Memory cells for ``length`` tokens (``memory_cells``)."""
+        return memory_cells(length, self.shift_range, self.periods, self.min_cells)
