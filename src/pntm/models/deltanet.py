@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pntm.models.base import SequenceModel, register_model
-from pntm.models.checks import check_bools, check_divisible, check_positive_ints
+from pntm.models.checks import check_divisible
 
 
 def delta_rule_recurrent(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
@@ -213,9 +213,7 @@ class DeltaNet(SequenceModel):
 
     @classmethod
     def check_config(cls, cfg: dict) -> None:
-        check_positive_ints("deltanet", cfg, ("d_model", "layers", "heads", "d_ff",
-                                              "conv_size", "chunk_size"))
-        check_bools("deltanet", cfg, ("negative_eigenvalues",))
+        """Relations between values (each value's own range: pntm.models.rules)."""
         check_divisible("deltanet", cfg, "d_model", "heads")
 
     def __init__(self, vocab_size: int, sep_id: int, **config):

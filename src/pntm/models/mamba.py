@@ -40,7 +40,6 @@ import torch
 from torch import Tensor, nn
 
 from pntm.models.base import MissingExtraError, SequenceModel, register_model
-from pntm.models.checks import check_bools, check_positive_ints
 
 try:
     from mambapy.mamba import MambaBlock, MambaConfig, RMSNorm
@@ -112,15 +111,9 @@ class Mamba(SequenceModel):
         return {"d_model": 128, "layers": 2, "d_state": 16, "expand": 2, "d_conv": 4,
                 "negative_eigenvalues": False, "parallel_scan": True}
 
-    @classmethod
-    def check_config(cls, cfg: dict) -> None:
-        check_positive_ints("mamba", cfg, ("d_model", "layers", "d_state", "expand", "d_conv"))
-        check_bools("mamba", cfg, ("negative_eigenvalues", "parallel_scan"))
-
     def __init__(self, vocab_size: int, sep_id: int, **config):
         super().__init__()
         cfg = self.resolve_config(config)
-        self.check_config(cfg)
         self.config = cfg
         self.sep_id = sep_id  # unused: the recurrence needs no hint where the answer starts
         self.mamba_config = MambaConfig(d_model=cfg["d_model"], n_layers=cfg["layers"],

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from pntm.errors import ConfigError
 from pntm.models.base import MissingExtraError, SequenceModel, register_model
-from pntm.models.checks import check_divisible, check_positive_ints
+from pntm.models.checks import check_divisible
 
 try:
     from xlstm import (
@@ -60,14 +60,10 @@ class SLSTM(SequenceModel):
 
     @classmethod
     def check_config(cls, cfg: dict) -> None:
-        check_positive_ints("slstm", cfg, ("d_model", "layers", "heads", "conv_size"))
+        """Relations between values (each value's own range: pntm.models.rules)."""
         check_divisible("slstm", cfg, "d_model", "heads")
         if cfg["d_model"] // cfg["heads"] < 2:  # xlstm's forget-bias init divides by d_h - 1
             raise ConfigError("slstm model_config.d_model / heads must be at least 2")
-        factor = cfg["proj_factor"]
-        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
-            raise ConfigError(f"slstm model_config.proj_factor must be a positive number, "
-                              f"got {factor!r}")
 
     def __init__(self, vocab_size: int, sep_id: int, **config):
         super().__init__()
