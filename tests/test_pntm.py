@@ -366,3 +366,23 @@ def test_state_heads_run_the_automaton_their_maps_choose():
         maps = machine.matrices(h).argmax(-1)
         states = hard_states(maps, start=1)
     assert states[0, :, 0].tolist() == [1, 2, 2, 4]
+
+
+def test_annealed_state_values_leave_the_exact_automaton():
+    """With state_anneal the values' weight falls to 0: at evaluation (and at the end of the
+    schedule in training) the valued head is the one-hot automaton of the same maps."""
+    model = make_model(state_heads=1, states=4, state_values=True, state_anneal=[0.2, 0.6])
+    machine = model.layers[0].machine
+    h = torch.randn(2, 30, machine.to_maps.in_features)
+    with torch.no_grad():
+        exact = machine(h, hard=True)                      # eval mode: λ = 0
+        assert torch.equal(exact, F.one_hot(exact.argmax(-1), 4).to(exact))
+        model.train()
+        model.set_training_progress(0.0)
+        assert machine.value_weight == 1.0
+        valued = machine(h, hard=True)
+        assert not torch.equal(valued, exact)
+        model.set_training_progress(0.4)
+        assert abs(machine.value_weight - 0.5) < 1e-9
+        model.set_training_progress(0.6)
+        torch.testing.assert_close(machine(h, hard=True), exact)

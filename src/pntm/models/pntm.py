@@ -215,7 +215,7 @@ class PNTMLayer(nn.Module):
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
         reads = self.read_heads + content_heads
         self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
-                                   config.stay_bias, config.state_values)
+                                   config.stay_bias, config.state_values, config.state_anneal)
                         if state_heads else None)
         self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)
@@ -253,6 +253,8 @@ class PNTMLayer(nn.Module):
         held = cfg.min_temperature if cfg.hold_temperature and end > 0 else 1.0
         self.relaxed = relaxed
         self.temperature = cfg.min_temperature ** ramp if relaxed else held
+        if self.machine is not None:
+            self.machine.set_training_progress(fraction)
 
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens (``pntm.models.pntm_config.memory_cells``)."""
@@ -558,7 +560,8 @@ class PNTMLayer(nn.Module):
 class PNTM(SequenceModel):
     """Parallelizable Neural Turing Machine (see the module docstring for the equations)."""
 
-    nullable_config = frozenset({"jump_horizon"})  # null: the exact jump gradient
+    nullable_config = frozenset({"jump_horizon", "state_anneal"})  # null: exact jump gradient;
+    #                                                              no annealing of state values
 
     @classmethod
     def default_config(cls) -> dict:

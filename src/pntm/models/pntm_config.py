@@ -84,13 +84,14 @@ class PNTMConfig:
     states: int = 16             # S: states of each state head
     stay_bias: float = 2.0       # initial logit of a state head keeping its state
     state_values: bool = False   # state heads carry values (decay, input), not a one-hot state
+    state_anneal: tuple[float, float] | None = None  # valued states' weight 1 -> 0 over [a, b]
     write_bias: float = 2.0      # initial logit of the write head's +1 shift
     tape_writer: bool = False    # write head fixed to one cell forward per token
     jump_bias: float = -2.0
     scan_method: str = "auto"
 
     def __post_init__(self):
-        for name in ("periods", "relax"):
+        for name in ("periods", "relax", "state_anneal"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))

@@ -132,6 +132,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "content_strength": number(0, low_open=True), "write_bias": FINITE,
              "tape_writer": boolean, "jump_bias": FINITE, "scan_method": scan_method,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE, "state_values": boolean,
+             "state_anneal": lambda v: None if v is None else fraction_pair(v),
              "memory_chunk": POSITIVE},
 }
 
