@@ -44,6 +44,13 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
    heads or the memory, so it is causal attention over the tape: O(T²) in training and O(t) per
    decoded token, the only part of a layer whose cost grows with the context.
 
+   **State reads** (``state_heads`` per layer, optional; ``pntm.models.state_heads``). Each
+   state head is a small automaton: the controller chooses a map ``f_t`` of ``S`` states onto
+   themselves, ``s_t = f_t(s_{t-1})``, the maps compose in a parallel scan
+   (``pntm.state_maps``), and the head reads a learned embedding of its state. With
+   ``state_values`` the state carries values, ``x_t = (d_t ⊙ x_{t-1}) A_t + c_t``, which
+   ``state_anneal`` fades back to the exact one-hot automaton by the end of training.
+
 5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t]``; after the last layer,
    ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
    separator-and-answer).
