@@ -405,7 +405,9 @@ class PNTMLayer(nn.Module):
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
         ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
         if self.machine is not None:
-            relaxing = self.relaxing()
+            # valued state heads relax through their values (state_anneal), so their maps stay
+            # hard (straight-through) in the heads' relax phase; one-hot ones follow the phase
+            relaxing = self.relaxing() and self.machine.to_values is None
             ctl["states"] = self.machine(ctl["h"], self.hard and not relaxing,
                                          self.temperature if relaxing else 1.0)
         if self.tape_writer and self.memory_path == "auto" and self.uses_positions():
