@@ -65,9 +65,14 @@ class SequenceModel(nn.Module):
         return {}
 
     @classmethod
+    def check_config(cls, cfg: dict) -> None:
+        """Relations between a resolved config's values (each value's own range is a rule in
+        ``pntm.models.rules``); a model with such relations overrides it and raises ConfigError."""
+
+    @classmethod
     def resolve_config(cls, config: dict) -> dict:
-        """Defaults overridden by ``config``; an unknown key or a value outside its rule
-        (``pntm.models.rules``) is a ConfigError."""
+        """Defaults overridden by ``config``; an unknown key, a value outside its rule
+        (``pntm.models.rules``) or values that break ``check_config`` is a ConfigError."""
         defaults = cls.default_config()
         unknown = sorted(set(config) - set(defaults))
         if unknown:
@@ -76,6 +81,7 @@ class SequenceModel(nn.Module):
         resolved = {**defaults, **config}
         if cls.registry_name is not None:
             check_model_config(cls.registry_name, resolved)
+        cls.check_config(resolved)
         return resolved
 
     def set_training_progress(self, fraction: float) -> None:

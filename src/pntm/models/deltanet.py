@@ -219,7 +219,6 @@ class DeltaNet(SequenceModel):
     def __init__(self, vocab_size: int, sep_id: int, **config):
         super().__init__()
         cfg = self.resolve_config(config)
-        self.check_config(cfg)
         self.config = cfg
         self.sep_id = sep_id  # unused: the recurrence needs no hint where the answer starts
         self.embedding = nn.Embedding(vocab_size, cfg["d_model"])

@@ -184,7 +184,6 @@ class Transformer(SequenceModel):
     def __init__(self, vocab_size: int, sep_id: int, **config):
         super().__init__()
         cfg = self.resolve_config(config)
-        self.check_config(cfg)
         self.config = cfg
         self.sep_id = sep_id  # unused: causal attention needs no hint where the answer starts
         self.positional = cfg["positional"]
