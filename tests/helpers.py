@@ -17,6 +17,32 @@ def run_recurrent(model, tokens):
     return torch.stack(logits, 1)
 
 
+def brute_force_jump_gradient(G, shift, jump, cell, cells, horizon):
+    """The hard jump gate's straight-through gradient summed by brute force:
+    ``±Σ_{o<h, no jump in (t, t+o]} (G_{t+o}[x_t + c_{t+o} - c_t] - G_{t+o}[c_{t+o}])`` for dense
+    weight gradients ``G`` (B, T, H, N), one-hot ``shift`` (B, T, H, 2K+1), gates ``jump`` and the
+    heads' cells ``cell`` (B, T, H); ``x_t`` is where the other choice of the gate puts the head."""
+    B, T, H = cell.shape
+    K = (shift.shape[-1] - 1) // 2
+    jumped = jump > 0.5
+    expected = torch.zeros(B, T, H)
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                k = shift[b, t, h].argmax().item() - K
+                before = cell[b, t - 1, h].item() if t else cells - 1
+                other = (before + k) if jumped[b, t, h] else k
+                total = 0.0
+                for o in range(horizon):
+                    tau = t + o
+                    if tau >= T or (o > 0 and jumped[b, tau, h]):
+                        break
+                    moved = cell[b, tau, h] - cell[b, t, h]
+                    total += G[b, tau, h, (other + moved) % cells] - G[b, tau, h, cell[b, tau, h]]
+                expected[b, t, h] = -total if jumped[b, t, h] else total
+    return expected
+
+
 def sample_tokens(batch, length, vocab, seed=0, sep_at=None):
     """BOS, then random symbols (ids 4..vocab-1) with one SEP at ``sep_at`` (default a third of
     the way), so both segments occur."""

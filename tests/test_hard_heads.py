@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import run_recurrent, sample_tokens
+from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
 from pntm.hard_heads import head_positions, tape_read
 from pntm.models.pntm import PNTM
 
@@ -93,22 +93,7 @@ def test_jump_gradient_sums_the_next_horizon_steps(horizon):
     torch.testing.assert_close(contents, ref_c)
     torch.testing.assert_close(tags, ref_t)
     G, = torch.autograd.grad([ref_c, ref_t], [weights], [grad_c, grad_t])
-    jumped = jump > 0.5
-    expected = torch.zeros(B, T, H)
-    for b in range(B):
-        for h in range(H):
-            for t in range(T):
-                k = shift[b, t, h].argmax().item() - K
-                before = cell[b, t - 1, h].item() if t else cells - 1
-                other = (before + k) if jumped[b, t, h] else k
-                total = 0.0
-                for o in range(horizon):
-                    tau = t + o
-                    if tau >= T or (o > 0 and jumped[b, tau, h]):
-                        break
-                    moved = cell[b, tau, h] - cell[b, t, h]
-                    total += G[b, tau, h, (other + moved) % cells] - G[b, tau, h, cell[b, tau, h]]
-                expected[b, t, h] = -total if jumped[b, t, h] else total
+    expected = brute_force_jump_gradient(G, shift, jump, cell, cells, horizon)
     torch.testing.assert_close(jump.grad, expected, atol=1e-5, rtol=1e-5)
 
 

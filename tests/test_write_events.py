@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import run_recurrent, sample_tokens
+from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
 from pntm.errors import ConfigError
 from pntm.hard_heads import head_positions
 from pntm.models.pntm import PNTM
@@ -109,23 +109,8 @@ def test_write_head_jump_gradient_sums_the_next_horizon_steps(horizon):
                             grads)
     weights = sequential_weights(shift, jump, cells).detach().requires_grad_()
     G, = torch.autograd.grad(sequential_reads(weights, erase, add, table, 0.1), [weights], grads)
-    jumped = jump > 0.5
-    cell = torch.remainder(head_positions(shift.argmax(-1) - K, jumped), cells)
-    expected = torch.zeros(B, T, 3)
-    for b in range(B):
-        for h in range(3):
-            for t in range(T):
-                k = shift[b, t, h].argmax().item() - K
-                before = cell[b, t - 1, h].item() if t else cells - 1
-                other = (before + k) if jumped[b, t, h] else k
-                total = 0.0
-                for o in range(horizon):
-                    tau = t + o
-                    if tau >= T or (o > 0 and jumped[b, tau, h]):
-                        break
-                    moved = cell[b, tau, h] - cell[b, t, h]
-                    total += G[b, tau, h, (other + moved) % cells] - G[b, tau, h, cell[b, tau, h]]
-                expected[b, t, h] = -total if jumped[b, t, h] else total
+    cell = torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5), cells)
+    expected = brute_force_jump_gradient(G, shift, jump, cell, cells, horizon)
     torch.testing.assert_close(jump.grad, expected, atol=1e-5, rtol=1e-5)
 
 
