@@ -14,6 +14,28 @@ def test_defaults_include_the_model_and_packaged_config():
     assert cfg["eval"]["samples"] == 128 and cfg["eval"]["eval_seed"] == 1234
 
 
+def test_one_shipped_config_per_model_whatever_the_task():
+    """No shipped config knows its task: every built-in task resolves to the same P-NTM model
+    config and training settings (apart from the lengths a task cannot produce, which
+    fit_lengths leaves out), and the package holds no per-task file."""
+    from importlib import resources
+
+    from pntm import tasks
+
+    shipped = sorted(f.name for f in (resources.files("pntm") / "configs").iterdir()
+                     if f.name.endswith(".yaml"))
+    assert shipped and all("-" not in name for name in shipped), shipped
+    for model in ("pntm", "lstm", "transformer", "ntm"):
+        seen = []
+        for name in tasks.TASKS:
+            cfg = config_lib.build_config(name, model)
+            train = {k: v for k, v in cfg["train"].items() if k != "train_lengths"}
+            seen.append((cfg["model_config"], train))
+        assert all(s == seen[0] for s in seen), model
+    pntm = config_lib.build_config("parity", "pntm")["model_config"]
+    assert pntm["tape_writer"] and pntm["state_heads"] and pntm["periods"] == []
+
+
 def test_set_parses_yaml_values_and_dotted_keys():
     cfg = config_lib.build_config("parity", "lstm", sets=[
         "model_config.d_model=64", "train.lr=3e-4", "train.train_lengths=[2, 20]",

@@ -9,8 +9,9 @@ A config is a nested dict::
     eval:  {lengths, validation_lengths, samples, eval_seed, batch_size}
 
 Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the package's
-``configs/{model}.yaml``, ``configs/{model}-{task}.yaml``, the user's ``--config FILE``, each
-``--set``, then the ``--steps`` / ``--seed`` flags. Every key is checked against the defaults,
+``configs/{model}.yaml`` (one per model, the same for every task: no shipped config knows the
+task it trains on), the user's ``--config FILE``, each ``--set``, then the ``--steps`` /
+``--seed`` flags. Every key is checked against the defaults,
 so a typo is an error rather than a silently ignored setting.
 
 Checks: every key's type (from its default), each value's range (``_check_values``; seeds
@@ -19,8 +20,7 @@ model's own values (``pntm.models.rules``, through ``resolve_config``), and, whe
 the memory one training step needs against the machine's (``check_fits``).
 
 A run on the user's own JSONL data (``pntm train --data``) has ``data`` set (see pntm.data): its
-``task`` is only a name (the file's stem unless ``--task`` names it), no per-task config file
-applies, and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.
+``task`` is only a name (the file's stem unless ``--task`` names it), and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.
 
 A built-in task's run asks only for lengths the task can produce: the defaults leave out those
 below its ``min_length`` (``solve_equation`` trains on 3-40 and is evaluated from 3), and a
@@ -121,15 +121,11 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
     return data
 
 
-def package_config(model: str, task: str | None) -> dict:
-    """The shipped defaults for ``model``, then for (``model``, ``task``) when present."""
-    merged: dict = {}
-    names = [f"{model}.yaml"] + ([f"{model}-{task}.yaml"] if task else [])
-    for name in names:
-        ref = resources.files("pntm") / "configs" / name
-        if ref.is_file():
-            merged = merge(merged, load_yaml(Path(str(ref)), "packaged config"))
-    return merged
+def package_config(model: str) -> dict:
+    """The shipped run config of ``model`` (``configs/{model}.yaml``), the same for every task;
+    empty when the model has none."""
+    ref = resources.files("pntm") / "configs" / f"{model}.yaml"
+    return load_yaml(Path(str(ref)), "packaged config") if ref.is_file() else {}
 
 
 def parse_set(item: str) -> dict:
@@ -180,11 +176,11 @@ def build_config(task: str | None = None, model: str | None = None, *,
     for key in ("task", "model"):
         if not isinstance(user.get(key), str) or not user[key]:
             raise ConfigError(f"no {key} given (use --{key} or set {key} in --config)")
+    base = merge(defaults_for(user["model"]), package_config(user["model"]))
     if data is None:
         task = tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
-        base = merge(defaults_for(user["model"]), package_config(user["model"], user["task"]))
         return validate(merge(fit_lengths(base, task), user))
-    cfg = merge(merge(defaults_for(user["model"]), package_config(user["model"], None)), user)
+    cfg = merge(base, user)
     lengths = tasks.parse_lengths(data["lengths"])
     cfg["data"] = dict(data)
     cfg["train"]["train_lengths"] = [lengths[0], lengths[-1]]

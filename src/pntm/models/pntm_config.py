@@ -11,10 +11,10 @@ Two layers of defaults, on purpose:
   ``PNTM(vocab, sep)`` builds when nothing is said. They are the historical model defaults that
   the tests and the benchmarks were written against (two layers, two read heads, a learned
   write head), so changing them would change what those measure;
-* **``configs/pntm.yaml``** is the command line's default *run* config, layered over the
-  dataclass by ``pntm.config`` (then ``configs/pntm-TASK.yaml``, ``--config``, ``--set``): the
-  base configuration of the grid in RESULTS.md (one layer, six read heads, the tape writer,
-  relaxed heads 1-4), which four tasks' own files adjust. Every run writes the full resolved ``model_config`` into its
+* **``configs/pntm.yaml``** is the command line's one *run* config, layered over the dataclass
+  by ``pntm.config`` (then ``--config``, ``--set``) and the same for every task: two layers, six
+  read heads and a content head over the tape, state heads, no address tags (its comments and
+  ``pntm.models.pntm`` say why). Every run writes the full resolved ``model_config`` into its
   ``config.yaml``, so a run never depends on either layer's defaults later.
 
 ``PNTMConfig.run_default()`` gives the second as a dataclass too, for a library user who wants
@@ -114,7 +114,7 @@ class PNTMConfig:
         """The command line's default P-NTM run config (``configs/pntm.yaml``'s model_config
         over the dataclass defaults): the base configuration of the trained grid."""
         from pntm.config import package_config  # the YAML layer, read lazily
-        return cls(**package_config("pntm", None).get("model_config", {}))
+        return cls(**package_config("pntm").get("model_config", {}))
 
     def validate(self) -> None:
         """Raise ConfigError for the first value outside its rule or keys that do not fit
