@@ -333,10 +333,10 @@ def test_context_head_reads_the_cell_after_the_same_context():
     torch.testing.assert_close(cos, torch.tensor(1.0))
 
 
-def test_content_heads_need_the_tape_writer():
+def test_content_heads_config_rules():
     from pntm.errors import ConfigError
-    with pytest.raises(ConfigError, match="content_heads"):
-        make_model(content_heads=1)
+    with pytest.raises(ConfigError, match="need hard: true"):  # a learned writer must be hard
+        make_model(content_heads=1, hard=False)
     with pytest.raises(ConfigError, match="content_match"):
         make_model(tape_writer=True, content_heads=1, content_match="both")
     with pytest.raises(ConfigError, match="content_strength"):

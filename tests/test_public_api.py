@@ -53,7 +53,7 @@ def test_the_config_is_one_frozen_place_for_defaults_and_checks():
     with pytest.raises(ConfigError, match="model_config.read_heads must be a positive integer"):
         pntm.PNTMLayer(read_heads=0)
     with pytest.raises(ConfigError, match="content_heads"):  # keys that must go together
-        pntm.PNTMConfig(content_heads=1)
+        pntm.PNTMConfig(content_heads=1, hard=False)
     with pytest.raises(ConfigError, match="relax"):
         cfg.replace(relax=(0.7, 0.3))
 

@@ -12,7 +12,9 @@ from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
 from pntm.errors import ConfigError
 from pntm.hard_heads import head_positions
 from pntm.models.pntm import PNTM
-from pntm.write_events import event_read, sequential_reads, sequential_reference, sequential_weights
+from pntm.content_addressing import content_weights
+from pntm.write_events import (event_read, live_writes, sequential_content_reads, sequential_reads,
+                                sequential_reference, sequential_weights, written_rows)
 
 SEP = 2
 VOCAB = 9
@@ -218,3 +220,80 @@ def test_the_tape_writer_never_takes_the_learned_writer_paths(progress):
             mock.patch("pntm.models.pntm.chunked_memory_reads") as chunks:
         net(sample_tokens(2, 30, VOCAB)).sum().backward()
     assert not events.called and not chunks.called
+
+
+def test_live_writes_by_hand():
+    """Writes to cells 0, 1, 0, 2, 1: the write at 0 is overwritten at 2, the one at 1 at 4."""
+    live = live_writes(torch.tensor([[0, 1, 0, 2, 1]]))[0].int().tolist()
+    assert live == [[1, 0, 0, 0, 0],
+                    [1, 1, 0, 0, 0],
+                    [0, 1, 1, 0, 0],
+                    [0, 1, 1, 1, 0],
+                    [0, 0, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("T,K,jump_rate", [(1, 1, 0.0), (50, 1, 0.2), (300, 2, 0.02)])
+def test_content_reads_over_written_cells_equal_the_dense_memory(T, K, jump_rate):
+    """Content heads under a learned writer: the written rows (one event read), masked by
+    liveness, equal soft content addressing over the dense memory's written cells, forward
+    and in the gradients of erase, add, query, strength and the tags. (The write head's moves
+    get the straight-through gradient of a read that follows it, not the dense one.)"""
+    B, W, H_c = 2, 3, 2
+    shift, jump, erase, add, table = random_case(B, T, 0, K, W, seed=T, jump_rate=jump_rate)
+    g = torch.Generator().manual_seed(5)
+    query = torch.randn(B, T, H_c, W, generator=g).requires_grad_()
+    strength = (3 * torch.rand(B, T, H_c, generator=g)).requires_grad_()
+    cells = 2 * K * T + 6
+    rows, row_tags, cell = written_rows(shift, jump, erase, add, table, 0.1, cells)
+    weights = content_weights(query, strength, rows, causal=False, strictly_earlier=False,
+                              temperature=1.0, hard=False, allowed=live_writes(cell))
+    fast = (torch.einsum("bthj,bjw->bthw", weights, rows),
+            torch.einsum("bthj,bjw->bthw", weights, row_tags))
+    slow = sequential_content_reads(sequential_weights(shift, jump, cells), erase, add, table,
+                                    0.1, query, strength)
+    leaves = [erase, add, query, strength, table]
+    grads = [torch.randn(fast[0].shape, generator=g), torch.randn(fast[1].shape, generator=g)]
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    fast_grads = torch.autograd.grad(fast, leaves, grads)
+    slow_grads = torch.autograd.grad(slow, leaves, grads)
+    for name, a, b in zip(["erase", "add", "query", "strength", "table"], fast_grads, slow_grads):
+        scale = b.abs().max().clamp(min=1.0)
+        torch.testing.assert_close(a / scale, b / scale, atol=2e-5, rtol=0, msg=name)
+
+
+def test_content_heads_with_a_learned_writer_decode_as_the_parallel_pass():
+    """A learned writer with a content head: the parallel pass (write events, or the whole
+    memory scan) equals recurrent decoding, before and after a few training steps; the writer
+    stays hard in the relax phase (only hard writes define which cells are written)."""
+    net = model(content_heads=1, jump_bias=0.0, write_bias=0.0, relax=[0.5, 0.9])
+    net.set_training_progress(0.0)
+    assert net.layers[0].relaxing() and not bool(net.layers[0].relaxed_mask[0])
+    tokens = sample_tokens(2, 80, VOCAB)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    for step in range(2):
+        net.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5,
+                                       rtol=1e-5)
+        net.train()
+        for inner in range(10):
+            net.set_training_progress(0.1 * inner)  # relaxed reads, then hard
+            batch = sample_tokens(8, 24, VOCAB, seed=10 * step + inner)
+            loss = F.cross_entropy(net(batch)[:, 3:].reshape(-1, VOCAB), batch[:, :-3].reshape(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    results = []
+    for path in ("auto", "scan"):
+        twin = model(content_heads=1, memory_path=path, jump_bias=0.0, write_bias=0.0).train()
+        twin.load_state_dict(net.state_dict())
+        results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
+    assert_same_model_outputs(results)
+
+
+@pytest.mark.parametrize("match", ["key", "context"])
+def test_content_heads_with_a_learned_writer_compare_contents_only(match):
+    with pytest.raises(ConfigError, match="content_match: content"):
+        PNTM(VOCAB, SEP, tape_writer=False, content_heads=1, content_match=match,
+             token_shift=True)

@@ -1,17 +1,18 @@
-"""Content addressing over the tape: the weightings of P-NTM's content heads (pure functions).
+"""Content addressing over the written cells: the weightings of P-NTM's content heads (pure functions).
 
-A content head (``content_heads`` per layer, with the tape writer) compares a query with every
-written cell, by cosine similarity scaled by a strength, as the NTM's content addressing does::
+A content head (``content_heads`` per layer) compares a query with every written cell (on the
+tape, cells ``j ≤ t``; under a learned writer, the cells it has written, each holding its
+last write), by cosine similarity scaled by a strength, as the NTM's content addressing does::
 
     c^h_t = softmax_{j ≤ t}(β_t cos(q_t, M[j])),   q_t = W_q h_t,   β_t = softplus(W_β h_t)
 
-(hard: the argmax, straight-through; exact ties go to the first cell), and the layer reads
+(hard: the argmax, straight-through; exact ties go to the earliest written cell), and the layer reads
 ``[M[j], A[j]]`` with it like a location head. What the query is compared with is
 ``content_match``:
 
 * ``content``: the cell's content ``M[j]`` itself;
-* ``key``: a key ``k_j = W_k h_j`` written with each cell, so that a cell's value does not move
-  its address;
+* ``key`` (tape writer only, as ``context``): a key ``k_j = W_k h_j`` written with each cell,
+  so that a cell's value does not move its address;
 * ``context`` (needs ``token_shift``): the inputs before the cell. The key of cell ``j`` is a
   projection of the ``k = shift_tokens`` inputs before it, and the query at ``t`` is the same
   projection of the ``k`` inputs before ``t``::
@@ -38,14 +39,17 @@ from pntm.fourier_heads import straight_through
 
 
 def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
-                    strictly_earlier: bool, temperature: float, hard: bool) -> Tensor:
+                    strictly_earlier: bool, temperature: float, hard: bool,
+                    allowed: Tensor | None = None) -> Tensor:
     """Weightings (B, T, H, J) of queries (B, T, H, W) with strengths (B, T, H) over the ``J``
     cells whose ``keys`` (B, J, W), or per head (B, J, H, W), are given: a softmax of
     strength × cosine at ``temperature``, or with ``hard`` its argmax, straight-through.
 
     ``causal``: query ``t`` sees cells ``j ≤ t`` (``j < t`` when ``strictly_earlier``, as a
     context query equals its own cell's key; cell 0 at ``t = 0``), in parallel mode; otherwise
-    it sees all ``J`` (a step: the caller passes the cells it may see)."""
+    it sees all ``J`` (a step: the caller passes the cells it may see). ``allowed`` (B, T, J),
+    when given, also hides the cells it marks False (a learned writer's overwritten or unwritten
+    cells, ``pntm.write_events.live_writes``); every row must allow at least one cell."""
     keys = F.normalize(keys, dim=-1)
     query = F.normalize(query, dim=-1)
     pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
@@ -56,6 +60,8 @@ def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
             0 if strictly_earlier else 1)
         future[0, 0] = False
         scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed[:, :, None, :], float("-inf"))
     weights = (scores / temperature).softmax(-1)
     if hard:
         one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)

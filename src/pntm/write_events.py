@@ -337,6 +337,48 @@ def event_read(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: T
     return _EventRead.apply(shift, jump, erase, add, table, initial, cells, horizon)
 
 
+def written_rows(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: Tensor,
+                 initial: float, cells: int, horizon: int | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """What a hard learned write head leaves behind at every step, for content heads: the
+    value ``M_t[c_t]`` of its cell just after the write at ``t`` (B, T, W), that cell's address
+    tag (B, T, A), and the cells ``c_t`` (B, T) (long). Arguments as ``event_read``'s; only
+    the write head's (index 0) moves are used.
+
+    It is one ``event_read`` with a read head that makes the write head's own moves, so it sits
+    on ``c_t`` and reads after the write: the values carry the erase/add gradients of the whole
+    history of their cell, and the straight-through position gradients are those of a read at
+    ``(t, c_t)`` (they reach the write head's moves, which that head shares)."""
+    K = (shift.shape[-1] - 1) // 2
+    writer_shift = shift[:, :, :1]
+    writer_jump = jump[:, :, :1]
+    contents, tags = event_read(torch.cat([writer_shift, writer_shift], 2),
+                                torch.cat([writer_jump, writer_jump], 2), erase, add, table,
+                                initial, cells, horizon)
+    cell = torch.remainder(head_positions(writer_shift[:, :, 0].argmax(-1) - K,
+                                          writer_jump[:, :, 0] > 0.5), cells)
+    return contents[:, :, 0], tags[:, :, 0], cell
+
+
+def live_writes(cell: Tensor) -> Tensor:
+    """Which writes are still in memory at each step: ``[b, t, s]`` (B, T, T) is True when
+    the write at ``s`` (to cell ``cell[b, s]``) happened at or before ``t`` and no later write
+    to the same cell happened at or before ``t``. The memory at ``t`` is exactly the live
+    writes' values on their cells (and ``m_0`` on cells never written). Every row has at least
+    one live write, its own step's. A sort by (cell, time) finds each write's successor on its
+    cell: O(T log T), then the O(T²) mask (what a content head's scores cost anyway)."""
+    B, T = cell.shape
+    steps = torch.arange(T, device=cell.device)
+    keys, order = (cell * T + steps).sort(dim=1)
+    same_cell = torch.div(keys[:, 1:], T, rounding_mode="floor") == torch.div(
+        keys[:, :-1], T, rounding_mode="floor")
+    successor = torch.where(same_cell, keys[:, 1:] % T, T)      # next write to the cell, or T
+    successor = torch.cat([successor, successor.new_full((B, 1), T)], 1)
+    overwritten_at = torch.empty_like(successor).scatter_(1, order, successor)  # time order
+    t, s = steps[:, None], steps[None, :]
+    return (s <= t) & (t < overwritten_at[:, None, :])
+
+
 def sequential_weights(shift: Tensor, jump: Tensor, cells: int) -> Tensor:
     """Dense weightings (B, T, heads, N), one step at a time:
     ``w_t = Σ_k s_t[k] roll((1 - g_t) w_{t-1} + g_t δ_0, k)``, ``w_0 = δ_{-1}``."""
@@ -377,3 +419,29 @@ def sequential_reference(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor
     (``sequential_weights``, ``sequential_reads``), differentiable by autograd: the oracle."""
     weights = sequential_weights(shift, jump, cells)
     return sequential_reads(weights, erase, add, table, initial)
+
+
+def sequential_content_reads(weights: Tensor, erase: Tensor, add: Tensor, table: Tensor,
+                             initial: float, query: Tensor, strength: Tensor
+                             ) -> tuple[Tensor, Tensor]:
+    """Soft content heads over a hard learned writer's memory, step by step with the dense
+    memory: the oracle of ``written_rows`` + ``live_writes`` + ``content_weights``. At step
+    ``t`` each head takes ``softmax_i(β_t cos(q_t, M_t[i]))`` over the cells written so far and
+    reads ``[M_t[i], A[i]]``. ``weights`` (B, T, 1 + H, N) from ``sequential_weights`` (head 0
+    writes; only it is used), ``query`` (B, T, H_c, W), ``strength`` (B, T, H_c)."""
+    B, _, _, cells = weights.shape
+    memory = torch.full((B, cells, add.shape[-1]), initial, dtype=add.dtype, device=add.device)
+    written = torch.zeros(B, cells, dtype=torch.bool, device=add.device)
+    tags_of_cells = table[torch.arange(cells, device=add.device) % table.shape[0]]
+    contents, tags = [], []
+    for w, e, a, q, beta in zip(weights.unbind(1), erase.unbind(1), add.unbind(1),
+                                query.unbind(1), strength.unbind(1)):
+        write = w[:, 0, :, None]
+        memory = memory * (1 - write * e[:, None]) + write * a[:, None]
+        written = written | (w[:, 0] > 0.5)
+        scores = beta[..., None] * torch.einsum("bhw,bnw->bhn", F.normalize(q, dim=-1),
+                                                F.normalize(memory, dim=-1))
+        p = scores.masked_fill(~written[:, None], float("-inf")).softmax(-1)
+        contents.append(torch.einsum("bhn,bnw->bhw", p, memory))
+        tags.append(p @ tags_of_cells)
+    return torch.stack(contents, 1), torch.stack(tags, 1)

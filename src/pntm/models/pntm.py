@@ -36,13 +36,18 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
        r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]],      A[i] = Σ_p P_p[i mod p]
 
-   **Content reads** (``content_heads`` per layer, optional, with the tape writer): a content
-   head compares a query with every written cell (its content, ``content_match: content``; a
-   key written with it, ``key``; or the inputs before it, ``context``, an induction head) and
+   **Content reads** (``content_heads`` per layer, optional): a content head compares a query
+   with every written cell (its content, ``content_match: content``; with the tape writer also
+   a key written with it, ``key``, or the inputs before it, ``context``, an induction head) and
    reads ``[M[j], A[j]]`` with the resulting weighting like a location head. The equations and
    the choice of ``context`` are in ``pntm.content_addressing``. Nothing feeds back into the
-   heads or the memory, so it is causal attention over the tape: O(T²) in training and O(t) per
-   decoded token, the only part of a layer whose cost grows with the context.
+   heads or the memory, so it is causal attention over the written cells: O(T²) in training
+   and O(t) per decoded token, the only part of a layer whose cost grows with the context.
+   Under a learned (hard) writer the written cells are its writes not yet overwritten: the
+   value each write left in its cell comes from the write events (a read that follows the
+   writer), and a mask keeps, at each step, the writes still in memory
+   (``pntm.write_events.written_rows``, ``live_writes``); tested against content addressing
+   over the dense memory's written cells.
 
    **State reads** (``state_heads`` per layer, optional; ``pntm.models.state_heads``). Each
    state head is a small automaton: the controller chooses a map ``f_t`` of ``S`` states onto
@@ -109,7 +114,9 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   learned write heads need every cell at every step: the memory scan then runs in chunks of
   ``memory_chunk`` tokens, each recomputed in the backward pass (``pntm.memory_chunks``), so
   peak memory is that of one chunk instead of the whole history. ``memory_path: scan`` keeps
-  the whole scan (the reference).
+  the whole scan (the reference). With content heads the writer stays hard in the relax phase
+  (which cells are written is defined only for a hard writer), and the content heads' gradient
+  reaches its moves only as the straight-through gradient of a read that follows it.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Hard
   heads decode with O(1) state and work per head and token (an integer cell, one memory row
@@ -118,6 +125,7 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -132,7 +140,7 @@ from pntm.models.base import SequenceModel, register_model
 from pntm.models.pntm_config import PNTMConfig
 from pntm.models.state_heads import StateHeads
 from pntm.memory_chunks import chunked_memory_reads
-from pntm.write_events import event_read
+from pntm.write_events import event_read, live_writes, written_rows
 from pntm.scan import linear_scan, scan_step
 
 
@@ -148,6 +156,8 @@ class LayerState:
     keys: Tensor | None = None  # (B, N, W), or (B, N, H_content, W) for context match: the keys
     #                             written with the tape (content heads)
     machine: Tensor | None = None  # (B, H_state, S): state heads' distributions (one-hot if hard)
+    written_at: Tensor | None = None  # (B, N) long: when a learned writer last wrote each cell
+    #                                   (-1: never), for content heads
 
 
 class PNTMLayer(nn.Module):
@@ -190,8 +200,11 @@ class PNTMLayer(nn.Module):
         self.learned_heads = self.heads - int(tape_writer)
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
+        # A learned writer under content heads stays hard: they read the cells it has written,
+        # which only a hard writer defines.
         relaxed_reads = read_heads if relaxed_heads is None else min(relaxed_heads, read_heads)
-        mask = [relaxed_reads > 0] * int(not tape_writer) + [
+        self.content_over_writes = content_heads > 0 and not tape_writer
+        mask = [relaxed_reads > 0 and not self.content_over_writes] * int(not tape_writer) + [
             i < relaxed_reads for i in range(read_heads)]
         self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
         self.relaxed = False    # training only: soft heads (see set_training_progress)
@@ -364,30 +377,36 @@ class PNTMLayer(nn.Module):
         return torch.einsum("bthn,nw->bthw", read_weights,
                             self.addresses(read_weights.shape[-1], read_weights.device))
 
-    def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool) -> Tensor:
+    def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool,
+                        allowed: Tensor | None = None) -> Tensor:
         """Content heads' weightings (B, T, H_content, J) over the ``J`` cells whose ``keys``
         (B, J, W), or per head (B, J, H_content, W), are given (``pntm.content_addressing``):
         soft at the current temperature while relaxing, else hard when the layer is."""
         relaxing = self.relaxing()
         return content_addressing.content_weights(
             ctl["query"], ctl["strength"], keys, causal, strictly_earlier=self.match_context,
-            temperature=self.temperature if relaxing else 1.0, hard=self.hard and not relaxing)
+            temperature=self.temperature if relaxing else 1.0, hard=self.hard and not relaxing,
+            allowed=allowed)
 
-    def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor,
-                      causal: bool) -> tuple[Tensor, Tensor]:
-        """Content-addressed reads of the tape (see the module docstring): contents and tags
-        (B, T, H_content, ·). ``rows`` (B, J, W) are the written cells ``M[j] = m_0 + v_j``,
-        ``keys`` what the queries are compared with (the keys written with the cells, or the
-        rows themselves)."""
-        weights = self.content_weights(ctl, keys, causal)
+    def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor, causal: bool,
+                      tags: Tensor | None = None, allowed: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor]:
+        """Content-addressed reads (see the module docstring): contents and tags
+        (B, T, H_content, ·). ``rows`` (B, J, W) are the cells the heads may read, ``keys`` what
+        the queries are compared with (the keys written with the cells, or the rows
+        themselves). On the tape, row ``j`` is cell ``j``, ``M[j] = m_0 + v_j``; for a learned
+        writer (``learned_content_source``) the rows are its writes, ``tags`` (B, J, A) their
+        cells' tags and ``allowed`` (B, T, J) which of them are still in memory at each step."""
+        weights = self.content_weights(ctl, keys, causal, allowed)
         contents = torch.einsum("bthj,bjw->bthw", weights, rows)
-        tags = torch.einsum("bthj,jw->bthw", weights, self.addresses(rows.shape[1], rows.device))
-        return contents, tags
+        if tags is None:
+            tags = self.addresses(rows.shape[1], rows.device).expand(rows.shape[0], -1, -1)
+        return contents, torch.einsum("bthj,bjw->bthw", weights, tags)
 
     def residual(self, u: Tensor, ctl: dict[str, Tensor], contents: Tensor,
                  tags: Tensor, tape: tuple | None = None) -> Tensor:
         """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag; with
-        content heads, ``tape`` = (written rows, their keys, causal) for ``content_reads``."""
+        content heads, ``tape`` holds ``content_reads``' arguments after ``ctl``."""
         if self.content_heads:
             extra_contents, extra_tags = self.content_reads(ctl, *tape)
             contents = torch.cat([contents, extra_contents], dim=2)
@@ -420,7 +439,7 @@ class PNTMLayer(nn.Module):
             contents, tags = event_read(
                 ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"], self.address_table(u.device),
                 self.initial_value, cells, self.jump_horizon)
-            return self.residual(u, ctl, contents, tags)
+            return self.residual(u, ctl, contents, tags, self.learned_content_source(ctl, cells))
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         first = int(self.tape_writer)
         scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
@@ -431,7 +450,7 @@ class PNTMLayer(nn.Module):
             contents, tags = chunked_memory_reads(
                 spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
                 self.initial_value, self.memory_chunk, self.scan_method)
-            return self.residual(u, ctl, contents, tags)
+            return self.residual(u, ctl, contents, tags, self.learned_content_source(ctl, cells))
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
         if self.tape_writer:
             if self.memory_path == "auto":
@@ -441,7 +460,9 @@ class PNTMLayer(nn.Module):
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
                              method=self.scan_method)
-        return self.output(u, ctl, weights, memory, self.parallel_tape(ctl))
+        source = (self.parallel_tape(ctl) if self.tape_writer
+                  else self.learned_content_source(ctl, cells))
+        return self.output(u, ctl, weights, memory, source)
 
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
@@ -460,11 +481,30 @@ class PNTMLayer(nn.Module):
         rows = self.initial_value + self.tape_values(ctl)
         return rows, (rows if self.content_match_is_cell() else ctl["key"]), True
 
+    def learned_content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
+        """What content heads read under a hard learned writer, in parallel mode: its writes
+        (``pntm.write_events.written_rows``: the value each left in its cell, and the cell's
+        tag) and, per step, which of them are still in memory (``live_writes``: not yet
+        overwritten). The memory at ``t`` is exactly those values on their cells, so this is the
+        NTM's content addressing over the written cells, without the ``B·T·N·W`` memory."""
+        if not self.content_heads:
+            return None
+        rows, tags, cell = written_rows(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
+                                        self.address_table(ctl["h"].device),
+                                        self.initial_value, cells, self.jump_horizon)
+        return rows, rows, False, tags, live_writes(cell)
+
     def step_tape(self, ctl: dict[str, Tensor], state: LayerState, memory: Tensor) -> tuple | None:
         """The tape as content heads see it in a step: the cells written so far, this token's
         included (its key is written into ``state.keys`` in place)."""
         if not self.content_heads:
             return None
+        if self.content_over_writes:  # the written cells, earliest write first (ties as forward)
+            written = state.written_at
+            order = torch.where(written >= 0, written, written.shape[1]).argsort(dim=1)
+            rows = torch.gather(memory, 1, order[..., None].expand(-1, -1, memory.shape[-1]))
+            tags = self.addresses(memory.shape[1], memory.device)[order]
+            return rows, rows, False, tags, (torch.gather(written, 1, order) >= 0)[:, None]
         length = state.length + 1
         if self.content_match_is_cell():
             return memory[:, :length], memory[:, :length], False
@@ -502,13 +542,16 @@ class PNTMLayer(nn.Module):
             keys = memory.new_zeros(batch_size, cells, self.content_heads, self.width)
         machine = (self.machine.initial(batch_size, device) if self.machine is not None
                    else None)
+        written_at = (torch.full((batch_size, cells), -1, device=device)
+                      if self.content_over_writes else None)
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
             return LayerState(head_spectra=None, memory=memory, previous=previous,
-                              positions=positions, keys=keys, machine=machine)
+                              positions=positions, keys=keys, machine=machine,
+                              written_at=written_at)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
         return LayerState(head_spectra=spectra, memory=memory, previous=previous, keys=keys,
-                          machine=machine)
+                          machine=machine, written_at=written_at)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """Recurrent mode, one token: ``u`` is (B, 1, d_model); returns the output (B, 1,
@@ -525,10 +568,14 @@ class PNTMLayer(nn.Module):
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = scan_step(alpha[:, 0], beta[:, 0], state.memory)
+        if state.written_at is not None:  # a hard learned writer's cell: its weight's argmax
+            state = dataclasses.replace(state, written_at=state.written_at.clone())
+            self.mark_written(state, weights[:, 0, 0].argmax(-1))
         out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory))
         return out, LayerState(head_spectra=spectra, memory=memory,
                                previous=self.remember(u, state), length=state.length + 1,
-                               keys=state.keys, machine=self.machine_state(ctl))
+                               keys=state.keys, machine=self.machine_state(ctl),
+                               written_at=state.written_at)
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -544,6 +591,8 @@ class PNTMLayer(nn.Module):
         write = positions[:, 0]
         memory[rows, write] = (memory[rows, write] * (1 - ctl["erase"][:, 0])
                                + ctl["add"][:, 0])
+        if state.written_at is not None:
+            self.mark_written(state, write)
         read = positions[:, 1:]
         contents = memory[rows[:, None], read]                             # (B, H_read, W)
         table = self.address_table(u.device)
@@ -553,7 +602,13 @@ class PNTMLayer(nn.Module):
         return out, LayerState(head_spectra=None, memory=memory,
                                previous=self.remember(u, state), positions=positions,
                                length=state.length + 1, keys=state.keys,
-                               machine=self.machine_state(ctl))
+                               machine=self.machine_state(ctl), written_at=state.written_at)
+
+    @staticmethod
+    def mark_written(state: LayerState, cell: Tensor) -> None:
+        """Record (in place) that this step's write went to ``cell`` (B,) (long)."""
+        rows = torch.arange(cell.shape[0], device=cell.device)
+        state.written_at[rows, cell] = state.length
 
     @staticmethod
     def machine_state(ctl: dict[str, Tensor]) -> Tensor | None:

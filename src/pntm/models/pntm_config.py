@@ -121,9 +121,11 @@ class PNTMConfig:
         together; the messages name the ``model_config`` key, as the command line shows them."""
         cfg = self.as_dict()
         check_model_config("pntm", cfg)
-        if cfg["content_heads"] and not cfg["tape_writer"]:
-            raise ConfigError("pntm model_config.content_heads must be >= 0, and needs "
-                              "tape_writer: true (they read the write-once tape)")
+        if cfg["content_heads"] and not cfg["tape_writer"] and not (
+                cfg["hard"] and cfg["content_match"] == "content"):
+            raise ConfigError("pntm model_config.content_heads with a learned write head "
+                              "(tape_writer: false) need hard: true and content_match: content "
+                              "(they read the cells a hard writer has written)")
         if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["token_shift"]:
             raise ConfigError("pntm model_config.content_match 'context' needs token_shift (the "
                               "context is the shift_tokens inputs before each token)")
