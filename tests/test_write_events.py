@@ -1,4 +1,4 @@
-"""Learned write heads: the write-event path (pntm.write_events) against the dense sequential
+"""Learned write heads: the write-event path (pntm.ops.write_events) against the dense sequential
 memory recurrence, forward and backward; the chunked soft memory scan against the whole scan;
 the recurrent mode against the parallel pass, untrained and after a short training run."""
 
@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
 from pntm.errors import ConfigError
-from pntm.hard_heads import head_positions
 from pntm.models.pntm import PNTM
-from pntm.write_events import event_read, sequential_reads, sequential_reference, sequential_weights
+from pntm.ops.hard_heads import head_positions
+from pntm.ops.write_events import (event_read, sequential_reads, sequential_reference,
+                                   sequential_weights)
 
 SEP = 2
 VOCAB = 9

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 
 from pntm.errors import PntmError
 from pntm.models.base import MISSING_EXTRAS, available_models, build_model, get_model_class
+from pntm.ops.scan import METHODS, linear_scan
 from pntm.provenance import cpu_name, provenance
 from pntm.runs import atomic_write_json
-from pntm.scan import METHODS, linear_scan
 from pntm.tasks import Vocab
 
 VOCAB_SIZE = 16  # 4 special tokens and 12 symbols
@@ -72,7 +72,8 @@ VARIANTS: dict[str, tuple[str, dict, float]] = {
     "pntm-relaxed": ("pntm", {"relax": [0.5, 0.9]}, 0.0),
     "transformer-rand": ("transformer", {"positional": "randomized"}, 1.0),
     # A learned write head (moves like a read head, starts as a tape): hard, on the write-event
-    # path (pntm.write_events); relaxed, soft with the chunked memory scan (pntm.memory_chunks).
+    # path (pntm.ops.write_events); relaxed, soft with the chunked memory scan
+    # (pntm.ops.memory_chunks).
     "pntm-write": ("pntm", {"tape_writer": False}, 1.0),
     "pntm-write-relaxed": ("pntm", {"tape_writer": False, "relax": [0.5, 0.9]}, 0.0),
 }

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from pntm import tasks
 from pntm.errors import PntmError
 from pntm.models import SequenceModel
-from pntm.scan import linear_scan
+from pntm.ops.scan import linear_scan
 
 #: a weighting at least this large marks a memory cell as visited (for cropping the heat maps)
 VISITED = 0.01

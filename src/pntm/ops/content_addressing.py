@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pntm.fourier_heads import straight_through
+from pntm.ops.fourier_heads import straight_through
 
 
 def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
