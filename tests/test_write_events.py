@@ -201,7 +201,7 @@ def test_memory_chunk_must_be_a_positive_integer(bad):
 
 
 def test_bench_write_variants():
-    from pntm.bench import bench_config, bench_model, parse_models
+    from pntm.tools.bench import bench_config, bench_model, parse_models
 
     assert parse_models("pntm-write,pntm-write-relaxed") == ["pntm-write", "pntm-write-relaxed"]
     hard, relaxed = bench_model("pntm-write").train(), bench_model("pntm-write-relaxed").train()

@@ -298,21 +298,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "generate":
             cmd_generate(args)
         elif args.command == "inspect":
-            from pntm.inspection import cmd_inspect
+            from pntm.tools.inspection import cmd_inspect
             cmd_inspect(args)
         elif args.command == "sweep":
-            from pntm.sweep import cmd_sweep
+            from pntm.tools.sweep import cmd_sweep
             return cmd_sweep(args, command_line(argv))
         elif args.command == "report":
             if args.runs_dir.endswith(".json"):
-                from pntm.bench_report import write_bench_report
+                from pntm.tools.bench_report import write_bench_report
                 write_bench_report(args.runs_dir, args.out)
                 print(f"{args.runs_dir} -> {args.out}")
             else:
-                from pntm.report import cmd_report
+                from pntm.tools.report import cmd_report
                 cmd_report(args, command_line(argv))
         elif args.command == "bench":
-            from pntm.bench import cmd_bench
+            from pntm.tools.bench import cmd_bench
             cmd_bench(args, command_line(argv))
         return 0
     except SystemExit as exit_:  # --help

@@ -12,7 +12,7 @@ Executors: ``local`` (worker processes, one CPU thread each: several processes e
 core thrash) or ``ray`` (the same per-run function as a Ray task, on a local instance or the
 cluster at ``--address``; ``OUT`` must then be on a file system the workers share).
 
-Protocol (pntm.splits, pntm.selection): each run measures the validation split
+Protocol (pntm.splits, pntm.tools.selection): each run measures the validation split
 (``eval-validation.json``) before the test split (``eval.json``, written last). A finished run
 of an older sweep that has no validation results gets them measured from its weights
 (status ``validated``) instead of being skipped. ``--lrs`` tries at most :data:`MAX_LRS` learning
@@ -110,7 +110,7 @@ def parse_lrs(text: str) -> list[float]:
 
 
 def lr_tag(lr: float) -> str:
-    from pntm.selection import format_lr
+    from pntm.tools.selection import format_lr
     return format_lr(lr)
 
 
@@ -489,7 +489,7 @@ def cmd_sweep(args, command: str) -> int:
 
 def print_selection(out: str | Path, finished: list[dict]) -> None:
     """Per task and model, what validation chose among this sweep's finished runs."""
-    from pntm.selection import summary_lines
+    from pntm.tools.selection import summary_lines
 
     if not finished:
         return
