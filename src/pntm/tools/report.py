@@ -56,7 +56,6 @@ import io
 import os
 import shlex
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -749,20 +748,3 @@ def write_report(runs_dir: str | Path, out: str | Path = "RESULTS.md", *,
     atomic_write_text(out, replace_block(text, block, runs_dir))
     return {"block": block, "benchmark": bench, "json": json_path, "plots": plot_paths,
             "notice": notice}
-
-
-def cmd_report(args, command: str) -> None:
-    """``pntm report``: write everything, print the task × model matrix and what was written."""
-    result = write_report(args.runs_dir, args.out, json_path=args.json, plots_dir=args.plots,
-                          plots=not args.no_plots, command=command,
-                          select=getattr(args, "select", "validation"))
-    bench = result["benchmark"]
-    print(matrix_table(bench["aggregates"]))
-    if result["notice"]:
-        print(f"pntm: note: no plots: {result['notice']}", file=sys.stderr)
-    written = [str(args.out), str(result["json"])]
-    if result["plots"]:
-        written.append(f"{len(result['plots'])} plots in "
-                       f"{next(iter(result['plots'].values())).parent}")
-    print(f"{len(bench['runs'])} runs ({len(bench['aggregates'])} task/model pairs, "
-          f"{len(bench['unfinished_runs'])} unfinished) -> {', '.join(written)}")
