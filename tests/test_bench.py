@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from pntm import bench
 from pntm.cli import main
+from pntm.tools import bench
 
 torch.set_num_threads(1)  # tiny models; the machine is shared
 
@@ -144,7 +144,7 @@ def test_plot_without_matplotlib(capsys, monkeypatch):
 
 
 def test_relaxed_pntm_variant_runs_the_fourier_path():
-    from pntm.bench import bench_model, parse_models
+    from pntm.tools.bench import bench_model, parse_models
 
     assert parse_models("pntm,pntm-relaxed") == ["pntm", "pntm-relaxed"]
     hard, relaxed = bench_model("pntm").train(), bench_model("pntm-relaxed").train()

@@ -75,7 +75,7 @@ def test_console_script_exit_code(tmp_path):
 
 
 def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
-    def interrupted(args):
+    def interrupted(args, argv):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "cmd_tasks", interrupted)

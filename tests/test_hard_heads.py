@@ -1,4 +1,4 @@
-"""The position path of hard heads (pntm.hard_heads) against the Fourier reference: positions by
+"""The position path of hard heads (pntm.ops.hard_heads) against the Fourier reference: positions by
 hand, forward and straight-through gradients equal at long lengths with no, some and only jumps,
 the jump gradient's horizon against a brute-force sum, and the O(1) recurrent step."""
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
-from pntm.hard_heads import head_positions, tape_read
 from pntm.models.pntm import PNTM
+from pntm.ops.hard_heads import head_positions, tape_read
 
 SEP = 2
 VOCAB = 9

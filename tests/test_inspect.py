@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from pntm.cli import main
-from pntm.inspection import (capture_controls, cell_window, content_weights, fed_tokens,
-                             pntm_internals)
 from pntm.models import build_model, get_model_class
 from pntm.tasks import Vocab
+from pntm.tools.inspection import (capture_controls, cell_window, content_weights, fed_tokens,
+                                   pntm_internals)
 
 torch.set_num_threads(1)  # tiny models; the machine is shared
 

@@ -77,7 +77,7 @@ def head_weights(layer, shift, jump, cells):
     ctl = {"shift": shift, "jump": jump}
     a, b = layer.location_coefficients(ctl, cells)
     start = layer.start_spectrum(cells, "cpu").expand_as(b[:, 0])
-    from pntm.scan import linear_scan
+    from pntm.ops.scan import linear_scan
     return torch.fft.irfft(linear_scan(a, b, start), n=cells, dim=-1)
 
 
@@ -117,7 +117,7 @@ def test_memory_update_is_erase_then_add():
     ctl = {"erase": torch.tensor([[[1.0, 0.0], [1.0, 1.0]]]),
            "add": torch.tensor([[[3.0, 4.0], [2.0, -2.0]]])}
     alpha, beta = layer.memory_coefficients(ctl, write)
-    from pntm.scan import linear_scan
+    from pntm.ops.scan import linear_scan
     m0 = torch.ones(1, 3, 2)
     memory = linear_scan(alpha, beta, m0)
     # t=1: cell 1 erased in channel 0 only, then 3 and 4 added.
@@ -362,7 +362,7 @@ def test_state_heads_run_the_automaton_their_maps_choose():
         jump = torch.full((5, 5), -100.0)
         jump[range(5), double] = 100.0
         machine.to_maps.weight[:, 0] = (jump - logits).flatten()  # feature 0: double
-        from pntm.state_maps import hard_states
+        from pntm.ops.state_maps import hard_states
         maps = machine.matrices(h).argmax(-1)
         states = hard_states(maps, start=1)
     assert states[0, :, 0].tolist() == [1, 2, 2, 4]

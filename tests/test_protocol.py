@@ -8,7 +8,7 @@ import torch
 
 from helpers import assert_user_error
 from pntm.cli import main
-from pntm.sweep import parse_lrs, run_name
+from pntm.tools.sweep import parse_lrs, run_name
 
 torch.set_num_threads(1)  # tiny models; the machine is shared
 

@@ -16,7 +16,7 @@ from pntm.errors import ConfigError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PUBLIC = {"PNTM": "pntm.models.pntm", "PNTMLayer": "pntm.models.pntm",
-          "PNTMConfig": "pntm.models.pntm_config", "linear_scan": "pntm.scan",
+          "PNTMConfig": "pntm.models.pntm_config", "linear_scan": "pntm.ops.scan",
           "build_model": "pntm.models.base"}
 
 

@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
-from pntm import published, tasks
+from pntm import tasks
 from pntm.cli import main
-from pntm.report import markers, write_report
+from pntm.tools import published
+from pntm.tools.report import markers, write_report
 
 ID_LENGTHS, OOD_LENGTHS = (1, 2, 3, 4), (8, 16, 32)
 
@@ -233,7 +234,7 @@ def test_the_learning_rate_is_chosen_on_mean_validation_then_the_seed(tmp_path):
 
 
 def test_success_needs_every_test_length_at_99_percent():
-    from pntm.selection import succeeds
+    from pntm.tools.selection import succeeds
     rows = [{"length": n, "sequence_accuracy": a} for n, a in [(1, 1.0), (41, 0.99), (500, 1.0)]]
     assert succeeds(rows)                       # 0.99 is enough
     rows[1]["sequence_accuracy"] = 0.97         # mean 0.99, but one length below

@@ -1,4 +1,4 @@
-"""Tests for pntm.scan: every method against a plain autograd loop, forward and backward."""
+"""Tests for pntm.ops.scan: every method against a plain autograd loop, forward and backward."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd import gradcheck, gradgradcheck
 
-from pntm.scan import METHODS, linear_scan, scan_step
+from pntm.ops.scan import METHODS, linear_scan, scan_step
 
 ALL = METHODS + ("auto",)
 
 
 def reference(a, b, x0=None, dim=1):
-    """The recurrence as the obvious autograd loop, independent of pntm.scan."""
+    """The recurrence as the obvious autograd loop, independent of pntm.ops.scan."""
     a, b = torch.broadcast_tensors(a, b)
     x = x0
     xs = []

@@ -1,10 +1,10 @@
-"""Finite-state heads' scans (pntm.state_maps) against their loops and hand-computed cases."""
+"""Finite-state heads' scans (pntm.ops.state_maps) against their loops and hand-computed cases."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pntm.state_maps import (adjoint_scan, compose_prefix, hard_state_path, hard_states,
+from pntm.ops.state_maps import (adjoint_scan, compose_prefix, hard_state_path, hard_states,
                              hard_states_reference, soft_states, soft_states_reference)
 
 
@@ -105,14 +105,14 @@ def test_affine_states_by_hand():
     M = torch.stack([swap, stay])[None, :, None]
     c = torch.tensor([[1.0, 0.0], [0.0, 2.0]])[None, :, None]
     # x_0 = [1, 0]; x_1 = [0, 1] + [1, 0] = [1, 1]; x_2 = [1, 1] + [0, 2] = [1, 3]
-    from pntm.state_maps import affine_states, affine_states_reference
+    from pntm.ops.state_maps import affine_states, affine_states_reference
     assert affine_states(M, c)[0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
     assert affine_states_reference(M, c)[0, :, 0].tolist() == [[1.0, 1.0], [1.0, 3.0]]
 
 
 @pytest.mark.parametrize("T", [1, 3, 40, 129])
 def test_affine_scan_equals_loop_forward_and_backward(T):
-    from pntm.state_maps import affine_states, affine_states_reference
+    from pntm.ops.state_maps import affine_states, affine_states_reference
     g = torch.Generator().manual_seed(11 * T)
     logits = torch.randn(2, T, 2, 5, 5, generator=g, dtype=torch.float64)
     decay = torch.rand(2, T, 2, 5, 1, generator=g, dtype=torch.float64)

@@ -12,8 +12,8 @@ import torch
 
 from pntm import config as config_lib
 from pntm.cli import main
-from pntm.sweep import parse_seeds, parse_tasks
 from pntm.tasks import REQUIRED_TASKS, TASKS
+from pntm.tools.sweep import parse_seeds, parse_tasks
 from pntm.train import start_run, train_run
 
 torch.set_num_threads(1)  # tiny models; the machine is shared

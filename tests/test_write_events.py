@@ -1,4 +1,4 @@
-"""Learned write heads: the write-event path (pntm.write_events) against the dense sequential
+"""Learned write heads: the write-event path (pntm.ops.write_events) against the dense sequential
 memory recurrence, forward and backward; the chunked soft memory scan against the whole scan;
 the recurrent mode against the parallel pass, untrained and after a short training run."""
 
@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
 from pntm.errors import ConfigError
-from pntm.hard_heads import head_positions
 from pntm.models.pntm import PNTM
-from pntm.content_addressing import content_weights
-from pntm.write_events import (event_read, live_writes, sequential_content_reads, sequential_reads,
-                                sequential_reference, sequential_weights, written_rows)
+from pntm.ops.content_addressing import content_weights
+from pntm.ops.hard_heads import head_positions
+from pntm.ops.write_events import (event_read, live_writes, sequential_content_reads,
+                                   sequential_reads, sequential_reference, sequential_weights,
+                                   written_rows)
 
 SEP = 2
 VOCAB = 9
@@ -202,7 +203,7 @@ def test_memory_chunk_must_be_a_positive_integer(bad):
 
 
 def test_bench_write_variants():
-    from pntm.bench import bench_config, bench_model, parse_models
+    from pntm.tools.bench import bench_config, bench_model, parse_models
 
     assert parse_models("pntm-write,pntm-write-relaxed") == ["pntm-write", "pntm-write-relaxed"]
     hard, relaxed = bench_model("pntm-write").train(), bench_model("pntm-write-relaxed").train()

@@ -4,7 +4,7 @@ The public API, importable from the package itself::
 
     from pntm import PNTMLayer, PNTMConfig   # the layer, for your own model
     from pntm import PNTM, build_model       # the sequence model, any registered model by name
-    from pntm import linear_scan             # the scan engine (pntm.scan)
+    from pntm import linear_scan             # the scan engine (pntm.ops.scan)
 
 The names load on first use (module ``__getattr__``), so ``import pntm`` does not import torch:
 the command line's ``--help`` and its one-line errors stay fast.
@@ -21,7 +21,7 @@ _EXPORTS = {
     "PNTM": "pntm.models.pntm",
     "PNTMLayer": "pntm.models.pntm",
     "PNTMConfig": "pntm.models.pntm_config",
-    "linear_scan": "pntm.scan",
+    "linear_scan": "pntm.ops.scan",
     "build_model": "pntm.models.base",
 }
 

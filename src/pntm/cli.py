@@ -60,9 +60,10 @@ def build_parser() -> ArgumentParser:
                             "train and evaluate sequence models on length generalization.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("tasks", help="list the tasks")
+    sub.add_parser("tasks", help="list the tasks").set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
+    p.set_defaults(func=cmd_train)
     p.add_argument("--task", help="task name (see `pntm tasks`); with --data, a name for the run's "
                    "task (default: the file's name without .jsonl)")
     p.add_argument("--data", metavar="TRAIN.jsonl", help="train on your own examples, one JSON "
@@ -84,6 +85,7 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("eval", help="greedy length-generalization evaluation of a run (or of "
                        "every run of a folder that lacks up-to-date results)")
+    p.set_defaults(func=cmd_eval)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a folder of them")
     p.add_argument("--split", choices=["validation", "test"], default="test",
                    help="test (default: the OOD grid, into eval.json) or validation (lengths "
@@ -96,12 +98,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
     p = sub.add_parser("generate", help="greedy-decode the answer to one prompt")
+    p.set_defaults(func=cmd_generate)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
     p = sub.add_parser("inspect", help="a figure of what the model does on one prompt: head "
                        "weightings over memory, erase/add, attention or state norms")
+    p.set_defaults(func=cmd_inspect)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("prompt", metavar="PROMPT", help="e.g. 0110 or '12 + 7'")
     p.add_argument("--out", required=True, metavar="FIG.png",
@@ -110,6 +114,7 @@ def build_parser() -> ArgumentParser:
 
     p = sub.add_parser("report", help="benchmark.json, plots and results tables from the "
                        "eval.json files of run folders")
+    p.set_defaults(func=cmd_report)
     p.add_argument("runs_dir", metavar="RUNS_DIR",
                    help="a folder of run directories, or a `pntm bench --json` file (its "
                         "speed tables go into the markdown file)")
@@ -127,6 +132,7 @@ def build_parser() -> ArgumentParser:
                         "test (legacy display only, marked as such)")
 
     p = sub.add_parser("bench", help="speed benchmark: training step, scan methods, decoding")
+    p.set_defaults(func=cmd_bench)
     p.add_argument("--models", metavar="M1,M2", help="comma list of models (default "
                    "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm; with "
                    "--decode pntm,transformer,mamba,deltanet,slstm)")
@@ -147,6 +153,7 @@ def build_parser() -> ArgumentParser:
                    help="with --decode: prompt lengths (default 512,4096)")
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs (resumable)")
+    p.set_defaults(func=cmd_sweep)
     p.add_argument("--tasks", required=True, metavar="T1,T2|all|required",
                    help="comma list of tasks, or all, or required (the benchmark's set)")
     p.add_argument("--models", required=True, metavar="M1,M2", help="comma list of models")
@@ -174,8 +181,11 @@ def build_parser() -> ArgumentParser:
 
 
 # --------------------------------------------------------------------------- commands
+#
+# Each ``cmd_*`` takes the parsed namespace and the command line (for provenance) and returns
+# the exit code. Only these functions read the namespace: library code gets plain values.
 
-def cmd_tasks(args) -> None:
+def cmd_tasks(args, argv: list[str]) -> int:
     """A header, then one line per task: name, Chomsky level, category (state_tracking,
     memorization and arithmetic are the project's own tasks; chomsky the suite's), the lengths it
     can produce, description."""
@@ -185,9 +195,10 @@ def cmd_tasks(args) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[4])
+    return 0
 
 
-def cmd_train(args, argv: list[str]) -> None:
+def cmd_train(args, argv: list[str]) -> int:
     from pntm.data import load_jsonl
     from pntm.runs import RunDir
     from pntm.train import prepare_run, train_run
@@ -225,6 +236,7 @@ def cmd_train(args, argv: list[str]) -> None:
                   file=sys.stderr)
         train_run(out, steps=args.steps, device=device, command=command_line(argv),
                   dataset=dataset, tensorboard=args.tensorboard)
+    return 0
 
 
 def _check_resume(run, args, dataset=None) -> None:
@@ -266,7 +278,7 @@ def cmd_eval(args, argv: list[str]) -> int:
     return 0
 
 
-def cmd_generate(args) -> None:
+def cmd_generate(args, argv: list[str]) -> int:
     from pntm.evaluate import answer_budget, generate_answer, join_tokens, parse_prompt
     from pntm.runs import RunDir, load_model
 
@@ -281,6 +293,67 @@ def cmd_generate(args) -> None:
     if not ended:
         print(f"pntm: note: no {tasks.EOS} within {budget} tokens", file=sys.stderr)
     print(join_tokens(tokens))
+    return 0
+
+
+def cmd_inspect(args, argv: list[str]) -> int:
+    from pntm.evaluate import join_tokens
+    from pntm.tools.inspection import check_matplotlib, inspect_run
+
+    check_matplotlib()  # before anything is loaded
+    tr = inspect_run(args.run_dir, args.prompt, args.out, resolve_device(args.device))
+    print(join_tokens(tr.answer))
+    note = "" if tr.ended else f" (no {tasks.EOS} within the decoding budget)"
+    print(f"pntm: wrote {args.out}{note}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args, argv: list[str]) -> int:
+    """0 when every run has its eval.json, 1 when some failed."""
+    from pntm.tools.sweep import sweep_from_options
+
+    return sweep_from_options(task_spec=args.tasks, model_spec=args.models,
+                              seed_spec=args.seeds, out=args.out, sets=args.sets,
+                              steps=args.steps, lr_spec=args.lrs, device=args.device,
+                              executor=args.executor, workers=args.workers,
+                              address=args.address, command=command_line(argv))
+
+
+def cmd_report(args, argv: list[str]) -> int:
+    """The speed tables of a ``pntm bench`` JSON file, or the report of a folder of runs: write
+    everything, print the task × model matrix and what was written."""
+    if args.runs_dir.endswith(".json"):
+        from pntm.tools.bench_report import write_bench_report
+        write_bench_report(args.runs_dir, args.out)
+        print(f"{args.runs_dir} -> {args.out}")
+        return 0
+    from pntm.tools.report import matrix_table, write_report
+
+    result = write_report(args.runs_dir, args.out, json_path=args.json, plots_dir=args.plots,
+                          plots=not args.no_plots, command=command_line(argv),
+                          select=args.select)
+    bench = result["benchmark"]
+    print(matrix_table(bench["aggregates"]))
+    if result["notice"]:
+        print(f"pntm: note: no plots: {result['notice']}", file=sys.stderr)
+    written = [str(args.out), str(result["json"])]
+    if result["plots"]:
+        written.append(f"{len(result['plots'])} plots in "
+                       f"{next(iter(result['plots'].values())).parent}")
+    print(f"{len(bench['runs'])} runs ({len(bench['aggregates'])} task/model pairs, "
+          f"{len(bench['unfinished_runs'])} unfinished) -> {', '.join(written)}")
+    return 0
+
+
+def cmd_bench(args, argv: list[str]) -> int:
+    from pntm.tools.bench import bench_from_options
+
+    mode = "scan" if args.scan else "decode" if args.decode else "train"
+    bench_from_options(mode=mode, model_spec=args.models, length_spec=args.lengths,
+                       context_spec=args.contexts, batch=args.batch, device=args.device,
+                       repeats=args.repeats, warmup=args.warmup, time_limit=args.time_limit,
+                       json_path=args.json, plot_path=args.plot, command=command_line(argv))
+    return 0
 
 
 # --------------------------------------------------------------------------- main
@@ -289,32 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "tasks":
-            cmd_tasks(args)
-        elif args.command == "train":
-            cmd_train(args, argv)
-        elif args.command == "eval":
-            return cmd_eval(args, argv)
-        elif args.command == "generate":
-            cmd_generate(args)
-        elif args.command == "inspect":
-            from pntm.inspection import cmd_inspect
-            cmd_inspect(args)
-        elif args.command == "sweep":
-            from pntm.sweep import cmd_sweep
-            return cmd_sweep(args, command_line(argv))
-        elif args.command == "report":
-            if args.runs_dir.endswith(".json"):
-                from pntm.bench_report import write_bench_report
-                write_bench_report(args.runs_dir, args.out)
-                print(f"{args.runs_dir} -> {args.out}")
-            else:
-                from pntm.report import cmd_report
-                cmd_report(args, command_line(argv))
-        elif args.command == "bench":
-            from pntm.bench import cmd_bench
-            cmd_bench(args, command_line(argv))
-        return 0
+        return args.func(args, argv)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
     except USER_ERRORS as err:

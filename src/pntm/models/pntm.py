@@ -22,7 +22,7 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
        ŵ_t[f] = ŝ_t[f] (1 - g_t) ŵ_{t-1}[f] + ŝ_t[f] g_t,      ŵ_0[f] = exp(2πi f / N),
        ŝ_t[f] = Σ_k s_t[k] exp(-2πi f k / N),                   f = 0..N/2
 
-   an element-wise complex linear recurrence, computed by ``pntm.scan.linear_scan``;
+   an element-wise complex linear recurrence, computed by ``pntm.ops.scan.linear_scan``;
    ``w_t = irfft(ŵ_t)``.
 
 3. **Memory as an element-wise linear scan.** The write head's weighting ``w_t``, an erase
@@ -40,19 +40,19 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
    with every written cell (its content, ``content_match: content``; with the tape writer also
    a key written with it, ``key``, or the inputs before it, ``context``, an induction head) and
    reads ``[M[j], A[j]]`` with the resulting weighting like a location head. The equations and
-   the choice of ``context`` are in ``pntm.content_addressing``. Nothing feeds back into the
-   heads or the memory, so it is causal attention over the written cells: O(T²) in training
-   and O(t) per decoded token, the only part of a layer whose cost grows with the context.
-   Under a learned (hard) writer the written cells are its writes not yet overwritten: the
-   value each write left in its cell comes from the write events (a read that follows the
-   writer), and a mask keeps, at each step, the writes still in memory
-   (``pntm.write_events.written_rows``, ``live_writes``); tested against content addressing
-   over the dense memory's written cells.
+   the choice of ``context`` are in ``pntm.ops.content_addressing``. Nothing feeds back into
+   the heads or the memory, so it is causal attention over the written cells: O(T²) in
+   training and O(t) per decoded token, the only part of a layer whose cost grows with the
+   context. Under a learned (hard) writer the written cells are its writes not yet
+   overwritten: the value each write left in its cell comes from the write events (a read that
+   follows the writer), and a mask keeps, at each step, the writes still in memory
+   (``pntm.ops.write_events.written_rows``, ``live_writes``); tested against content
+   addressing over the dense memory's written cells.
 
    **State reads** (``state_heads`` per layer, optional; ``pntm.models.state_heads``). Each
    state head is a small automaton: the controller chooses a map ``f_t`` of ``S`` states onto
    themselves, ``s_t = f_t(s_{t-1})``, the maps compose in a parallel scan
-   (``pntm.state_maps``), and the head reads a learned embedding of its state. With
+   (``pntm.ops.state_maps``), and the head reads a learned embedding of its state. With
    ``state_values`` the state carries values, ``x_t = (d_t ⊙ x_{t-1}) A_t + c_t``, which
    ``state_anneal`` fades back to the exact one-hot automaton by the end of training.
 
@@ -98,7 +98,7 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
 * **Hard heads as integer positions** (``head_path: auto``). When every head is hard (after the
   relax phase, at evaluation, and throughout when ``relax = [0, 0]``) and the writer is the tape,
   the weightings are one-hot, so the Fourier scan and its ``B·T·H·N`` inverse FFT reduce to a
-  cumulative sum of moves and two gathers (``pntm.hard_heads``): O(T) per sequence instead of
+  cumulative sum of moves and two gathers (``pntm.ops.hard_heads``): O(T) per sequence instead of
   O(T·N) = O(T²). The forward pass and the shift gradients are exactly those of the Fourier
   scan (tested); the jump gate's straight-through gradient compares the head's future with the
   other choice's over the next ``jump_horizon`` steps (default 16; ``null`` sums the whole
@@ -107,12 +107,12 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   jumps), starting as a tape (``write_bias`` on the +1 shift), so the tape is what it learns
   first, not a rule; it may stay, go back and overwrite. When every head is hard
   (``head_path: auto``, ``memory_path: auto``) each token is a write event ``(t, c_t, e_t,
-  a_t)`` and ``pntm.write_events`` computes the reads from the events alone: a sort by cell,
+  a_t)`` and ``pntm.ops.write_events`` computes the reads from the events alone: a sort by cell,
   one segmented scan, a search per read; O(T log T) work and O(T·W) memory per sequence, no
   ``B·T·N·W`` tensor, exact erase/add gradients and the Fourier path's straight-through head
   gradients (tested against the dense recurrence and ``memory_path: scan``). Soft (relaxed)
   learned write heads need every cell at every step: the memory scan then runs in chunks of
-  ``memory_chunk`` tokens, each recomputed in the backward pass (``pntm.memory_chunks``), so
+  ``memory_chunk`` tokens, each recomputed in the backward pass (``pntm.ops.memory_chunks``), so
   peak memory is that of one chunk instead of the whole history. ``memory_path: scan`` keeps
   the whole scan (the reference). With content heads the writer stays hard in the relax phase
   (which cells are written is defined only for a hard writer), and the content heads' gradient
@@ -133,15 +133,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm import content_addressing, fourier_heads
-from pntm.fourier_heads import straight_through
-from pntm.hard_heads import tape_read
 from pntm.models.base import SequenceModel, register_model
 from pntm.models.pntm_config import PNTMConfig
 from pntm.models.state_heads import StateHeads
-from pntm.memory_chunks import chunked_memory_reads
-from pntm.write_events import event_read, live_writes, written_rows
-from pntm.scan import linear_scan, scan_step
+from pntm.ops import content_addressing, fourier_heads
+from pntm.ops.fourier_heads import straight_through
+from pntm.ops.hard_heads import tape_read
+from pntm.ops.memory_chunks import chunked_memory_reads
+from pntm.ops.scan import linear_scan, scan_step
+from pntm.ops.write_events import event_read, live_writes, written_rows
 
 
 @dataclass
@@ -357,7 +357,7 @@ class PNTMLayer(nn.Module):
 
     def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
         """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each
-        (``pntm.fourier_heads``)."""
+        (``pntm.ops.fourier_heads``)."""
         phases = fourier_heads.shift_phases(self.shift_range, cells, ctl["shift"].device)
         return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases)
 
@@ -380,7 +380,7 @@ class PNTMLayer(nn.Module):
     def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool,
                         allowed: Tensor | None = None) -> Tensor:
         """Content heads' weightings (B, T, H_content, J) over the ``J`` cells whose ``keys``
-        (B, J, W), or per head (B, J, H_content, W), are given (``pntm.content_addressing``):
+        (B, J, W), or per head (B, J, H_content, W), are given (``pntm.ops.content_addressing``):
         soft at the current temperature while relaxing, else hard when the layer is."""
         relaxing = self.relaxing()
         return content_addressing.content_weights(
@@ -467,7 +467,7 @@ class PNTMLayer(nn.Module):
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
         the read heads' only): the memory scan's closed form,
-        ``pntm.fourier_heads.tape_closed_form_reads``, equal to the scan (tested forward and
+        ``pntm.ops.fourier_heads.tape_closed_form_reads``, equal to the scan (tested forward and
         backward against ``memory_path: scan``)."""
         contents = fourier_heads.tape_closed_form_reads(weights, self.tape_values(ctl),
                                                         self.initial_value)
@@ -483,7 +483,7 @@ class PNTMLayer(nn.Module):
 
     def learned_content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
         """What content heads read under a hard learned writer, in parallel mode: its writes
-        (``pntm.write_events.written_rows``: the value each left in its cell, and the cell's
+        (``pntm.ops.write_events.written_rows``: the value each left in its cell, and the cell's
         tag) and, per step, which of them are still in memory (``live_writes``: not yet
         overwritten). The memory at ``t`` is exactly those values on their cells, so this is the
         NTM's content addressing over the written cells, without the ``B·T·N·W`` memory."""
@@ -523,7 +523,7 @@ class PNTMLayer(nn.Module):
 
     # ---- recurrent mode --------------------------------------------------------------------
     def start_spectrum(self, cells: int, device) -> Tensor:
-        """Spectrum of ``w_0 = δ_{-1}`` (``pntm.fourier_heads.start_spectrum``)."""
+        """Spectrum of ``w_0 = δ_{-1}`` (``pntm.ops.fourier_heads.start_spectrum``)."""
         return fourier_heads.start_spectrum(cells, device)
 
     def init_state(self, batch_size: int, max_length: int, device) -> LayerState:

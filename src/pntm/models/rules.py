@@ -17,7 +17,7 @@ Decisions, for the values the types alone allow:
 * ``relax = [a, b]`` needs ``0 <= a <= b <= 1`` (fractions of training); ``min_temperature``
   is in (0, 1] (the relaxed heads anneal from temperature 1 down to it; 0 divides by zero).
 * every float is finite (biases, initial memory, strengths).
-* ``scan_method`` is ``auto`` or one of ``pntm.scan.METHODS``.
+* ``scan_method`` is ``auto`` or one of ``pntm.ops.scan.METHODS``.
 
 Each rule is a small callable returning None when the value is fine, else what it must be.
 """
@@ -98,7 +98,7 @@ def fraction_pair(value) -> str | None:
 
 
 def scan_method(value) -> str | None:
-    from pntm.scan import METHODS  # imported late: pntm.scan imports torch's heavier parts
+    from pntm.ops.scan import METHODS  # imported late: pntm.ops.scan imports torch's heavier parts
     return choice("auto", *METHODS)(value)
 
 

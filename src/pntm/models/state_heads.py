@@ -1,4 +1,4 @@
-"""State heads: small learned automata inside a P-NTM layer (see ``pntm.state_maps``).
+"""State heads: small learned automata inside a P-NTM layer (see ``pntm.ops.state_maps``).
 
 Each of a layer's ``heads`` state heads holds one of ``S`` states. At every token the controller
 output ``h_t`` chooses a transition for every state, a row-stochastic matrix::
@@ -32,7 +32,7 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
 
   (``A_t`` hard as above, straight-through). Mass on every state reaches every row's gradient;
   the decay and the input make the head a linear RNN whose transition is a map. Still an
-  associative (affine) scan, ``pntm.state_maps.affine_states``.
+  associative (affine) scan, ``pntm.ops.state_maps.affine_states``.
 * **Annealing the values away** (``anneal = [a, b]``, config ``state_anneal``, fractions of
   training). Values that decay cannot hold a state at every length (measured: modular
   arithmetic exact to length 128, 30% at 500). With ``anneal`` the values serve only to find the
@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.state_maps import affine_states, hard_state_path, soft_states
+from pntm.ops.state_maps import affine_states, hard_state_path, soft_states
 
 
 class StateHeads(nn.Module):

@@ -1,9 +1,9 @@
 """Heads as weightings over all ``N`` cells, in the Fourier basis: P-NTM's reference path.
 
 Pure functions of tensors (no parameters), used by ``pntm.models.pntm`` whenever some head is
-soft, and the reference that the fast paths are tested against (``pntm.hard_heads`` for hard
-heads on the tape, ``pntm.write_events`` for a hard learned writer, ``pntm.memory_chunks`` for a
-soft one). The equations, with ``s_t`` a distribution over the shifts ``-K..K`` and ``g_t`` a
+soft, and the reference that the fast paths are tested against (``pntm.ops.hard_heads`` for
+hard heads on the tape, ``pntm.ops.write_events`` for a hard learned writer,
+``pntm.ops.memory_chunks`` for a soft one). The equations, with ``s_t`` a distribution over the shifts ``-K..K`` and ``g_t`` a
 jump gate back to the origin cell::
 
     w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t δ_0),         w_0 = δ_{-1}
@@ -11,8 +11,8 @@ jump gate back to the origin cell::
     M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ) + w_t a_tᵀ
 
 ``location_coefficients`` and ``memory_coefficients`` give the ``(a_t, b_t)`` of the two
-recurrences for ``pntm.scan.linear_scan``; ``tape_closed_form_reads`` is the memory scan solved
-in closed form for a write head that is a tape (token ``j`` on cell ``j``, each cell written
+recurrences for ``pntm.ops.scan.linear_scan``; ``tape_closed_form_reads`` is the memory scan
+solved in closed form for a write head that is a tape (token ``j`` on cell ``j``, each cell written
 once), tested against the scan forward and backward (tests/test_pntm.py).
 """
 

@@ -1,6 +1,6 @@
 """Hard learned write heads as write events: P-NTM's fast path for a writable memory.
 
-With the tape writer, token ``j`` writes cell ``j`` once, and ``pntm.hard_heads`` reads that
+With the tape writer, token ``j`` writes cell ``j`` once, and ``pntm.ops.hard_heads`` reads that
 tape by gathers. A *learned* write head moves like a read head (shifts ``-K..K``, jumps to the
 origin), so it may stay on a cell, come back to it, or jump: cells are overwritten. The
 reference path then scans the whole memory, ``M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ) + w_t a_tᵀ``,
@@ -11,7 +11,7 @@ reference path then scans the whole memory, ``M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ)
 writes). Per sequence, the writes and the reads are merged into one list of events sorted by
 the key ``2 (c·T + t)`` for a write, ``2 (c·T + t) + 1`` for a read: by cell, then time, a
 token's write before its reads (a read sees ``M_t``, after that token's write, as in the scan).
-One segmented linear scan over the sorted list (``pntm.scan.linear_scan``; a write has decay
+One segmented linear scan over the sorted list (``pntm.ops.scan.linear_scan``; a write has decay
 ``1 - e`` and input ``a``, a read decay 1 and input 0; the first event of a cell starts from
 ``m_0``: decay 0, input ``(1 - e) m_0 + a``) gives the cell's value after every event, and a
 read's content is the value at its own place in the list. O(T·(1 + H)·log) work for the sort
@@ -30,7 +30,7 @@ the ``ν`` of the first event of ``y`` after it (0 when there is none). Exactly:
     ∂L/∂a_t = μ_t[c_t],      ∂L/∂e_t = -μ_t[c_t] ⊙ M_{t-1}[c_t]
 
 The shift and jump gradients are those of the Fourier/``memory_path: scan`` path for one-hot
-weightings, derived as in ``pntm.hard_heads``: the gradient with respect to a head's weight on
+weightings, derived as in ``pntm.ops.hard_heads``: the gradient with respect to a head's weight on
 cell ``i`` at time ``t`` is, for a read head and for the write head::
 
     G^r_t[i] = ⟨∂L/∂r_t, [M_t[i], A[i]]⟩
@@ -64,8 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pntm.hard_heads import _segment_ends, _segment_sums, _shift_gradient, head_positions
-from pntm.scan import linear_scan
+from pntm.ops.hard_heads import _segment_ends, _segment_sums, _shift_gradient, head_positions
+from pntm.ops.scan import linear_scan
 
 
 def _rows(table: Tensor, index: Tensor) -> Tensor:

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 
 from pntm.errors import PntmError
 from pntm.models.base import MISSING_EXTRAS, available_models, build_model, get_model_class
+from pntm.ops.scan import METHODS, linear_scan
 from pntm.provenance import cpu_name, provenance
 from pntm.runs import atomic_write_json
-from pntm.scan import METHODS, linear_scan
 from pntm.tasks import Vocab
 
 VOCAB_SIZE = 16  # 4 special tokens and 12 symbols
@@ -72,7 +72,8 @@ VARIANTS: dict[str, tuple[str, dict, float]] = {
     "pntm-relaxed": ("pntm", {"relax": [0.5, 0.9]}, 0.0),
     "transformer-rand": ("transformer", {"positional": "randomized"}, 1.0),
     # A learned write head (moves like a read head, starts as a tape): hard, on the write-event
-    # path (pntm.write_events); relaxed, soft with the chunked memory scan (pntm.memory_chunks).
+    # path (pntm.ops.write_events); relaxed, soft with the chunked memory scan
+    # (pntm.ops.memory_chunks).
     "pntm-write": ("pntm", {"tape_writer": False}, 1.0),
     "pntm-write-relaxed": ("pntm", {"tape_writer": False, "relax": [0.5, 0.9]}, 0.0),
 }
@@ -533,32 +534,33 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
     return report
 
 
-def cmd_bench(args, command: str) -> dict:
-    """``pntm bench``: check every argument (one-line errors), then run the benchmark."""
+def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
+                       context_spec: str | None, batch: int, device: str | None, repeats: int,
+                       warmup: int, time_limit: float, json_path: str | None,
+                       plot_path: str | None, command: str) -> dict:
+    """``pntm bench``, from its options as given (the ``*_spec`` are the command line's comma
+    lists; ``mode``: train, scan or decode): check every one (one-line errors), then run the
+    benchmark."""
     from pntm.device import resolve_device
 
-    mode = "scan" if args.scan else "decode" if args.decode else "train"
-    if args.contexts is not None and mode != "decode":
+    if context_spec is not None and mode != "decode":
         raise PntmError("--contexts is only for --decode (use --lengths for the training step)")
-    if not (args.time_limit > 0 and math.isfinite(args.time_limit)):
-        raise PntmError("--time-limit must be a positive number of seconds, "
-                        f"got {args.time_limit:g}")
+    if not (time_limit > 0 and math.isfinite(time_limit)):
+        raise PntmError(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
     if mode == "scan":
-        if args.models is not None:
+        if model_spec is not None:
             raise PntmError("--scan times the linear_scan methods, not models: drop --models")
         models = []
+    elif model_spec is not None:
+        models = parse_models(model_spec)
     else:
-        if args.models is not None:
-            models = parse_models(args.models)
-        else:
-            models = default_models(DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS,
-                                    log=lambda message: print(message, file=sys.stderr))
-    lengths = parse_int_list(args.lengths, "--lengths")
-    contexts = parse_int_list(args.contexts or DEFAULT_CONTEXTS, "--contexts")
-    if args.plot is not None:
+        models = default_models(DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS,
+                                log=lambda message: print(message, file=sys.stderr))
+    lengths = parse_int_list(length_spec, "--lengths")
+    contexts = parse_int_list(context_spec or DEFAULT_CONTEXTS, "--contexts")
+    if plot_path is not None:
         check_plot_available()
-    device = resolve_device(args.device)
-    return run_bench(mode, models=models, lengths=lengths, contexts=contexts, batch=args.batch,
-                     device=device, repeats=args.repeats, warmup=args.warmup,
-                     time_limit=args.time_limit, json_path=args.json, plot_path=args.plot,
+    return run_bench(mode, models=models, lengths=lengths, contexts=contexts,
+                     batch=batch, device=resolve_device(device), repeats=repeats, warmup=warmup,
+                     time_limit=time_limit, json_path=json_path, plot_path=plot_path,
                      command=command)

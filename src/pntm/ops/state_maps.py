@@ -21,7 +21,7 @@ Two forms, each beside its sequential reference:
   are integers and a round of the scan is a gather, O(T log T S). Backward gives the gradient of
   the soft recurrence evaluated at the one-hot matrices. ``p_t`` is linear in each ``A_t``, so
   this is the exact effect of changing one token's transition row, as the shift heads'
-  straight-through gradient is (``pntm.hard_heads``). With ``λ_t = ∂L/∂p_t`` through every
+  straight-through gradient is (``pntm.ops.hard_heads``). With ``λ_t = ∂L/∂p_t`` through every
   later step::
 
       λ_t[i] = g_t[i] + λ_{t+1}[f_{t+1}(i)],      ∂L/∂A_t[i, j] = [i = s_{t-1}] λ_t[j]

@@ -148,7 +148,7 @@ def format_lr(lr: float | None) -> str:
 def summary_lines(runs_dir: str | Path, names: set[str] | None = None) -> list[str]:
     """One line per (task, model) of the runs of ``runs_dir`` (only those named in ``names``
     when given): what validation chose and how it did on test, or why nothing could be chosen."""
-    from pntm import report  # report builds on this module
+    from pntm.tools import report  # report builds on this module
 
     evals = [e for e in report.load_evals(runs_dir) if names is None or e["run"] in names]
     runs = [report.run_record(e) for e in evals]

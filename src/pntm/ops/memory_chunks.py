@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from pntm.scan import linear_scan
+from pntm.ops.scan import linear_scan
 
 
 def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, addresses: Tensor,

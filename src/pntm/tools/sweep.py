@@ -12,7 +12,7 @@ Executors: ``local`` (worker processes, one CPU thread each: several processes e
 core thrash) or ``ray`` (the same per-run function as a Ray task, on a local instance or the
 cluster at ``--address``; ``OUT`` must then be on a file system the workers share).
 
-Protocol (pntm.splits, pntm.selection): each run measures the validation split
+Protocol (pntm.splits, pntm.tools.selection): each run measures the validation split
 (``eval-validation.json``) before the test split (``eval.json``, written last). A finished run
 of an older sweep that has no validation results gets them measured from its weights
 (status ``validated``) instead of being skipped. ``--lrs`` tries at most :data:`MAX_LRS` learning
@@ -110,7 +110,7 @@ def parse_lrs(text: str) -> list[float]:
 
 
 def lr_tag(lr: float) -> str:
-    from pntm.selection import format_lr
+    from pntm.tools.selection import format_lr
     return format_lr(lr)
 
 
@@ -444,43 +444,47 @@ def _interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
-def _run_sweep(args, jobs: list[dict]) -> list[dict]:
-    where = f"on Ray ({args.address or 'local instance'})" if args.executor == "ray" else \
-        f"with {min(args.workers or default_workers(), len(jobs))} worker process(es)"
-    print(f"pntm: sweep of {len(jobs)} runs into {args.out} {where}", file=sys.stderr, flush=True)
+def _run_sweep(jobs: list[dict], out: str, executor: str, workers: int | None,
+               address: str | None) -> list[dict]:
+    where = f"on Ray ({address or 'local instance'})" if executor == "ray" else \
+        f"with {min(workers or default_workers(), len(jobs))} worker process(es)"
+    print(f"pntm: sweep of {len(jobs)} runs into {out} {where}", file=sys.stderr, flush=True)
     # SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the worker processes
     # stop with the sweep instead of training on, orphaned; each run resumes from its checkpoint.
     signal.signal(signal.SIGTERM, _interrupted)
     started = time.perf_counter()
-    results = sweep(jobs, executor=args.executor, workers=args.workers, address=args.address,
+    results = sweep(jobs, executor=executor, workers=workers, address=address,
                     echo=lambda line: print(line, flush=True))
     failed = sum(r["status"] == "failed" for r in results)
-    print_selection(args.out, [r for r in results if r["status"] != "failed"])
+    print_selection(out, [r for r in results if r["status"] != "failed"])
     counts = {s: sum(r["status"] == s for r in results)
               for s in ("done", "resumed", "validated", "skipped")}
     print(f"pntm: {len(results)} runs in {time.perf_counter() - started:.0f}s "
           f"({', '.join(f'{n} {s}' for s, n in counts.items())}, {failed} failed); "
-          f"results in {args.out}/*/eval.json; tables: pntm report {args.out}")
+          f"results in {out}/*/eval.json; tables: pntm report {out}")
     return results
 
 
-def cmd_sweep(args, command: str) -> int:
-    """``pntm sweep``: 0 when every run has its eval.json, 1 when some failed."""
-    if args.address and args.executor != "ray":
+def sweep_from_options(*, task_spec: str, model_spec: str, seed_spec: str, out: str,
+                       sets: list[str], steps: int | None, lr_spec: str | None,
+                       device: str | None, executor: str, workers: int | None,
+                       address: str | None, command: str) -> int:
+    """``pntm sweep``, from its options as given (the ``*_spec`` are the command line's comma
+    lists): every option is checked before anything runs. Returns 0 when every run has its
+    eval.json, 1 when some failed."""
+    if address and executor != "ray":
         raise PntmError("--address is for --executor ray")
-    if args.executor == "ray":
+    if executor == "ray":
         import_ray()  # a missing extra fails before anything runs
     from pntm.device import resolve_device
     from pntm.runs import dir_lock
-    device = resolve_device(args.device).type  # cuda without a GPU fails before anything runs
-    lrs = parse_lrs(args.lrs) if getattr(args, "lrs", None) is not None else None
-    jobs = plan(parse_tasks(args.tasks), parse_names(args.models, "models"),
-                parse_seeds(args.seeds), args.out, sets=args.sets, steps=args.steps,
-                command=command, device=device, lrs=lrs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with dir_lock(out, "sweep's results folder"):  # a second sweep on OUT fails at once
-        results = _run_sweep(args, jobs)
+    device_type = resolve_device(device).type  # cuda without a GPU fails before anything runs
+    lrs = parse_lrs(lr_spec) if lr_spec is not None else None
+    jobs = plan(parse_tasks(task_spec), parse_names(model_spec, "models"), parse_seeds(seed_spec),
+                out, sets=sets, steps=steps, command=command, device=device_type, lrs=lrs)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with dir_lock(Path(out), "sweep's results folder"):  # a second sweep on OUT fails at once
+        results = _run_sweep(jobs, out, executor, workers, address)
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(f"pntm: failed: {r['name']}: {r['error']} (see {r['out']}/{ERROR})", file=sys.stderr)
@@ -489,7 +493,7 @@ def cmd_sweep(args, command: str) -> int:
 
 def print_selection(out: str | Path, finished: list[dict]) -> None:
     """Per task and model, what validation chose among this sweep's finished runs."""
-    from pntm.selection import summary_lines
+    from pntm.tools.selection import summary_lines
 
     if not finished:
         return

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -48,7 +47,7 @@ import torch.nn.functional as F
 from pntm import tasks
 from pntm.errors import PntmError
 from pntm.models import SequenceModel
-from pntm.scan import linear_scan
+from pntm.ops.scan import linear_scan
 
 #: a weighting at least this large marks a memory cell as visited (for cropping the heat maps)
 VISITED = 0.01
@@ -353,14 +352,3 @@ def inspect_run(run_dir: str | Path, prompt_text: str, out: str | Path, device=N
     tr = trace(model, cfg["model"], vocab, prompt, answer_budget(cfg, prompt), device)
     atomic_write(out, render(tr))
     return tr
-
-
-def cmd_inspect(args) -> None:
-    from pntm.device import resolve_device
-    from pntm.evaluate import join_tokens
-
-    check_matplotlib()  # before anything is loaded
-    tr = inspect_run(args.run_dir, args.prompt, args.out, resolve_device(args.device))
-    print(join_tokens(tr.answer))
-    note = "" if tr.ended else f" (no {tasks.EOS} within the decoding budget)"
-    print(f"pntm: wrote {args.out}{note}", file=sys.stderr)

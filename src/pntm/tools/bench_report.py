@@ -134,7 +134,7 @@ def render(data: dict, name: str) -> str:
 
 def write_bench_report(path: str | Path, out: str | Path = "RESULTS.md") -> str:
     """Render ``path`` into its marked block of ``out``; returns the block."""
-    from pntm.report import markers, replace_block
+    from pntm.tools.report import markers, replace_block
 
     name = str(path)
     block_body = render(load_bench(path), name)

@@ -25,7 +25,7 @@ Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
   length ≤ L (in-distribution ones included) has sequence accuracy ≥ 0.99; 0 when the shortest
   evaluated length already falls below. Lengths that were not evaluated cannot break the run.
 - The **selected seed** (and learning rate) of a (task, model) is chosen on the validation split
-  (``eval-validation.json``), never on test: :mod:`pntm.selection` holds the rules and
+  (``eval-validation.json``), never on test: :mod:`pntm.tools.selection` holds the rules and
   tie-breaks. A (task, model) whose runs have no validation results is shown as **not
   selectable** (n/s), never silently chosen by test. ``--select test`` gives the legacy display
   (best seed by test OOD sequence accuracy), and every table then says "selected on test".
@@ -33,7 +33,7 @@ Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
   the selected seed's; **mean ± std** is over the cohort (the seeds at the chosen learning
   rate), with the sample standard deviation (n − 1), undefined (null) with a single seed.
 - **Seeds succeeding**: k of N seeds of the cohort whose test sequence accuracy is ≥ 99% at every
-  evaluated test length (:func:`pntm.selection.succeeds`; stricter than a mean of ≥ 99%).
+  evaluated test length (:func:`pntm.tools.selection.succeeds`; stricter than a mean of ≥ 99%).
 - A model **fails out of distribution** on a task when its selected seed does not succeed in
   that sense.
 - Steps and training wall time per (task, model) are means over its seeds (the JSON also holds
@@ -41,7 +41,7 @@ Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
 - The JSON and the plots go inside ``RUNS_DIR`` by default, so reports of different folders
   never overwrite each other; ``make report`` names ``results/benchmark.json`` and
   ``results/plots``.
-- The comparison with published numbers (:mod:`pntm.published`) uses their metric, per-token
+- The comparison with published numbers (:mod:`pntm.tools.published`) uses their metric, per-token
   accuracy over the answer tokens (EOS excluded), averaged over the out-of-distribution lengths
   (``ood_answer_token_accuracy``; :mod:`pntm.evaluate` gives the exact definition and how our
   autoregressive decoding differs from theirs): the selected seed's, and beside it the highest
@@ -56,16 +56,16 @@ import io
 import os
 import shlex
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-from pntm import published, selection, splits, tasks
+from pntm import splits, tasks
 from pntm.errors import PntmError
 from pntm.evaluate import summarize
 from pntm.provenance import provenance
-from pntm.safeio import read_json
 from pntm.runs import atomic_write, atomic_write_json, atomic_write_text
+from pntm.safeio import read_json
+from pntm.tools import published, selection
 
 THRESHOLD = selection.THRESHOLD
 SELECTED_ON = {"validation": "selected on validation",
@@ -748,20 +748,3 @@ def write_report(runs_dir: str | Path, out: str | Path = "RESULTS.md", *,
     atomic_write_text(out, replace_block(text, block, runs_dir))
     return {"block": block, "benchmark": bench, "json": json_path, "plots": plot_paths,
             "notice": notice}
-
-
-def cmd_report(args, command: str) -> None:
-    """``pntm report``: write everything, print the task × model matrix and what was written."""
-    result = write_report(args.runs_dir, args.out, json_path=args.json, plots_dir=args.plots,
-                          plots=not args.no_plots, command=command,
-                          select=getattr(args, "select", "validation"))
-    bench = result["benchmark"]
-    print(matrix_table(bench["aggregates"]))
-    if result["notice"]:
-        print(f"pntm: note: no plots: {result['notice']}", file=sys.stderr)
-    written = [str(args.out), str(result["json"])]
-    if result["plots"]:
-        written.append(f"{len(result['plots'])} plots in "
-                       f"{next(iter(result['plots'].values())).parent}")
-    print(f"{len(bench['runs'])} runs ({len(bench['aggregates'])} task/model pairs, "
-          f"{len(bench['unfinished_runs'])} unfinished) -> {', '.join(written)}")

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pntm.fourier_heads import straight_through
+from pntm.ops.fourier_heads import straight_through
 
 
 def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
@@ -49,7 +49,7 @@ def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
     context query equals its own cell's key; cell 0 at ``t = 0``), in parallel mode; otherwise
     it sees all ``J`` (a step: the caller passes the cells it may see). ``allowed`` (B, T, J),
     when given, also hides the cells it marks False (a learned writer's overwritten or unwritten
-    cells, ``pntm.write_events.live_writes``); every row must allow at least one cell."""
+    cells, ``pntm.ops.write_events.live_writes``); every row must allow at least one cell."""
     keys = F.normalize(keys, dim=-1)
     query = F.normalize(query, dim=-1)
     pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
