@@ -10,6 +10,12 @@ were at hand only from a secondary copy, not checked against the paper, so they 
 rather than guessed. Stack Manipulation was checked but never quoted in this module; it is left
 out for the same reason until someone reads it off the paper.
 
+A second attempt (issue 12) to read those rows off the paper added none: the copies of the paper
+at hand then (the ICLR 2023 text, the arXiv v3 text and LaTeX, a transcription of the v3 PDF and
+the arXiv v1 HTML) could only be read as far as their abstract and introduction, never as far as
+Table 2, so no row could be checked digit for digit, and the five rows below were not re-read
+either. Whoever adds a row must read it in the ICLR (or arXiv v3) table itself.
+
 Each published task maps to our tasks of two kinds (:func:`definition`):
 
 - ``theirs``: our built-in task made to their definition (the names of issue "The whole Chomsky
