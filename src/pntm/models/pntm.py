@@ -79,11 +79,22 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   annealed logits have small margins, and at temperature 1 their gradient is that of far softer
   heads (on binary addition it undid a 94%-accurate solution within 50 hard steps; held, the
   same run reached 100%).
-* **Address tags instead of a learned initial memory.** A counter must read its position modulo
-  small numbers. Each cell carries a read-only tag, a sum of learned patterns with the small
-  periods ``periods`` (default 2, 3, 4, 5); every residue is visited in training, so cells first
-  reached at long lengths hold nothing new. The erasable memory starts at the constant 1e-6
-  (Collier & Beel 2018), the same in every cell.
+* **Address tags instead of a learned initial memory** (library default; the shipped run
+  config has none). Each cell can carry a read-only tag, a sum of learned patterns with the
+  small periods ``periods`` (library default 2, 3, 4, 5); every residue is visited in
+  training, so cells first reached at long lengths hold nothing new. The erasable memory starts
+  at the constant 1e-6 (Collier & Beel 2018), the same in every cell. Periods equal to a
+  task's moduli are a fact about the task, so ``configs/pntm.yaml`` sets ``periods: []`` and
+  leaves counting to the state heads, which learn their automaton (RESULTS.md, "State heads":
+  without tags and without state heads, parity and cycle navigation stay at chance).
+* **One run config for every task** (``configs/pntm.yaml``; a test checks that no task changes
+  it). Each value is a general bias, none a task's fact: two layers (a head can react to what
+  the layer below read, e.g. turn at the end of a prompt it has walked); shifts of -2..2; a
+  3-token window before the controller (the width of Mamba's short convolution); six read
+  heads, four relaxed; one content head comparing learned queries with the cells; two state
+  heads of 8 states whose values are annealed away; a length curriculum over the first 70% of
+  4,000 steps; jump gates starting at 12% (``jump_bias: -2``) with the temperature held after
+  hardening. What it learns, seed by seed, is in RESULTS.md ("One P-NTM config for every task").
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
   jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
   token (BOS) lands on cell 0, the jump target. Each cell is then written once, and the memory
