@@ -188,9 +188,14 @@ class PNTM(SequenceModel):
     def embed(self, tokens: Tensor, segment: Tensor) -> Tensor:
         return self.token_embedding(tokens) + self.segment_embedding(segment)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def inputs(self, tokens: Tensor) -> Tensor:
+        """The first layer's inputs (B, T, d_model) for ``tokens`` (B, T): each token's embedding
+        plus its segment's (prompt, or separator-and-answer)."""
         segment = (torch.cumsum(tokens == self.sep_id, dim=1) > 0).long()
-        u = self.embed(tokens, segment)
+        return self.embed(tokens, segment)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        u = self.inputs(tokens)
         for layer in self.layers:
             u = layer(u)
         return self.to_logits(self.final_norm(u))

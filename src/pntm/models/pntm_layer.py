@@ -9,6 +9,7 @@ weights and formulas.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +21,30 @@ from pntm.models.pntm_recurrent import RecurrentMode
 from pntm.models.state_heads import StateHeads
 from pntm.ops import fourier_heads
 from pntm.ops.fourier_heads import straight_through
-from pntm.ops.hard_heads import tape_read
+from pntm.ops.hard_heads import head_positions, tape_read
 from pntm.ops.memory_chunks import chunked_memory_reads
 from pntm.ops.scan import linear_scan
 from pntm.ops.write_events import event_read
+
+
+@dataclass
+class HeadTrace:
+    """What a layer's heads do at every step (``PNTMLayer.trace``), for inputs (B, T, d_model)
+    and ``N = num_cells(T)`` memory cells.
+
+    ``weights`` (B, T, 1 + H_read, N): every location head's weighting over the cells, the write
+    head first, then the read heads (one-hot when the heads are hard). ``erase`` and ``add``
+    (B, T, W): what each token writes where the write head is. ``content`` (B, T, H_content, N):
+    the content heads' weightings over the cells (zero on cells not written yet, or whose write
+    was overwritten), when the layer has content heads. ``states`` (B, T, H_state, S): the state
+    heads' states after each token (distributions, one-hot when hard; values with
+    ``state_values``), when the layer has state heads."""
+
+    weights: Tensor
+    erase: Tensor
+    add: Tensor
+    content: Tensor | None = None
+    states: Tensor | None = None
 
 
 class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
@@ -33,8 +54,9 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
     ``PNTMLayer(PNTMConfig(...))`` maps inputs (B, T, d_model) to outputs of the same shape,
     residual included. The layer picks its memory size per input (``num_cells``), follows the
     relax schedule through ``set_training_progress(p)``, and decodes one token at a time with
-    ``init_state(batch, max_length, device)`` and ``step(u, state)``. ``PNTM`` is a stack of
-    these between an embedding and an output head."""
+    ``init_state(batch, max_length, device)`` and ``step(u, state)``; ``trace(u)`` returns
+    what its heads do (``HeadTrace``). ``PNTM`` is a stack of these between an embedding and an
+    output head."""
 
     def __init__(self, config: PNTMConfig | None = None, **overrides):
         super().__init__()
@@ -223,6 +245,40 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         """Parallel mode: inputs (B, T, d_model) -> outputs (B, T, d_model)."""
         B, T, _ = u.shape
         cells = self.num_cells(T)
+        ctl = self.parallel_controls(u)
+        if self.carries_positions():
+            if self.tape_writer:  # hard heads on the tape: gathers
+                contents, tags = tape_read(
+                    ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
+                    self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+            else:  # hard learned writer: write events
+                contents, tags = event_read(
+                    ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
+                    self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+            return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+        # A tape writer's place is known (token t on cell t): scan only the learned heads.
+        spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
+        if not self.tape_writer and self.memory_path == "auto":
+            # soft heads: the memory scan in chunks, recomputed in backward
+            contents, tags = chunked_memory_reads(
+                spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
+                self.initial_value, self.memory_chunk, self.scan_method)
+            return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+        weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
+        if self.tape_writer:
+            if self.memory_path == "auto":
+                return self.tape_output(u, ctl, weights)
+            weights = self.with_tape_head(weights)
+        alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
+        memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
+                             method=self.scan_method)
+        return self.output(u, ctl, weights, memory, self.content_source(ctl, cells))
+
+    def parallel_controls(self, u: Tensor) -> dict[str, Tensor]:
+        """``controls`` for every token of ``u`` (B, T, d) at once, each seeing the
+        ``token_shift`` inputs before it (zeros before the first), and the state heads' states
+        (``ctl["states"]``, (B, T, H_state, S)) when the layer has them."""
+        T = u.shape[1]
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
         ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
         if self.machine is not None:
@@ -231,37 +287,56 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             relaxing = self.relaxing() and self.machine.to_values is None
             ctl["states"] = self.machine(ctl["h"], self.hard and not relaxing,
                                          self.temperature if relaxing else 1.0)
-        if self.tape_writer and self.memory_path == "auto" and self.uses_positions():
-            contents, tags = tape_read(
-                ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
-                self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
-            return self.residual(u, ctl, contents, tags, self.parallel_tape(ctl))
-        learned_writer = not self.tape_writer and self.memory_path == "auto"
-        if learned_writer and self.uses_positions():  # hard learned writer: write events
-            contents, tags = event_read(
-                ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"], self.address_table(u.device),
-                self.initial_value, cells, self.jump_horizon)
-            return self.residual(u, ctl, contents, tags, self.learned_content_source(ctl, cells))
-        # A tape writer's place is known (token t on cell t): scan only the learned heads.
-        first = int(self.tape_writer)
+        return ctl
+
+    def carries_positions(self) -> bool:
+        """Whether the parallel mode carries the heads as integer positions (every head hard,
+        ``memory_path: auto``): ``tape_read`` for the tape writer, ``event_read`` for a learned
+        one."""
+        return self.memory_path == "auto" and self.uses_positions()
+
+    def head_spectra(self, ctl: dict[str, Tensor], cells: int, first: int = 0) -> Tensor:
+        """``ŵ_t`` of heads ``first..`` by the Fourier scan (B, T, H - first, N//2+1)."""
         scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
         a, b = self.location_coefficients(scanned, cells)
-        start = self.start_spectrum(cells, u.device).expand_as(b[:, 0])
-        spectra = linear_scan(a, b, start, method=self.scan_method)
-        if learned_writer:  # soft heads: the memory scan in chunks, recomputed in backward
-            contents, tags = chunked_memory_reads(
-                spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
-                self.initial_value, self.memory_chunk, self.scan_method)
-            return self.residual(u, ctl, contents, tags, self.learned_content_source(ctl, cells))
-        weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
-        if self.tape_writer:
-            if self.memory_path == "auto":
-                return self.tape_output(u, ctl, weights)
-            tape = F.one_hot(torch.arange(T, device=u.device), cells).to(weights)
-            weights = torch.cat([tape.expand(B, T, cells)[:, :, None], weights], dim=2)
-        alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
-        memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
-                             method=self.scan_method)
-        source = (self.parallel_tape(ctl) if self.tape_writer
-                  else self.learned_content_source(ctl, cells))
-        return self.output(u, ctl, weights, memory, source)
+        start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
+        return linear_scan(a, b, start, method=self.scan_method)
+
+    @staticmethod
+    def with_tape_head(weights: Tensor) -> Tensor:
+        """The tape writer's weighting (token ``t`` on cell ``t``) in front of the read heads'
+        ``weights`` (B, T, H_read, N)."""
+        B, T, _, cells = weights.shape
+        tape = F.one_hot(torch.arange(T, device=weights.device), cells).to(weights)
+        return torch.cat([tape.expand(B, T, cells)[:, :, None], weights], dim=2)
+
+    # ---- what the heads do -----------------------------------------------------------------
+    def trace(self, u: Tensor) -> HeadTrace:
+        """What the heads do on inputs ``u`` (B, T, d_model), as ``forward`` runs them (the
+        same controls; the relax phase in training, hard heads at evaluation): a ``HeadTrace``.
+
+        Heads that ``forward`` carries as integer positions are one-hot on those cells
+        (``pntm.ops.hard_heads.head_positions``, as ``tape_read`` and ``event_read`` find
+        them), the others come from the Fourier scan, as in ``forward``. Content heads'
+        weightings over the written rows (``content_weights``, as ``residual`` reads them) are
+        put on the cells the rows were written to. Gradients flow; ``pntm inspect`` calls it
+        under ``torch.inference_mode``."""
+        cells = self.num_cells(u.shape[1])
+        ctl = self.parallel_controls(u)
+        if self.carries_positions():
+            moves = ctl["shift"].argmax(-1) - self.shift_range
+            positions = torch.remainder(head_positions(moves, ctl["jump"] > 0.5), cells)
+            weights = F.one_hot(positions, cells).to(ctl["add"])
+        else:
+            spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
+            weights = torch.fft.irfft(spectra, n=cells, dim=-1)
+            if self.tape_writer:
+                weights = self.with_tape_head(weights)
+        trace = HeadTrace(weights, ctl["erase"], ctl["add"], states=ctl.get("states"))
+        if self.content_heads:
+            source = self.content_source(ctl, cells)
+            allowed = source[4] if len(source) > 4 else None  # a learned writer's live writes
+            content = self.content_weights(ctl, source[1], source[2], allowed)
+            # row j was written at step j, on the cell of the write head's weighting then
+            trace.content = torch.einsum("bthj,bjn->bthn", content, weights[:, :, 0])
+        return trace

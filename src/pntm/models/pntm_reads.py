@@ -103,6 +103,12 @@ class LayerReads:
         rows = self.initial_value + self.tape_values(ctl)
         return rows, (rows if self.content_match_is_cell() else ctl["key"]), True
 
+    def content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
+        """What content heads read in parallel mode, as ``content_reads``' arguments after
+        ``ctl`` (None without content heads): the tape, or a learned writer's writes."""
+        return (self.parallel_tape(ctl) if self.tape_writer
+                else self.learned_content_source(ctl, cells))
+
     def learned_content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
         """What content heads read under a hard learned writer, in parallel mode: its writes
         (``pntm.ops.write_events.written_rows``: the value each left in its cell, and the cell's
