@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from pntm.cli import main
 from pntm.models import build_model, get_model_class
 from pntm.tasks import Vocab
-from pntm.tools.inspection import (capture_controls, cell_window, content_weights, fed_tokens,
-                                   pntm_internals)
+from pntm.tools.inspection import cell_window, fed_tokens, pntm_internals
 
 torch.set_num_threads(1)  # tiny models; the machine is shared
 
@@ -121,11 +120,11 @@ def test_pntm_content_heads_weightings_give_what_they_read():
     tokens = torch.tensor([fed_tokens(vocab, list("0110"), list("0110"), True)])
     T = tokens.shape[1]
     with torch.no_grad():
-        [(ctl, cells)] = capture_controls(model, tokens)
-        layer = model.layers[0]
+        layer, u = model.layers[0], model.inputs(tokens)
+        ctl, cells = layer.parallel_controls(u), layer.num_cells(T)
         rows, keys, causal = layer.parallel_tape(ctl)
         reads, _ = layer.content_reads(ctl, rows, keys, causal)
-        weights = content_weights(layer, ctl)
+        weights = layer.trace(u).content[..., :T]  # the tape: row j on cell j
         assert torch.allclose(torch.einsum("bthj,bjw->bthw", weights, rows), reads, atol=1e-5)
         [rec] = pntm_internals(model, tokens)
     assert rec["weights"].shape == (T, 2 + 2, cells)  # write, read, two content heads

@@ -15,7 +15,7 @@ import pntm
 from pntm.errors import ConfigError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-PUBLIC = {"PNTM": "pntm.models.pntm", "PNTMLayer": "pntm.models.pntm",
+PUBLIC = {"PNTM": "pntm.models.pntm", "PNTMLayer": "pntm.models.pntm_layer",
           "PNTMConfig": "pntm.models.pntm_config", "linear_scan": "pntm.ops.scan",
           "build_model": "pntm.models.base"}
 

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     "PNTM": "pntm.models.pntm",
-    "PNTMLayer": "pntm.models.pntm",
+    "PNTMLayer": "pntm.models.pntm_layer",
     "PNTMConfig": "pntm.models.pntm_config",
     "linear_scan": "pntm.ops.scan",
     "build_model": "pntm.models.base",

@@ -1,6 +1,6 @@
 """Hard heads on a write-once tape as integer positions: P-NTM's fast training path.
 
-The reference path of ``models/pntm.py`` carries every head as a weighting over all ``N`` cells
+The reference path of ``models/pntm_layer.py`` carries every head as a weighting over all ``N`` cells
 (a Fourier-domain scan and an inverse FFT), so a training step moves ``B·T·H·N`` numbers, and
 ``N`` grows with ``T``: the cost per token grows with the length. When every head is hard (a
 straight-through one-hot shift ``k_t ∈ {-K..K}`` and a 0/1 jump ``j_t``) and the write head is

@@ -436,6 +436,17 @@ def _auto_method(b: Tensor, d: int) -> str:
     return "parallel" if step_bytes <= _AUTO_STATE_BYTES and T > _AUTO_MIN_T else "sequential"
 
 
+def _result_dtype(a: Tensor, b: Tensor, x0: Tensor | None) -> torch.dtype:
+    """The promoted dtype of ``a``, ``b`` and ``x0``; the default float dtype for integers."""
+    dtypes = [a.dtype, b.dtype] + ([x0.dtype] if x0 is not None else [])
+    out_dt = dtypes[0]
+    for dt in dtypes[1:]:
+        out_dt = torch.promote_types(out_dt, dt)
+    if not (out_dt.is_floating_point or out_dt.is_complex):
+        out_dt = torch.get_default_dtype()
+    return out_dt
+
+
 def linear_scan(
     a: Tensor,
     b: Tensor,
@@ -481,12 +492,7 @@ def linear_scan(
     shape = torch.broadcast_shapes(a.shape, b.shape)
     T = shape[d]
 
-    dtypes = [a.dtype, b.dtype] + ([x0.dtype] if x0 is not None else [])
-    out_dt = dtypes[0]
-    for dt in dtypes[1:]:
-        out_dt = torch.promote_types(out_dt, dt)
-    if not (out_dt.is_floating_point or out_dt.is_complex):
-        out_dt = torch.get_default_dtype()
+    out_dt = _result_dtype(a, b, x0)
     # A real decay stays real (cheaper products), at the result's precision.
     a_dt = out_dt if a.is_complex() else _real_dtype(out_dt)
     a = a.to(a_dt)

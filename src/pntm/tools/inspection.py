@@ -5,7 +5,8 @@ The prompt is decoded greedily, exactly as ``pntm generate`` does. The tokens th
 once more while its internals are recorded, one column per token fed:
 
 * **P-NTM**, per layer: every head's weighting over the memory cells (the write head first, then
-  the read heads, then any content heads), and the erase and add vectors written at each step.
+  the read heads, then any content heads), the erase and add vectors written at each step, and
+  any state heads' states.
 * **NTM**: the write and read heads' weightings over the memory cells.
 * **Transformer**, per layer and attention head: the attention of each position over the earlier
   ones (the heads of a memory-less model).
@@ -13,18 +14,15 @@ once more while its internals are recorded, one column per token fed:
 
 Decisions:
 
-* **No model changes, the model's own numerics.** During P-NTM's parallel forward each layer's
-  ``controls`` output is recorded (the method is wrapped on the layer instance for that one
-  call), and the location heads' weightings are computed from it with the layer's public pieces
-  (``location_coefficients``, ``start_spectrum``, ``linear_scan``, ``torch.fft.irfft``): the
-  Fourier scan, which the integer-position path of hard heads equals (tested in the model's
-  tests). A test checks them against the recurrent mode that decoding uses. Content heads'
-  weightings are ``PNTMLayer.content_weights``, checked against what the heads read. The NTM and the
-  LSTM are stepped through their recurrent mode, whose state holds the weightings and the
-  (h, c) pairs; Transformer attention is recomputed from each block's queries and keys
+* **The model's own numerics.** P-NTM's heads come from ``PNTMLayer.trace`` (the layer's own
+  controls, integer positions or Fourier scan, and content weightings, as its forward pass runs
+  them), fed with each layer's inputs in turn (``PNTM.inputs``, then each layer's output). A
+  test checks them against the recurrent mode that decoding uses. The NTM and the LSTM are
+  stepped through their recurrent mode, whose state holds the weightings and the (h, c) pairs;
+  Transformer attention is recomputed from each block's queries and keys
   (``CausalSelfAttention.project``), with its causal mask.
-* **Fixed colour scales**: weightings and attention on [0, 1], erase on [0, 1], add (a tanh) and
-  hidden units on [-1, 1], so that figures of different runs and prompts compare.
+* **Fixed colour scales**: weightings, attention and states on [0, 1], erase on [0, 1], add (a
+  tanh) and hidden units on [-1, 1], so that figures of different runs and prompts compare.
 * **Memory cells as signed offsets** from the origin cell 0 (heads start on cell -1, the last
   cell of the circular memory, so the first token lands on cell 0), cropped to the cells some
   head visits; the circle is cut where no head goes, so no path is drawn broken.
@@ -42,12 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pntm import tasks
 from pntm.errors import PntmError
 from pntm.models import SequenceModel
-from pntm.ops.scan import linear_scan
 
 #: a weighting at least this large marks a memory cell as visited (for cropping the heat maps)
 VISITED = 0.01
@@ -118,63 +114,23 @@ def head_panels(weights: np.ndarray, names: list[str], prefix: str) -> list[Pane
             for h, name in enumerate(names)]
 
 
-def capture_controls(model, tokens: torch.Tensor) -> list[tuple[dict[str, torch.Tensor], int]]:
-    """Run P-NTM's parallel forward on ``tokens`` and return, per layer, the controls its layer
-    computed (the dict of ``PNTMLayer.controls``) and its number of memory cells.
-
-    ``controls`` is wrapped on each layer instance for the duration of the call (and the
-    number of cells taken, in a forward hook, from the layer's input length), so the controls are exactly those of the
-    model's own forward pass, whatever inputs (token shift) it gives them."""
-    captured: list[dict] = [{} for _ in model.layers]
-
-    def recording(layer, index):
-        original = layer.controls
-
-        def controls(*args, **kwargs):
-            captured[index]["ctl"] = ctl = original(*args, **kwargs)
-            return ctl
-        return controls
-
-    def keep_cells(index, module, args, output):
-        captured[index]["cells"] = module.num_cells(args[0].shape[1])  # as forward(u) does
-
-    hooks = []
-    try:
-        for i, layer in enumerate(model.layers):
-            layer.controls = recording(layer, i)  # an instance attribute: the class is untouched
-            hooks.append(layer.register_forward_hook(partial(keep_cells, i)))
-        model(tokens)
-    finally:
-        for layer in model.layers:
-            layer.__dict__.pop("controls", None)
-        for hook in hooks:
-            hook.remove()
-    return [(c["ctl"], c["cells"]) for c in captured]
-
-
-def content_weights(layer, ctl: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Content heads' weightings over the tape, (B, T, H_content, T), as the layer computes them
-    in parallel mode (``PNTMLayer.content_weights``)."""
-    _, keys, causal = layer.parallel_tape(ctl)
-    return layer.content_weights(ctl, keys, causal).detach()
-
-
 def pntm_internals(model, tokens: torch.Tensor) -> list[dict[str, np.ndarray]]:
-    """Per P-NTM layer, for one row of ``tokens`` (1, T): ``weights`` (T, heads, cells) of the
-    location heads, head 0 writing, then the content heads (on the tape's cells 0..T-1), if any;
-    and the ``erase`` and ``add`` vectors (T, memory_width)."""
+    """Per P-NTM layer, for one row of ``tokens`` (1, T), from ``PNTMLayer.trace``: ``weights``
+    (T, heads, cells) of the location heads, head 0 writing, then of the content heads, if any;
+    the ``erase`` and ``add`` vectors (T, memory_width); and ``states`` (T, state heads, S)
+    when the layer has state heads."""
     out = []
-    for layer, (ctl, cells) in zip(model.layers, capture_controls(model, tokens)):
-        a, b = layer.location_coefficients(ctl, cells)
-        start = layer.start_spectrum(cells, tokens.device).expand_as(b[:, 0])
-        spectra = linear_scan(a, b, start, method=layer.scan_method)
-        weights = torch.fft.irfft(spectra, n=cells, dim=-1)[0]  # (T, heads, cells)
-        if getattr(layer, "content_heads", 0):
-            content = content_weights(layer, ctl)[0]  # (T, H_content, T)
-            weights = torch.cat([weights, F.pad(content, (0, cells - content.shape[-1]))], dim=1)
-        out.append({"weights": weights.float().cpu().numpy(),
-                    "erase": ctl["erase"][0].float().cpu().numpy(),
-                    "add": ctl["add"][0].float().cpu().numpy()})
+    u = model.inputs(tokens)
+    for layer in model.layers:
+        trace = layer.trace(u)
+        u = layer(u)
+        weights = trace.weights[0]
+        if trace.content is not None:
+            weights = torch.cat([weights, trace.content[0]], dim=1)
+        record = {"weights": weights, "erase": trace.erase[0], "add": trace.add[0]}
+        if trace.states is not None:
+            record["states"] = trace.states[0]
+        out.append({key: value.float().cpu().numpy() for key, value in record.items()})
     return out
 
 
@@ -184,8 +140,11 @@ def trace_pntm(model, tokens: torch.Tensor) -> list[Panel]:
         prefix = f"layer {i + 1}: " if len(model.layers) > 1 else ""
         names = ["write head" + (" (tape)" if layer.tape_writer else "")]
         names += [f"read head {h}" for h in range(1, layer.heads)]
-        names += [f"content head {h + 1}" for h in range(getattr(layer, "content_heads", 0))]
+        names += [f"content head {h + 1}" for h in range(layer.content_heads)]
         panels += head_panels(rec["weights"], names, prefix)
+        for h in range(rec["states"].shape[1] if "states" in rec else 0):
+            panels.append(Panel(f"{prefix}state head {h + 1}", rec["states"][:, h].T,
+                                ylabel="state"))
         panels.append(Panel(f"{prefix}erase", rec["erase"].T, ylabel="memory width"))
         panels.append(Panel(f"{prefix}add", rec["add"].T, ylabel="memory width",
                             vrange=(-1.0, 1.0), cmap="RdBu_r"))

@@ -1,0 +1,342 @@
+"""``PNTMLayer``: one P-NTM layer, its modules, its relax schedule and its parallel mode.
+
+The equations and the design decisions are in ``pntm.models.pntm``. The layer's reads (memory,
+address tags, content heads) are in ``pntm.models.pntm_reads``, its recurrent mode (one token
+at a time) in ``pntm.models.pntm_recurrent``; both are mixed into ``PNTMLayer`` and share its
+weights and formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pntm.models.pntm_config import PNTMConfig
+from pntm.models.pntm_reads import LayerReads
+from pntm.models.pntm_recurrent import RecurrentMode
+from pntm.models.state_heads import StateHeads
+from pntm.ops import fourier_heads
+from pntm.ops.fourier_heads import straight_through
+from pntm.ops.hard_heads import head_positions, tape_read
+from pntm.ops.memory_chunks import chunked_memory_reads
+from pntm.ops.scan import linear_scan
+from pntm.ops.write_events import event_read
+
+
+@dataclass
+class HeadTrace:
+    """What a layer's heads do at every step (``PNTMLayer.trace``), for inputs (B, T, d_model)
+    and ``N = num_cells(T)`` memory cells.
+
+    ``weights`` (B, T, 1 + H_read, N): every location head's weighting over the cells, the write
+    head first, then the read heads (one-hot when the heads are hard). ``erase`` and ``add``
+    (B, T, W): what each token writes where the write head is. ``content`` (B, T, H_content, N):
+    the content heads' weightings over the cells (zero on cells not written yet, or whose write
+    was overwritten), when the layer has content heads. ``states`` (B, T, H_state, S): the state
+    heads' states after each token (distributions, one-hot when hard; values with
+    ``state_values``), when the layer has state heads."""
+
+    weights: Tensor
+    erase: Tensor
+    add: Tensor
+    content: Tensor | None = None
+    states: Tensor | None = None
+
+
+class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
+    """One P-NTM layer: controller, heads, memory, reads (see the module docstring).
+
+    A standalone sequence mixer: ``PNTMLayer(d_model=64, ...)`` (keywords of ``PNTMConfig``) or
+    ``PNTMLayer(PNTMConfig(...))`` maps inputs (B, T, d_model) to outputs of the same shape,
+    residual included. The layer picks its memory size per input (``num_cells``), follows the
+    relax schedule through ``set_training_progress(p)``, and decodes one token at a time with
+    ``init_state(batch, max_length, device)`` and ``step(u, state)``; ``trace(u)`` returns
+    what its heads do (``HeadTrace``). ``PNTM`` is a stack of these between an embedding and an
+    output head."""
+
+    def __init__(self, config: PNTMConfig | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = PNTMConfig(**overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        self.config = config
+        read_heads, shift_range = config.read_heads, config.shift_range
+        tape_writer, relaxed_heads = config.tape_writer, config.relaxed_heads
+        content_heads = config.content_heads
+        self.read_heads = read_heads
+        self.heads = read_heads + 1  # head 0 writes
+        self.shift_range = shift_range
+        self.width = config.memory_width
+        self.periods = tuple(int(p) for p in config.periods)
+        self.address_width = config.address_width
+        self.hard = config.hard
+        self.scan_method = config.scan_method
+        self.initial_value = config.initial_memory
+        self.tape_writer = tape_writer
+        self.memory_path = config.memory_path
+        self.head_path = config.head_path
+        self.jump_horizon = config.jump_horizon
+        self.memory_chunk = config.memory_chunk  # tokens per chunk of a soft learned writer's scan
+        self.content_heads = content_heads
+        self.match_keys = content_heads > 0 and config.content_match == "key"
+        self.match_context = content_heads > 0 and config.content_match == "context"
+        self.learned_heads = self.heads - int(tape_writer)
+        # Which learned heads the relax phase softens: a learned write head and the first
+        # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
+        # A learned writer under content heads stays hard: they read the cells it has written,
+        # which only a hard writer defines.
+        relaxed_reads = read_heads if relaxed_heads is None else min(relaxed_heads, read_heads)
+        self.content_over_writes = content_heads > 0 and not tape_writer
+        mask = [relaxed_reads > 0 and not self.content_over_writes] * int(not tape_writer) + [
+            i < relaxed_reads for i in range(read_heads)]
+        self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
+        self.relaxed = False    # training only: soft heads (see set_training_progress)
+        self.temperature = 1.0  # training only: softmax temperature of relaxed heads
+        self.token_shift = config.window  # how many previous inputs the controller sees
+        self._build_modules(config)
+
+    def _build_modules(self, config: PNTMConfig) -> None:
+        """The layer's modules and their initial biases (creation order fixes the initial
+        weights for a seed: keep it)."""
+        d_model, d_ff, memory_width = config.d_model, config.d_ff, config.memory_width
+        content_heads, state_heads = config.content_heads, config.state_heads
+        n_shift = 2 * self.shift_range + 1
+        self.norm = nn.LayerNorm(d_model)
+        self.controller = nn.Linear(d_model * (1 + self.token_shift), d_ff)
+        self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
+        self.to_jump = nn.Linear(d_ff, self.learned_heads)
+        self.to_erase = nn.Linear(d_ff, memory_width)
+        self.to_add = nn.Linear(d_ff, memory_width)
+        self.to_query = (nn.Linear(d_ff, content_heads * memory_width)
+                         if content_heads and not self.match_context else None)
+        # context match: one projection gives both the key of cell j (from the inputs before j)
+        # and the query at t (from the inputs before t), so a repeated context matches exactly
+        self.to_context_key = (nn.Linear(d_model * self.token_shift,
+                                         content_heads * memory_width, bias=False)
+                               if self.match_context else None)
+        self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
+        self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
+        reads = self.read_heads + content_heads
+        self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
+                                   config.stay_bias, config.state_values, config.state_anneal)
+                        if state_heads else None)
+        self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
+                             + state_heads * memory_width, d_model)
+        self.address_patterns = nn.ParameterList(
+            [nn.Parameter(torch.randn(p, self.address_width)) for p in self.periods])
+
+        with torch.no_grad():
+            # A learned write head starts as a tape head (one cell forward per token). Read heads
+            # start unbiased: their random per-token moves are a diverse pool of counters.
+            self.to_shift.bias.zero_()
+            if not self.tape_writer:
+                start = self.to_shift.bias.view(self.learned_heads, n_shift)[0]
+                start[self.shift_range + 1] = config.write_bias
+            self.to_jump.bias.fill_(config.jump_bias)
+            if content_heads:  # strength β = softplus(bias) = content_strength at the start
+                self.to_strength.bias.fill_(math.log(math.expm1(config.content_strength)))
+
+    # ---- schedule and memory size ----------------------------------------------------------
+    def set_training_progress(self, fraction: float) -> None:
+        """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
+
+        Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
+        geometrically to ``min_temperature``, so the soft solution must become a sharp one; from
+        ``b`` on the heads are hard (straight-through), as at evaluation. ``relax = [0, 0]``
+        trains hard from the first step. With ``hold_temperature`` the relaxed heads keep
+        ``min_temperature`` after ``b``: the forward pass is hard either way (an argmax and a
+        threshold at 1/2 do not depend on it), but their straight-through gradient stays the
+        one of the sharp solution just annealed instead of jumping back to temperature 1.
+        Call it before each training step with ``step / steps``; evaluation (``eval()``) is
+        hard whatever the phase."""
+        cfg = self.config
+        start, end = cfg.relax
+        relaxed = fraction < end
+        ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
+        held = cfg.min_temperature if cfg.hold_temperature and end > 0 else 1.0
+        self.relaxed = relaxed
+        self.temperature = cfg.min_temperature ** ramp if relaxed else held
+        if self.machine is not None:
+            self.machine.set_training_progress(fraction)
+
+    def num_cells(self, length: int) -> int:
+        """Memory cells for ``length`` tokens (``pntm.models.pntm_config.memory_cells``)."""
+        return self.config.num_cells(length)
+
+    # ---- heads, shared by both modes -------------------------------------------------------
+    def relaxing(self) -> bool:
+        """Whether some heads run soft now (training, inside the relax phase)."""
+        return self.training and self.relaxed and bool(self.relaxed_mask.any())
+
+    def uses_positions(self) -> bool:
+        """Whether every head is hard now, so heads can be carried as integer positions."""
+        return self.hard and self.head_path == "auto" and not self.relaxing()
+
+    def head_choices(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head."""
+        B, T, _ = h.shape
+        shift_logits = self.to_shift(h).view(B, T, self.learned_heads, -1)
+        jump_logits = self.to_jump(h)
+        relaxing = self.relaxing()
+        # Relaxed heads run at the current temperature: soft while relaxing; after the relax
+        # phase (with hold_temperature) hard, the temperature shaping only their gradient.
+        if self.training and self.temperature != 1.0:
+            tau = torch.where(self.relaxed_mask, self.temperature, 1.0)
+            shift_logits, jump_logits = shift_logits / tau[:, None], jump_logits / tau
+        shift, jump = shift_logits.softmax(-1), torch.sigmoid(jump_logits)
+        if self.hard:
+            hard_shift = straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1]).to(shift))
+            hard_jump = straight_through(jump, (jump > 0.5).to(jump))
+            if relaxing:
+                hard_shift = torch.where(self.relaxed_mask[:, None], shift, hard_shift)
+                hard_jump = torch.where(self.relaxed_mask, jump, hard_jump)
+            shift, jump = hard_shift, hard_jump
+        if self.tape_writer:
+            tape = torch.zeros_like(shift[:, :, :1])
+            tape[..., self.shift_range + 1] = 1.0
+            shift = torch.cat([tape, shift], dim=2)
+            jump = torch.cat([torch.zeros_like(jump[:, :, :1]), jump], dim=2)
+        return shift, jump
+
+    def controls(self, u: Tensor, previous: Tensor) -> dict[str, Tensor]:
+        """Controller and head parameters for inputs ``u`` of shape (B, T, d); ``previous``
+        (B, T, k, d) holds the ``k = token_shift`` inputs before each one, newest first (zeros
+        before the first token)."""
+        x = self.norm(u)
+        if self.token_shift:
+            x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
+        h = F.gelu(self.controller(x))
+        shift, jump = self.head_choices(h)
+        ctl = {"h": h, "shift": shift, "jump": jump,
+               "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
+        if self.match_context:
+            window = self.norm(previous).flatten(-2)  # the inputs before t: (B, T, k*d)
+            ctl["key"] = self.to_context_key(window).unflatten(-1, (self.content_heads, self.width))
+            ctl["query"] = ctl["key"]
+        elif self.content_heads:
+            ctl["query"] = self.to_query(h).unflatten(-1, (self.content_heads, self.width))
+        if self.content_heads:
+            ctl["strength"] = F.softplus(self.to_strength(h))
+        if self.match_keys:
+            ctl["key"] = self.to_key(h)
+        return ctl
+
+    def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
+        """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each
+        (``pntm.ops.fourier_heads``)."""
+        phases = fourier_heads.shift_phases(self.shift_range, cells, ctl["shift"].device)
+        return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases)
+
+    def memory_coefficients(self, ctl: dict[str, Tensor], write: Tensor) -> tuple[Tensor, Tensor]:
+        """``α = 1 - w eᵀ`` and ``β = w aᵀ`` for write weights (B, T, N): (B, T, N, W) each."""
+        return fourier_heads.memory_coefficients(write, ctl["erase"], ctl["add"])
+
+    def start_spectrum(self, cells: int, device) -> Tensor:
+        """Spectrum of ``w_0 = δ_{-1}`` (``pntm.ops.fourier_heads.start_spectrum``)."""
+        return fourier_heads.start_spectrum(cells, device)
+
+    # ---- parallel mode ---------------------------------------------------------------------
+    def forward(self, u: Tensor) -> Tensor:
+        """Parallel mode: inputs (B, T, d_model) -> outputs (B, T, d_model)."""
+        B, T, _ = u.shape
+        cells = self.num_cells(T)
+        ctl = self.parallel_controls(u)
+        if self.carries_positions():
+            if self.tape_writer:  # hard heads on the tape: gathers
+                contents, tags = tape_read(
+                    ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
+                    self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+            else:  # hard learned writer: write events
+                contents, tags = event_read(
+                    ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
+                    self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+            return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+        # A tape writer's place is known (token t on cell t): scan only the learned heads.
+        spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
+        if not self.tape_writer and self.memory_path == "auto":
+            # soft heads: the memory scan in chunks, recomputed in backward
+            contents, tags = chunked_memory_reads(
+                spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
+                self.initial_value, self.memory_chunk, self.scan_method)
+            return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+        weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
+        if self.tape_writer:
+            if self.memory_path == "auto":
+                return self.tape_output(u, ctl, weights)
+            weights = self.with_tape_head(weights)
+        alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
+        memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
+                             method=self.scan_method)
+        return self.output(u, ctl, weights, memory, self.content_source(ctl, cells))
+
+    def parallel_controls(self, u: Tensor) -> dict[str, Tensor]:
+        """``controls`` for every token of ``u`` (B, T, d) at once, each seeing the
+        ``token_shift`` inputs before it (zeros before the first), and the state heads' states
+        (``ctl["states"]``, (B, T, H_state, S)) when the layer has them."""
+        T = u.shape[1]
+        earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
+        ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
+        if self.machine is not None:
+            # valued state heads relax through their values (state_anneal), so their maps stay
+            # hard (straight-through) in the heads' relax phase; one-hot ones follow the phase
+            relaxing = self.relaxing() and self.machine.to_values is None
+            ctl["states"] = self.machine(ctl["h"], self.hard and not relaxing,
+                                         self.temperature if relaxing else 1.0)
+        return ctl
+
+    def carries_positions(self) -> bool:
+        """Whether the parallel mode carries the heads as integer positions (every head hard,
+        ``memory_path: auto``): ``tape_read`` for the tape writer, ``event_read`` for a learned
+        one."""
+        return self.memory_path == "auto" and self.uses_positions()
+
+    def head_spectra(self, ctl: dict[str, Tensor], cells: int, first: int = 0) -> Tensor:
+        """``ŵ_t`` of heads ``first..`` by the Fourier scan (B, T, H - first, N//2+1)."""
+        scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
+        a, b = self.location_coefficients(scanned, cells)
+        start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
+        return linear_scan(a, b, start, method=self.scan_method)
+
+    @staticmethod
+    def with_tape_head(weights: Tensor) -> Tensor:
+        """The tape writer's weighting (token ``t`` on cell ``t``) in front of the read heads'
+        ``weights`` (B, T, H_read, N)."""
+        B, T, _, cells = weights.shape
+        tape = F.one_hot(torch.arange(T, device=weights.device), cells).to(weights)
+        return torch.cat([tape.expand(B, T, cells)[:, :, None], weights], dim=2)
+
+    # ---- what the heads do -----------------------------------------------------------------
+    def trace(self, u: Tensor) -> HeadTrace:
+        """What the heads do on inputs ``u`` (B, T, d_model), as ``forward`` runs them (the
+        same controls; the relax phase in training, hard heads at evaluation): a ``HeadTrace``.
+
+        Heads that ``forward`` carries as integer positions are one-hot on those cells
+        (``pntm.ops.hard_heads.head_positions``, as ``tape_read`` and ``event_read`` find
+        them), the others come from the Fourier scan, as in ``forward``. Content heads'
+        weightings over the written rows (``content_weights``, as ``residual`` reads them) are
+        put on the cells the rows were written to. Gradients flow; ``pntm inspect`` calls it
+        under ``torch.inference_mode``."""
+        cells = self.num_cells(u.shape[1])
+        ctl = self.parallel_controls(u)
+        if self.carries_positions():
+            moves = ctl["shift"].argmax(-1) - self.shift_range
+            positions = torch.remainder(head_positions(moves, ctl["jump"] > 0.5), cells)
+            weights = F.one_hot(positions, cells).to(ctl["add"])
+        else:
+            spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
+            weights = torch.fft.irfft(spectra, n=cells, dim=-1)
+            if self.tape_writer:
+                weights = self.with_tape_head(weights)
+        trace = HeadTrace(weights, ctl["erase"], ctl["add"], states=ctl.get("states"))
+        if self.content_heads:
+            source = self.content_source(ctl, cells)
+            allowed = source[4] if len(source) > 4 else None  # a learned writer's live writes
+            content = self.content_weights(ctl, source[1], source[2], allowed)
+            # row j was written at step j, on the cell of the write head's weighting then
+            trace.content = torch.einsum("bthj,bjn->bthn", content, weights[:, :, 0])
+        return trace

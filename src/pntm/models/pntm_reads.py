@@ -1,0 +1,130 @@
+"""The reads of a P-NTM layer: memory, address tags, content heads, the residual update.
+
+``LayerReads`` holds the methods of ``pntm.models.pntm_layer.PNTMLayer`` that turn head
+weightings (or positions) and the memory into the layer's output, in both modes (equations 3-5
+of ``pntm.models.pntm``). It is a mixin: it has no state of its own and uses the layer's
+attributes and modules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pntm.ops import content_addressing, fourier_heads
+from pntm.ops.write_events import live_writes, written_rows
+
+
+class LayerReads:
+    """Memory and reads of ``PNTMLayer`` (see the module docstring)."""
+
+    def initial_memory(self, cells: int, device) -> Tensor:
+        """``M_0``: every cell holds the same small constant (N, W)."""
+        return torch.full((cells, self.width), self.initial_value, device=device)
+
+    def addresses(self, cells: int, device) -> Tensor:
+        """Read-only address tags ``A[i] = Σ_p P_p[i mod p]`` (N, address_width); zeros when
+        ``periods`` is empty (cells without tags)."""
+        index = torch.arange(cells, device=device)
+        tags = torch.zeros(cells, self.address_width, device=device)
+        for p, pattern in zip(self.periods, self.address_patterns):
+            tags = tags + pattern[index % p]
+        return tags
+
+    def address_table(self, device) -> Tensor:
+        """The tag of each residue modulo ``lcm(periods)`` (L, address_width)."""
+        return self.addresses(math.lcm(*self.periods) if self.periods else 1, device)
+    def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
+               tape: tuple | None) -> Tensor:
+        """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
+        read_weights = weights[:, :, 1:]
+        contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
+        return self.residual(u, ctl, contents, self.tags(read_weights), tape)
+
+    def tags(self, read_weights: Tensor) -> Tensor:
+        """Address tags read by weightings (B, T, H, N): (B, T, H, address_width)."""
+        return torch.einsum("bthn,nw->bthw", read_weights,
+                            self.addresses(read_weights.shape[-1], read_weights.device))
+
+    def content_weights(self, ctl: dict[str, Tensor], keys: Tensor, causal: bool,
+                        allowed: Tensor | None = None) -> Tensor:
+        """Content heads' weightings (B, T, H_content, J) over the ``J`` cells whose ``keys``
+        (B, J, W), or per head (B, J, H_content, W), are given (``pntm.ops.content_addressing``):
+        soft at the current temperature while relaxing, else hard when the layer is."""
+        relaxing = self.relaxing()
+        return content_addressing.content_weights(
+            ctl["query"], ctl["strength"], keys, causal, strictly_earlier=self.match_context,
+            temperature=self.temperature if relaxing else 1.0, hard=self.hard and not relaxing,
+            allowed=allowed)
+
+    def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor, causal: bool,
+                      tags: Tensor | None = None, allowed: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor]:
+        """Content-addressed reads (see the module docstring): contents and tags
+        (B, T, H_content, ·). ``rows`` (B, J, W) are the cells the heads may read, ``keys`` what
+        the queries are compared with (the keys written with the cells, or the rows
+        themselves). On the tape, row ``j`` is cell ``j``, ``M[j] = m_0 + v_j``; for a learned
+        writer (``learned_content_source``) the rows are its writes, ``tags`` (B, J, A) their
+        cells' tags and ``allowed`` (B, T, J) which of them are still in memory at each step."""
+        weights = self.content_weights(ctl, keys, causal, allowed)
+        contents = torch.einsum("bthj,bjw->bthw", weights, rows)
+        if tags is None:
+            tags = self.addresses(rows.shape[1], rows.device).expand(rows.shape[0], -1, -1)
+        return contents, torch.einsum("bthj,bjw->bthw", weights, tags)
+
+    def residual(self, u: Tensor, ctl: dict[str, Tensor], contents: Tensor,
+                 tags: Tensor, tape: tuple | None = None) -> Tensor:
+        """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag; with
+        content heads, ``tape`` holds ``content_reads``' arguments after ``ctl``."""
+        if self.content_heads:
+            extra_contents, extra_tags = self.content_reads(ctl, *tape)
+            contents = torch.cat([contents, extra_contents], dim=2)
+            tags = torch.cat([tags, extra_tags], dim=2)
+        reads = [ctl["h"], torch.cat([contents, tags], dim=-1).flatten(2)]
+        if self.machine is not None:
+            reads.append(self.machine.read(ctl["states"]).flatten(2))
+        return u + self.out(torch.cat(reads, dim=-1))
+    def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
+        """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
+        the read heads' only): the memory scan's closed form,
+        ``pntm.ops.fourier_heads.tape_closed_form_reads``, equal to the scan (tested forward and
+        backward against ``memory_path: scan``)."""
+        contents = fourier_heads.tape_closed_form_reads(weights, self.tape_values(ctl),
+                                                        self.initial_value)
+        return self.residual(u, ctl, contents, self.tags(weights), self.parallel_tape(ctl))
+
+    def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple | None:
+        """The tape as content heads see it in parallel mode: cell ``j`` holds
+        ``m_0 + v_j`` (and its key) from step ``j`` on (causal)."""
+        if not self.content_heads:
+            return None
+        rows = self.initial_value + self.tape_values(ctl)
+        return rows, (rows if self.content_match_is_cell() else ctl["key"]), True
+
+    def content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
+        """What content heads read in parallel mode, as ``content_reads``' arguments after
+        ``ctl`` (None without content heads): the tape, or a learned writer's writes."""
+        return (self.parallel_tape(ctl) if self.tape_writer
+                else self.learned_content_source(ctl, cells))
+
+    def learned_content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
+        """What content heads read under a hard learned writer, in parallel mode: its writes
+        (``pntm.ops.write_events.written_rows``: the value each left in its cell, and the cell's
+        tag) and, per step, which of them are still in memory (``live_writes``: not yet
+        overwritten). The memory at ``t`` is exactly those values on their cells, so this is the
+        NTM's content addressing over the written cells, without the ``B·T·N·W`` memory."""
+        if not self.content_heads:
+            return None
+        rows, tags, cell = written_rows(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
+                                        self.address_table(ctl["h"].device),
+                                        self.initial_value, cells, self.jump_horizon)
+        return rows, rows, False, tags, live_writes(cell)
+    def content_match_is_cell(self) -> bool:
+        """Whether content heads compare their queries with the cells' contents themselves."""
+        return not (self.match_keys or self.match_context)
+
+    def tape_values(self, ctl: dict[str, Tensor]) -> Tensor:
+        """``v_j = a_j - m_0 e_j``: what token ``j`` adds to its cell of the tape (B, T, W)."""
+        return ctl["add"] - self.initial_value * ctl["erase"]
