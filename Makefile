@@ -22,11 +22,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Trains P-NTM on parity (lengths 1-40) and prints sequence accuracy at lengths 1-40 and up to 500.
+# The shipped config, unchanged, on a 1,500-step budget (its schedules scale with the budget) and
+# both cores: early stop at step 1,250 in 47 s here, then 100% at every length to 500.
 # A second `make demo` resumes or reuses the run and prints the table again.
 demo: $(STAMP)
 	if [ -d runs/demo-parity ]; then $(BIN)/pntm train --out runs/demo-parity; \
-	else $(BIN)/pntm train --task parity --model pntm --seed 0 --set train.eval_at_end=false \
-	  --out runs/demo-parity; fi
+	else $(BIN)/pntm train --task parity --model pntm --seed 0 --steps 1500 --threads 2 \
+	  --set train.eval_at_end=false --out runs/demo-parity; fi
 	$(BIN)/pntm eval runs/demo-parity
 
 # The one-config P-NTM table of RESULTS.md: the shipped config, unchanged, on every task (seeds
