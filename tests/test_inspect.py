@@ -122,7 +122,7 @@ def test_pntm_content_heads_weightings_give_what_they_read():
     with torch.no_grad():
         layer, u = model.layers[0], model.inputs(tokens)
         ctl, cells = layer.parallel_controls(u), layer.num_cells(T)
-        rows, keys, causal = layer.parallel_tape(ctl)
+        rows, keys, causal, _, _ = layer.parallel_tape(ctl)
         reads, _ = layer.content_reads(ctl, rows, keys, causal)
         weights = layer.trace(u).content[..., :T]  # the tape: row j on cell j
         assert torch.allclose(torch.einsum("bthj,bjw->bthw", weights, rows), reads, atol=1e-5)

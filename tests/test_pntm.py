@@ -322,7 +322,7 @@ def test_context_head_reads_the_cell_after_the_same_context():
     u = model.embed(tokens, torch.zeros_like(tokens))    # no separator: all prompt
     earlier = [F.pad(u, (0, 0, k, 0))[:, :u.shape[1]] for k in (1, 2)]
     ctl = layer.controls(u, torch.stack(earlier, dim=2))
-    _, keys, causal = layer.parallel_tape(ctl)
+    _, keys, causal, _, _ = layer.parallel_tape(ctl)
     weights = layer.content_weights(ctl, keys, causal)[0, :, 0]      # (T, J)
     chosen = weights.argmax(-1)
     assert chosen[7] == 3                  # context (3, 4) as before cell 3

@@ -11,8 +11,8 @@ A config is a nested dict::
 Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the package's
 ``configs/{model}.yaml`` (one per model, the same for every task: no shipped config knows the
 task it trains on), the user's ``--config FILE``, each ``--set``, then the ``--steps`` /
-``--seed`` flags. Every key is checked against the defaults,
-so a typo is an error rather than a silently ignored setting.
+``--seed`` flags. Every key is checked against the defaults, so a typo is an error rather than
+a silently ignored setting.
 
 Checks: every key's type (from its default), each value's range (``_check_values``; seeds
 below 2**32, a finite lr in (0, 1], training lengths up to 10**6 like evaluation lengths), each
@@ -20,7 +20,8 @@ model's own values (``pntm.models.rules``, through ``resolve_config``), and, whe
 the memory one training step needs against the machine's (``check_fits``).
 
 A run on the user's own JSONL data (``pntm train --data``) has ``data`` set (see pntm.data): its
-``task`` is only a name (the file's stem unless ``--task`` names it), and ``train.train_lengths`` is the range of the file's lengths, whatever was asked.
+``task`` is only a name (the file's stem unless ``--task`` names it), and
+``train.train_lengths`` is the range of the file's lengths, whatever was asked.
 
 A built-in task's run asks only for lengths the task can produce: the defaults leave out those
 below its ``min_length`` (``solve_equation`` trains on 3-40 and is evaluated from 3), and a

@@ -335,8 +335,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         trace = HeadTrace(weights, ctl["erase"], ctl["add"], states=ctl.get("states"))
         if self.content_heads:
             source = self.content_source(ctl, cells)
-            allowed = source[4] if len(source) > 4 else None  # a learned writer's live writes
-            content = self.content_weights(ctl, source[1], source[2], allowed)
+            content = self.content_weights(ctl, source.keys, source.causal, source.allowed)
             # row j was written at step j, on the cell of the write head's weighting then
             trace.content = torch.einsum("bthj,bjn->bthn", content, weights[:, :, 0])
         return trace

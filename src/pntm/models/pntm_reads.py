@@ -9,12 +9,26 @@ attributes and modules.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from pntm.ops import content_addressing, fourier_heads
 from pntm.ops.write_events import live_writes, written_rows
+
+
+class ContentSource(NamedTuple):
+    """What content heads read (``LayerReads.content_reads``' arguments after ``ctl``): the
+    ``rows`` (B, J, W) they may read, the ``keys`` the queries are compared with, whether query
+    ``t`` sees only rows ``j ≤ t`` (``causal``: the parallel tape), and for a learned writer the
+    rows' tags (B, J, A) and which rows each step may read (``allowed``, (B, T, J))."""
+
+    rows: Tensor
+    keys: Tensor
+    causal: bool
+    tags: Tensor | None = None
+    allowed: Tensor | None = None
 
 
 class LayerReads:
@@ -36,12 +50,13 @@ class LayerReads:
     def address_table(self, device) -> Tensor:
         """The tag of each residue modulo ``lcm(periods)`` (L, address_width)."""
         return self.addresses(math.lcm(*self.periods) if self.periods else 1, device)
+
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
-               tape: tuple | None) -> Tensor:
+               source: ContentSource | None) -> Tensor:
         """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
         read_weights = weights[:, :, 1:]
         contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
-        return self.residual(u, ctl, contents, self.tags(read_weights), tape)
+        return self.residual(u, ctl, contents, self.tags(read_weights), source)
 
     def tags(self, read_weights: Tensor) -> Tensor:
         """Address tags read by weightings (B, T, H, N): (B, T, H, address_width)."""
@@ -75,17 +90,18 @@ class LayerReads:
         return contents, torch.einsum("bthj,bjw->bthw", weights, tags)
 
     def residual(self, u: Tensor, ctl: dict[str, Tensor], contents: Tensor,
-                 tags: Tensor, tape: tuple | None = None) -> Tensor:
+                 tags: Tensor, source: ContentSource | None = None) -> Tensor:
         """``u + W_o [h, r^1, …, r^H]``, each read being its content and its address tag; with
-        content heads, ``tape`` holds ``content_reads``' arguments after ``ctl``."""
+        content heads, ``source`` is what they read."""
         if self.content_heads:
-            extra_contents, extra_tags = self.content_reads(ctl, *tape)
+            extra_contents, extra_tags = self.content_reads(ctl, *source)
             contents = torch.cat([contents, extra_contents], dim=2)
             tags = torch.cat([tags, extra_tags], dim=2)
         reads = [ctl["h"], torch.cat([contents, tags], dim=-1).flatten(2)]
         if self.machine is not None:
             reads.append(self.machine.read(ctl["states"]).flatten(2))
         return u + self.out(torch.cat(reads, dim=-1))
+
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:
         the read heads' only): the memory scan's closed form,
@@ -95,21 +111,22 @@ class LayerReads:
                                                         self.initial_value)
         return self.residual(u, ctl, contents, self.tags(weights), self.parallel_tape(ctl))
 
-    def parallel_tape(self, ctl: dict[str, Tensor]) -> tuple | None:
+    def parallel_tape(self, ctl: dict[str, Tensor]) -> ContentSource | None:
         """The tape as content heads see it in parallel mode: cell ``j`` holds
         ``m_0 + v_j`` (and its key) from step ``j`` on (causal)."""
         if not self.content_heads:
             return None
         rows = self.initial_value + self.tape_values(ctl)
-        return rows, (rows if self.content_match_is_cell() else ctl["key"]), True
+        return ContentSource(rows, rows if self.content_match_is_cell() else ctl["key"], True)
 
-    def content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
-        """What content heads read in parallel mode, as ``content_reads``' arguments after
-        ``ctl`` (None without content heads): the tape, or a learned writer's writes."""
+    def content_source(self, ctl: dict[str, Tensor], cells: int) -> ContentSource | None:
+        """What content heads read in parallel mode (None without content heads): the tape, or
+        a learned writer's writes."""
         return (self.parallel_tape(ctl) if self.tape_writer
                 else self.learned_content_source(ctl, cells))
 
-    def learned_content_source(self, ctl: dict[str, Tensor], cells: int) -> tuple | None:
+    def learned_content_source(self, ctl: dict[str, Tensor], cells: int
+                               ) -> ContentSource | None:
         """What content heads read under a hard learned writer, in parallel mode: its writes
         (``pntm.ops.write_events.written_rows``: the value each left in its cell, and the cell's
         tag) and, per step, which of them are still in memory (``live_writes``: not yet
@@ -120,7 +137,8 @@ class LayerReads:
         rows, tags, cell = written_rows(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
                                         self.address_table(ctl["h"].device),
                                         self.initial_value, cells, self.jump_horizon)
-        return rows, rows, False, tags, live_writes(cell)
+        return ContentSource(rows, rows, False, tags, live_writes(cell))
+
     def content_match_is_cell(self) -> bool:
         """Whether content heads compare their queries with the cells' contents themselves."""
         return not (self.match_keys or self.match_context)

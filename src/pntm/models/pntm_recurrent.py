@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pntm.models.pntm_reads import ContentSource
 from pntm.ops.scan import scan_step
 
 
@@ -130,7 +131,8 @@ class RecurrentMode:
         """The last ``token_shift`` inputs after input ``u`` (B, 1, d), newest first."""
         return torch.cat([u, state.previous], dim=1)[:, :self.token_shift]
 
-    def step_tape(self, ctl: dict[str, Tensor], state: LayerState, memory: Tensor) -> tuple | None:
+    def step_tape(self, ctl: dict[str, Tensor], state: LayerState, memory: Tensor
+                  ) -> ContentSource | None:
         """The tape as content heads see it in a step: the cells written so far, this token's
         included (its key is written into ``state.keys`` in place)."""
         if not self.content_heads:
@@ -140,11 +142,12 @@ class RecurrentMode:
             order = torch.where(written >= 0, written, written.shape[1]).argsort(dim=1)
             rows = torch.gather(memory, 1, order[..., None].expand(-1, -1, memory.shape[-1]))
             tags = self.addresses(memory.shape[1], memory.device)[order]
-            return rows, rows, False, tags, (torch.gather(written, 1, order) >= 0)[:, None]
+            return ContentSource(rows, rows, False, tags,
+                                 (torch.gather(written, 1, order) >= 0)[:, None])
         length = state.length + 1
         if self.content_match_is_cell():
-            return memory[:, :length], memory[:, :length], False
+            return ContentSource(memory[:, :length], memory[:, :length], False)
         state.keys[:, state.length] = ctl["key"][:, 0]
         if self.match_context:  # strictly earlier cells (cell 0 for the first token)
             length = max(length - 1, 1)
-        return memory[:, :length], state.keys[:, :length], False
+        return ContentSource(memory[:, :length], state.keys[:, :length], False)
