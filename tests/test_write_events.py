@@ -165,6 +165,16 @@ def test_relaxed_write_head_chunked_scan_equals_the_whole_scan():
     assert_same_model_outputs(results)
 
 
+def toy_training_step(net, optimizer, batch) -> float:
+    """One step on the toy task of these tests (predict the token written 3 steps back)."""
+    logits = net(batch)[:, 3:]
+    loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, :-3].reshape(-1))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def test_recurrent_decoding_equals_the_parallel_pass_untrained_and_trained():
     """A learned hard write head decodes with one row written and one read per head and token;
     the outputs equal the parallel (event) pass before and after 30 training steps on a toy
@@ -179,13 +189,8 @@ def test_recurrent_decoding_equals_the_parallel_pass_untrained_and_trained():
     net.train()
     losses = []
     for step in range(30):
-        batch = sample_tokens(16, 24, VOCAB, seed=100 + step)
-        logits = net(batch)[:, 3:]
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, :-3].reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(toy_training_step(net, optimizer, sample_tokens(16, 24, VOCAB,
+                                                                      seed=100 + step)))
     assert sum(losses[-5:]) < sum(losses[:5])  # it trained
     assert not torch.equal(before["layers.0.to_shift.weight"],
                            net.state_dict()["layers.0.to_shift.weight"])
@@ -280,11 +285,7 @@ def test_content_heads_with_a_learned_writer_decode_as_the_parallel_pass():
         net.train()
         for inner in range(10):
             net.set_training_progress(0.1 * inner)  # relaxed reads, then hard
-            batch = sample_tokens(8, 24, VOCAB, seed=10 * step + inner)
-            loss = F.cross_entropy(net(batch)[:, 3:].reshape(-1, VOCAB), batch[:, :-3].reshape(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            toy_training_step(net, optimizer, sample_tokens(8, 24, VOCAB, seed=10 * step + inner))
     results = []
     for path in ("auto", "scan"):
         twin = model(content_heads=1, memory_path=path, jump_bias=0.0, write_bias=0.0).train()
