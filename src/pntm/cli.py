@@ -327,7 +327,8 @@ def cmd_report(args, argv: list[str]) -> int:
         write_bench_report(args.runs_dir, args.out)
         print(f"{args.runs_dir} -> {args.out}")
         return 0
-    from pntm.tools.report import matrix_table, write_report
+    from pntm.tools.report import write_report
+    from pntm.tools.report_tables import matrix_table
 
     result = write_report(args.runs_dir, args.out, json_path=args.json, plots_dir=args.plots,
                           plots=not args.no_plots, command=command_line(argv),

@@ -3,7 +3,8 @@
 - ``sweep``: ``pntm sweep``, a resumable grid of runs (local worker processes or Ray).
 - ``selection``: the learning rate and seed chosen on validation; which seeds succeed.
 - ``published``: the published numbers the report compares with (Delétang et al. 2023).
-- ``report``: ``pntm report``, benchmark.json, the results tables and plots.
+- ``report``: ``pntm report``, benchmark.json, the results tables and plots; the runs read and
+  aggregated in ``report_data``, rendered in ``report_tables`` and ``report_plots``.
 - ``bench``: ``pntm bench``, training step, scan methods and decoding, side by side.
 - ``bench_report``: the speed tables of RESULTS.md, from ``pntm bench`` JSON files.
 - ``inspection``: ``pntm inspect``, a figure of what a model does on one prompt.

@@ -102,7 +102,7 @@ def _test_rank(r: dict) -> tuple:
 
 
 def choose(runs: list[dict], select: str = "validation") -> dict:
-    """The selection for the runs of one (task, model) (records of ``report.run_record``):
+    """The selection for the runs of one (task, model) (records of ``report_data.run_record``):
     ``{"selected": run or None, "lr": chosen lr or None, "cohort": runs, "mixed_lrs": bool}``."""
     if select not in SELECT_MODES:
         raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
@@ -143,27 +143,3 @@ def format_lr(lr: float | None) -> str:
     mantissa, exponent = f"{lr:e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
-
-
-def summary_lines(runs_dir: str | Path, names: set[str] | None = None) -> list[str]:
-    """One line per (task, model) of the runs of ``runs_dir`` (only those named in ``names``
-    when given): what validation chose and how it did on test, or why nothing could be chosen."""
-    from pntm.tools import report  # report builds on this module
-
-    evals = [e for e in report.load_evals(runs_dir) if names is None or e["run"] in names]
-    runs = [report.run_record(e) for e in evals]
-    lines = []
-    for (task, model), group in report.group_runs(runs).items():
-        pick = choose(group)
-        k, n = success_count(pick["cohort"])
-        if pick["selected"] is None:
-            lines.append(f"{task} {model}: not selectable (no validation results); "
-                         f"{k}/{n} seeds succeed on test")
-            continue
-        r = pick["selected"]
-        ood = r["summary"]["ood_sequence_accuracy"]
-        lines.append(f"{task} {model}: validation chose lr {format_lr(pick['lr'])} seed "
-                     f"{r['seed']} (val seq acc {100 * r['validation']['sequence_accuracy']:.1f}%)"
-                     f"; its test OOD seq acc {report.percent(ood)}%; {k}/{n} seeds at that lr "
-                     "succeed (>= 99% at every test length)")
-    return lines

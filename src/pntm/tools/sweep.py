@@ -493,7 +493,7 @@ def sweep_from_options(*, task_spec: str, model_spec: str, seed_spec: str, out: 
 
 def print_selection(out: str | Path, finished: list[dict]) -> None:
     """Per task and model, what validation chose among this sweep's finished runs."""
-    from pntm.tools.selection import summary_lines
+    from pntm.tools.report_tables import summary_lines
 
     if not finished:
         return
