@@ -347,7 +347,7 @@ def cmd_report(args, argv: list[str]) -> int:
 
 
 def cmd_bench(args, argv: list[str]) -> int:
-    from pntm.tools.bench import bench_from_options
+    from pntm.tools.bench_command import bench_from_options
 
     mode = "scan" if args.scan else "decode" if args.decode else "train"
     bench_from_options(mode=mode, model_spec=args.models, length_spec=args.lengths,

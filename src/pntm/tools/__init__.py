@@ -5,7 +5,8 @@
 - ``published``: the published numbers the report compares with (Delétang et al. 2023).
 - ``report``: ``pntm report``, benchmark.json, the results tables and plots; the runs read and
   aggregated in ``report_data``, rendered in ``report_tables`` and ``report_plots``.
-- ``bench``: ``pntm bench``, training step, scan methods and decoding, side by side.
+- ``bench``: ``pntm bench``, training step, scan methods and decoding, side by side; the
+  command itself (options, tables, JSON, plot) in ``bench_command``.
 - ``bench_report``: the speed tables of RESULTS.md, from ``pntm bench`` JSON files.
 - ``inspection``: ``pntm inspect``, a figure of what a model does on one prompt.
 

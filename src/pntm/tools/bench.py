@@ -1,4 +1,5 @@
-"""``pntm bench``: training speed, scan methods and decoding throughput, side by side.
+"""The measurements of ``pntm bench`` (:mod:`pntm.tools.bench_command` runs them, prints and
+writes): training speed, scan methods and decoding throughput, side by side.
 
 Three benchmarks, each run in one process so that the ratios between models are measured on
 the same machine under the same load:
@@ -40,8 +41,6 @@ import torch.nn.functional as F
 from pntm.errors import PntmError
 from pntm.models.base import MISSING_EXTRAS, available_models, build_model, get_model_class
 from pntm.ops.scan import METHODS, linear_scan
-from pntm.provenance import cpu_name, provenance
-from pntm.runs import atomic_write_json
 from pntm.tasks import Vocab
 
 VOCAB_SIZE = 16  # 4 special tokens and 12 symbols
@@ -86,23 +85,7 @@ NEW_TOKENS = 64
 SCAN_HEADS = 2  # P-NTM with one read and one write head
 
 
-# --------------------------------------------------------------------------- argument parsing
-
-def parse_int_list(text: str, flag: str) -> list[int]:
-    """``"64,256,1024"`` -> sorted, distinct positive integers; anything else is a PntmError."""
-    values = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            value = int(item)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise PntmError(f"bad {flag} '{text}': expected comma-separated positive integers, "
-                            "e.g. 64,256,1024")
-        values.append(value)
-    return sorted(set(values))
-
+# --------------------------------------------------------------------------- model lists
 
 def parse_models(text: str) -> list[str]:
     """``"pntm,ntm"`` -> model names in the given order; an unknown one is a ConfigError."""
@@ -269,28 +252,6 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
     return results
 
 
-def training_table(results: list[dict]) -> str:
-    lines = [f"{'length':>7} {'model':<18} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
-             f"{'peak MiB':>9}"]
-    for length in sorted({r["length"] for r in results}):
-        rows = [r for r in results if r["length"] == length]
-        for r in rows:
-            if r.get("skipped"):
-                lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} {'skipped':>10}")
-                continue
-            lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} "
-                         f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>11.0f} "
-                         f"{r['peak_memory_bytes'] / 2**20:>9.1f}")
-        timed = {r["model"]: r["step_seconds"] for r in rows if not r.get("skipped")}
-        if "pntm" in timed and "ntm" in timed:
-            lines.append(f"{length:>7} NTM/P-NTM step time: {timed['ntm'] / timed['pntm']:.2f}x "
-                         "(how many times faster P-NTM is)")
-        if "pntm" in timed and "pntm-write" in timed:
-            lines.append(f"{length:>7} learned/tape writer step time: "
-                         f"{timed['pntm-write'] / timed['pntm']:.2f}x")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- scan methods
 
 def scan_inputs(shape: str, batch: int, length: int, device: torch.device,
@@ -424,143 +385,3 @@ def _decode_once(model, prompt: torch.Tensor, new_tokens: int,
         logits, state = model.step(logits.argmax(dim=-1), state)
     synchronize(device)
     return middle - start, time.perf_counter() - middle
-
-
-def decode_table(results: list[dict]) -> str:
-    lines = [f"{'context':>8} {'model':<18} {'params':>8} {'prefill tok/s':>14} "
-             f"{'decode tok/s':>13}"]
-    for r in sorted(results, key=lambda r: (r["context"], r["model"])):
-        if r.get("skipped"):
-            lines.append(f"{r['context']:>8} {r['model']:<18} {r['parameters']:>8} {'skipped':>14}")
-            continue
-        lines.append(f"{r['context']:>8} {r['model']:<18} {r['parameters']:>8} "
-                     f"{r['prefill_tokens_per_second']:>14.0f} {r['tokens_per_second']:>13.0f}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- output
-
-def device_name(device: torch.device) -> str:
-    """``cpu (model name)`` or ``cuda (GPU name)``: the device the figures were measured on."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
-
-
-def check_plot_available() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise PntmError("--plot needs matplotlib, which is not installed "
-                        "(pip install matplotlib)") from None
-
-
-def write_plot(path: str, series: dict[str, tuple[list[int], list[float]]], xlabel: str,
-               ylabel: str, title: str) -> None:
-    """A log-log line plot, one line per series, written to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, (xs, ys) in series.items():
-        if xs:
-            ax.plot(xs, ys, marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        fig.savefig(path, format="png")
-    finally:
-        plt.close(fig)
-
-
-def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: list[int],
-              batch: int, device: torch.device, repeats: int, warmup: int, time_limit: float,
-              json_path: str | None, plot_path: str | None, command: str) -> dict:
-    """Run one benchmark (``mode``: train, scan or decode), print its table, write the files."""
-    if plot_path is not None:
-        check_plot_available()
-    log = (lambda message: print(message, file=sys.stderr))
-    if mode == "scan":
-        results = bench_scan(lengths, batch, device, repeats, warmup, time_limit, log=log)
-        table = scan_table(results)
-        series = {f"{r['method']} {r['shape'].split()[0]}": ([], []) for r in results}
-        for r in results:
-            if r["backward_seconds"] is not None:
-                xs, ys = series[f"{r['method']} {r['shape'].split()[0]}"]
-                xs.append(r["length"])
-                ys.append(r["backward_seconds"])
-        plot_args = ("length T", "forward + backward seconds", "linear_scan methods")
-    elif mode == "decode":
-        results = bench_decode(models, contexts, batch, device, warmup, time_limit, log=log)
-        table = decode_table(results)
-        series = {name: ([], []) for name in models}
-        for r in results:
-            if not r.get("skipped"):
-                series[r["model"]][0].append(r["context"])
-                series[r["model"]][1].append(r["decode_seconds"] / r["new_tokens"])
-        plot_args = ("context length", "seconds per decoded token",
-                     f"greedy decoding, batch {batch}")
-    else:
-        results = bench_training(models, lengths, batch, device, repeats, warmup, time_limit,
-                                 log=log)
-        table = training_table(results)
-        series = {name: ([], []) for name in models}
-        for r in results:
-            if not r.get("skipped"):
-                series[r["model"]][0].append(r["length"])
-                series[r["model"]][1].append(r["step_seconds"])
-        plot_args = ("sequence length", "training step seconds", f"training step, batch {batch}")
-
-    prov = provenance(command)
-    prov.update({"benchmark": mode, "repeats": repeats, "warmup": warmup,
-                 "time_limit_seconds": time_limit, "peak_memory": peak_memory_kind(device),
-                 "threads": torch.get_num_threads()})
-    if mode != "scan":
-        prov["model_configs"] = {name: bench_config(name) for name in models}
-    report = {"device": device_name(device), "provenance": prov, "results": results}
-    print(table)
-    if json_path is not None:
-        atomic_write_json(json_path, report)
-    if plot_path is not None:
-        write_plot(plot_path, series, *plot_args)
-    return report
-
-
-def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
-                       context_spec: str | None, batch: int, device: str | None, repeats: int,
-                       warmup: int, time_limit: float, json_path: str | None,
-                       plot_path: str | None, command: str) -> dict:
-    """``pntm bench``, from its options as given (the ``*_spec`` are the command line's comma
-    lists; ``mode``: train, scan or decode): check every one (one-line errors), then run the
-    benchmark."""
-    from pntm.device import resolve_device
-
-    if context_spec is not None and mode != "decode":
-        raise PntmError("--contexts is only for --decode (use --lengths for the training step)")
-    if not (time_limit > 0 and math.isfinite(time_limit)):
-        raise PntmError(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
-    if mode == "scan":
-        if model_spec is not None:
-            raise PntmError("--scan times the linear_scan methods, not models: drop --models")
-        models = []
-    elif model_spec is not None:
-        models = parse_models(model_spec)
-    else:
-        models = default_models(DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS,
-                                log=lambda message: print(message, file=sys.stderr))
-    lengths = parse_int_list(length_spec, "--lengths")
-    contexts = parse_int_list(context_spec or DEFAULT_CONTEXTS, "--contexts")
-    if plot_path is not None:
-        check_plot_available()
-    return run_bench(mode, models=models, lengths=lengths, contexts=contexts,
-                     batch=batch, device=resolve_device(device), repeats=repeats, warmup=warmup,
-                     time_limit=time_limit, json_path=json_path, plot_path=plot_path,
-                     command=command)
