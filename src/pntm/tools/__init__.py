@@ -1,6 +1,7 @@
 """The experiment tools: grids of runs, the benchmark report, speed benchmarks, figures.
 
-- ``sweep``: ``pntm sweep``, a resumable grid of runs (local worker processes or Ray).
+- ``sweep``: ``pntm sweep``, a resumable grid of runs (local worker processes or Ray); the grid
+  planned in ``sweep_grid``, each run done by ``sweep_worker``.
 - ``selection``: the learning rate and seed chosen on validation; which seeds succeed.
 - ``published``: the published numbers the report compares with (Delétang et al. 2023).
 - ``report``: ``pntm report``, benchmark.json, the results tables and plots; the runs read and
