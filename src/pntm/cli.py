@@ -279,7 +279,7 @@ def cmd_eval(args, argv: list[str]) -> int:
 
 
 def cmd_generate(args, argv: list[str]) -> int:
-    from pntm.evaluate import answer_budget, generate_answer, join_tokens, parse_prompt
+    from pntm.decoding import answer_budget, generate_answer, join_tokens, parse_prompt
     from pntm.runs import RunDir, load_model
 
     device = resolve_device(args.device)
@@ -297,7 +297,7 @@ def cmd_generate(args, argv: list[str]) -> int:
 
 
 def cmd_inspect(args, argv: list[str]) -> int:
-    from pntm.evaluate import join_tokens
+    from pntm.decoding import join_tokens
     from pntm.tools.inspection import check_matplotlib, inspect_run
 
     check_matplotlib()  # before anything is loaded

@@ -30,8 +30,9 @@ from tqdm import tqdm
 from pntm import config as config_lib
 from pntm import splits, tasks
 from pntm.data import JsonlDataset, load_jsonl, run_dataset
-from pntm.evaluate import evaluate_groups, evaluate_lengths, evaluate_splits
+from pntm.evaluate import evaluate_splits
 from pntm.errors import ConfigError, PntmError, RunDirError
+from pntm.metrics import evaluate_groups, evaluate_lengths
 from pntm.models import SequenceModel, build_model
 from pntm.runs import TRAIN_STATE, WEIGHTS, RunDir, load_model_state
 

@@ -214,7 +214,7 @@ TRACERS = {"pntm": trace_pntm, "ntm": trace_ntm, "transformer": trace_transforme
 def trace(model: SequenceModel, model_name: str, vocab: tasks.Vocab, prompt, budget: int,
           device=None) -> Trace:
     """Decode ``prompt`` greedily and record what ``model`` does on the tokens it fed."""
-    from pntm.evaluate import generate_answer
+    from pntm.decoding import generate_answer
 
     if model_name not in TRACERS:
         raise PntmError(f"pntm inspect does not know how to look inside model '{model_name}' "
@@ -249,7 +249,7 @@ def render(tr: Trace) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pntm.evaluate import join_tokens
+    from pntm.decoding import join_tokens
 
     T = len(tr.fed)
     columns = min(MAX_COLUMNS, len(tr.panels))
@@ -299,7 +299,7 @@ def render(tr: Trace) -> bytes:
 
 def inspect_run(run_dir: str | Path, prompt_text: str, out: str | Path, device=None) -> Trace:
     """Decode ``prompt_text`` with the run's model and write the figure to ``out``."""
-    from pntm.evaluate import answer_budget, parse_prompt
+    from pntm.decoding import answer_budget, parse_prompt
     from pntm.runs import RunDir, atomic_write, load_model
 
     check_matplotlib()

@@ -20,7 +20,7 @@ Each published task maps to our tasks of two kinds (:func:`definition`):
 
 - ``theirs``: our built-in task made to their definition (the names of issue "The whole Chomsky
   benchmark": ``parity_check``, ``reverse_string``, ...). Digits compare, up to the differences
-  in decoding that :mod:`pntm.evaluate` documents.
+  in decoding that :mod:`pntm.metrics` documents.
 - ``ours``: our own task of a similar name and another definition (our ``modular_arithmetic`` has
   no ``*``, for one): compare verdicts, not digits.
 

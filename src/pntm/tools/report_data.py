@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pntm import splits, tasks
 from pntm.errors import PntmError
-from pntm.evaluate import summarize
+from pntm.metrics import summarize
 from pntm.provenance import provenance
 from pntm.safeio import read_json
 from pntm.tools import selection

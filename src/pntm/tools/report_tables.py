@@ -6,7 +6,7 @@ Decision:
 
 - The comparison with published numbers (:mod:`pntm.tools.published`) uses their metric, per-token
   accuracy over the answer tokens (EOS excluded), averaged over the out-of-distribution lengths
-  (``ood_answer_token_accuracy``; :mod:`pntm.evaluate` gives the exact definition and how our
+  (``ood_answer_token_accuracy``; :mod:`pntm.metrics` gives the exact definition and how our
   autoregressive decoding differs from theirs): the selected seed's, and beside it the highest
   over the cohort (their own protocol is the maximum over seeds and learning rates, i.e. chosen
   on their test numbers). A model "solves" a task there at ≥ 99%. Runs evaluated before this
