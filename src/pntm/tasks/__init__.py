@@ -1,12 +1,14 @@
 """Benchmark tasks: generators, vocabulary, batching and length specs.
 
-The package: :mod:`~pntm.tasks.base` (the autoregressive format, vocabulary, :class:`Task`,
-batching, seeds, length specs), :mod:`~pntm.tasks.ours` (the project's own tasks), and one
-module per Chomsky level for the tasks of Delétang et al. 2023, "Neural Networks and the
-Chomsky Hierarchy" (ICLR 2023): :mod:`~pntm.tasks.regular`, :mod:`~pntm.tasks.context_free`,
-:mod:`~pntm.tasks.context_sensitive`. Everything is importable from ``pntm.tasks``.
+The package: :mod:`~pntm.tasks.base` (:class:`Task`, examples, length specs),
+:mod:`~pntm.tasks.vocab` (the vocabulary), :mod:`~pntm.tasks.batching` (the autoregressive
+format and its batches), :mod:`~pntm.tasks.seeds` (the example streams and their seeds),
+:mod:`~pntm.tasks.ours` (the project's own tasks), and one module per Chomsky level for the tasks
+of Delétang et al. 2023, "Neural Networks and the Chomsky Hierarchy" (ICLR 2023):
+:mod:`~pntm.tasks.regular`, :mod:`~pntm.tasks.context_free`, :mod:`~pntm.tasks.context_sensitive`.
+Everything is importable from ``pntm.tasks``.
 
-Every task is ``BOS prompt SEP answer EOS`` (see :mod:`pntm.tasks.base`). Its *length* ``n`` is
+Every task is ``BOS prompt SEP answer EOS`` (see :mod:`pntm.tasks.batching`). Its *length* ``n`` is
 what the table says it counts; a length the task cannot produce (below ``min``, or above
 ``associative_recall``'s 512) raises :class:`LengthSpecError`. Levels: R regular, DCF
 deterministic context-free, CS context-sensitive (``pntm tasks`` lists them).
@@ -59,11 +61,15 @@ maps each to the key of the paper's code.
 
 from __future__ import annotations
 
-from pntm.tasks.base import *  # noqa: F401,F403 (the public API, listed in base.__all__)
-from pntm.tasks.base import __all__ as _base_all
-from pntm.tasks.base import (  # used by the seed streams of other modules
-    _EVAL_TAG, _TRAIN_TAG, _check_seed, _task_tag, Task, UnknownTaskError,
+from pntm.tasks import base as _base, batching as _batching, seeds as _seeds, vocab as _vocab
+from pntm.tasks.base import *  # noqa: F401,F403 (the public API: each module's __all__)
+from pntm.tasks.base import Task, UnknownTaskError
+from pntm.tasks.batching import *  # noqa: F401,F403
+from pntm.tasks.seeds import *  # noqa: F401,F403
+from pntm.tasks.seeds import (  # used by the seed streams of other modules
+    _EVAL_TAG, _TRAIN_TAG, _check_seed, _task_tag,
 )
+from pntm.tasks.vocab import *  # noqa: F401,F403
 from pntm.tasks.context_free import (
     ModularArithmeticBrackets, ReverseString, SolveEquation, StackManipulation,
 )
@@ -77,7 +83,7 @@ from pntm.tasks.ours import (
 )
 from pntm.tasks.regular import EvenPairs, ModularArithmeticSimple, ParityCheck
 
-__all__ = list(_base_all) + [
+__all__ = [*_vocab.__all__, *_base.__all__, *_batching.__all__, *_seeds.__all__] + [
     "TASKS", "REQUIRED_TASKS", "CHOMSKY_TASKS", "PAPER_NAMES", "get_task",
     "Parity", "CycleNavigation", "ModularArithmetic", "Copy", "Reverse", "Duplicate",
     "AssociativeRecall", "BinaryAddition", "BinaryMultiplication",

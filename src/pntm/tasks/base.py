@@ -1,26 +1,6 @@
-"""What every task shares: vocabulary, examples, the Task base class, batching, seeds and
-length specs.
-
-Autoregressive format
----------------------
-Every task is a sequence-to-sequence problem cast as next-token prediction. An
-:class:`Example` is a ``prompt`` and an ``answer`` (tuples of token strings). The
-full sequence is::
-
-    BOS prompt SEP answer EOS
-
-:func:`encode_batch` feeds the model ``BOS prompt SEP answer`` (the full sequence
-minus its final ``EOS``) and asks it, at each position from ``SEP`` on, for the
-next token: the answer tokens, then ``EOS``. With ``P = len(prompt)`` and
-``A = len(answer)``:
-
-* ``inputs[b, :P+A+2]``  = ``BOS prompt SEP answer``; the rest is ``pad_id``.
-* ``targets[b, i]``      = the token at ``i+1`` for ``P+1 <= i <= P+A+1``
-  (``A+1`` positions); ``-100`` (:data:`IGNORE_INDEX`) everywhere else, padding
-  included.  This is the loss mask: ``cross_entropy(..., ignore_index=-100)``
-  covers the answer and the ``EOS`` only.
-* ``prompt_lengths[b]``  = ``P + 2`` tokens are fed before decoding starts.
-* ``answer_lengths[b]``  = ``A + 1`` tokens are decoded greedily (``EOS`` included).
+"""What every task shares: examples, the Task base class, Chomsky levels, errors and length
+specs. The vocabulary is :mod:`pntm.tasks.vocab`, the autoregressive format and its batches
+:mod:`pntm.tasks.batching`, the seed policy of the example streams :mod:`pntm.tasks.seeds`.
 
 Length
 ------
@@ -29,52 +9,30 @@ number of items in the prompt (bits, actions, digits, pairs), for the Chomsky-hi
 the paper's definition (mostly the number of prompt tokens). The table of every task is in the
 docstring of :mod:`pntm.tasks`. A task that cannot produce some length (shorter than its
 ``min_length``, longer than its ``max_length``) raises :class:`LengthSpecError` for it.
-
-Seed policy
------------
-* Training: :func:`train_generator(seed) <train_generator>` is
-  ``SeedSequence(seed, spawn_key=(0,))``.
-* Evaluation: :func:`eval_examples(task, length, samples, eval_seed)
-  <eval_examples>` draws from ``SeedSequence(eval_seed, spawn_key=(1, crc32(task),
-  length))``: a fixed set per (task, length, eval_seed), the same for every model
-  and training seed, independent of how many other lengths are evaluated.
-The spawn keys differ, so evaluation streams never coincide with training
-streams (whatever the seeds). For tiny lengths the *example sets* overlap anyway
-(parity of length 1 has two possible examples); that is inherent, not a leak.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 import numpy as np
-import torch
+
+from pntm.tasks.vocab import Vocab
 
 __all__ = [
-    "PAD", "BOS", "SEP", "EOS", "SPECIAL_TOKENS", "IGNORE_INDEX", "MAX_SPEC_LENGTH",
-    "REGULAR", "CONTEXT_FREE", "CONTEXT_SENSITIVE", "LEVELS", "CHOMSKY",
-    "UnknownTokenError", "UnknownTaskError", "LengthSpecError", "InvalidPromptError",
-    "Vocab", "Example", "Task",
-    "Batch", "encode_batch", "sample_examples", "train_generator", "eval_examples",
+    "MAX_SPEC_LENGTH", "REGULAR", "CONTEXT_FREE", "CONTEXT_SENSITIVE", "LEVELS", "CHOMSKY",
+    "UnknownTaskError", "LengthSpecError", "InvalidPromptError", "Example", "Task",
     "parse_lengths", "split_prompt", "DEFAULT_TRAIN_LENGTHS", "DEFAULT_OOD_LENGTHS",
 ]
-
-PAD, BOS, SEP, EOS = "<pad>", "<bos>", "<sep>", "<eos>"
-SPECIAL_TOKENS = (PAD, BOS, SEP, EOS)
-IGNORE_INDEX = -100
 
 DEFAULT_TRAIN_LENGTHS = (1, 40)
 DEFAULT_OOD_LENGTHS = (41, 50, 64, 80, 100, 128, 160, 200, 256, 320, 400, 500)
 
 #: largest length :func:`parse_lengths` accepts (guards against "1-1000000000").
 MAX_SPEC_LENGTH = 1_000_000
-
-_TRAIN_TAG = 0
-_EVAL_TAG = 1
 
 # Chomsky levels (Delétang et al. 2023 classify a task by the weakest automaton that solves it:
 # a finite-state machine, a deterministic stack, a linear tape).
@@ -89,10 +47,6 @@ CHOMSKY = "chomsky"
 
 # --------------------------------------------------------------------------- errors
 
-class UnknownTokenError(ValueError):
-    """A token that is not in the vocabulary."""
-
-
 class UnknownTaskError(ValueError):
     """A task name that is not in :data:`TASKS`."""
 
@@ -103,85 +57,6 @@ class LengthSpecError(ValueError):
 
 class InvalidPromptError(ValueError):
     """A prompt that does not have the task's structure."""
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-class Vocab:
-    """Token <-> id mapping: ``[PAD, BOS, SEP, EOS] + symbols``."""
-
-    pad_id, bos_id, sep_id, eos_id = 0, 1, 2, 3
-
-    def __init__(self, symbols: Sequence[str]):
-        symbols = list(symbols)
-        seen: set[str] = set()
-        for s in symbols:
-            if not isinstance(s, str) or not s:
-                raise ValueError(f"vocabulary symbols must be non-empty strings, got {s!r}")
-            if s in SPECIAL_TOKENS:
-                raise ValueError(f"vocabulary symbol {s!r} clashes with a special token")
-            if s in seen:
-                raise ValueError(f"duplicate vocabulary symbol {s!r}")
-            seen.add(s)
-        self.tokens: list[str] = list(SPECIAL_TOKENS) + symbols
-        self._index = {t: i for i, t in enumerate(self.tokens)}
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __contains__(self, token: object) -> bool:
-        return token in self._index
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and self.tokens == other.tokens
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.tokens))
-
-    def __repr__(self) -> str:
-        return f"Vocab({self.tokens[len(SPECIAL_TOKENS):]!r})"
-
-    @property
-    def symbols(self) -> list[str]:
-        return self.tokens[len(SPECIAL_TOKENS):]
-
-    def _listing(self, limit: int = 60) -> str:
-        shown = " ".join(self.tokens[:limit])
-        more = len(self.tokens) - limit
-        return shown + (f" ... ({more} more)" if more > 0 else "")
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        index = self._index
-        try:
-            return [index[t] for t in tokens]
-        except (KeyError, TypeError):
-            bad = next(t for t in tokens if not isinstance(t, str) or t not in index)
-            raise UnknownTokenError(
-                f"unknown token {bad!r}; the vocabulary is: {self._listing()}"
-            ) from None
-
-    def decode(self, ids: Sequence[int]) -> list[str]:
-        out = []
-        n = len(self.tokens)
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < n:
-                raise ValueError(f"token id {i} is out of range for a vocabulary of {n}")
-            out.append(self.tokens[i])
-        return out
-
-    def to_list(self) -> list[str]:
-        return list(self.tokens)
-
-    @classmethod
-    def from_list(cls, tokens: Sequence[str]) -> "Vocab":
-        tokens = list(tokens)
-        if tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-            raise ValueError(
-                f"a stored vocabulary must start with {' '.join(SPECIAL_TOKENS)}, "
-                f"got {' '.join(map(str, tokens[:4]))}"
-            )
-        return cls(tokens[len(SPECIAL_TOKENS):])
 
 
 # --------------------------------------------------------------------------- examples and tasks
@@ -368,89 +243,6 @@ def _int_to_bits_lsb_first(value: int, width: int) -> tuple[str, ...]:
 def _np_bits_to_int(bits: np.ndarray) -> int:
     """LSB-first bit array -> Python int (fast path for long operands)."""
     return int("".join(_BIT_STR[bits[::-1]].tolist()), 2)
-
-
-# --------------------------------------------------------------------------- batching
-
-@dataclass
-class Batch:
-    inputs: torch.Tensor          # (B, L) long: BOS prompt SEP answer, right-padded with pad_id
-    targets: torch.Tensor         # (B, L) long: answer then EOS from the SEP position on, else -100
-    prompt_lengths: torch.Tensor  # (B,) long: len(prompt) + 2
-    answer_lengths: torch.Tensor  # (B,) long: len(answer) + 1
-    examples: list[Example] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return self.inputs.shape[0]
-
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(
-            self.inputs.to(device), self.targets.to(device),
-            self.prompt_lengths.to(device), self.answer_lengths.to(device), self.examples,
-        )
-
-
-def encode_batch(examples: Sequence[Example], vocab: Vocab) -> Batch:
-    """Encode examples in the autoregressive format (see the module docstring)."""
-    examples = list(examples)
-    if not examples:
-        raise ValueError("encode_batch needs at least one example")
-    seqs = []
-    for ex in examples:
-        p, a = vocab.encode(ex.prompt), vocab.encode(ex.answer)
-        seqs.append((p, a))
-    width = max(len(p) + len(a) + 2 for p, a in seqs)
-    inputs = torch.full((len(seqs), width), vocab.pad_id, dtype=torch.long)
-    targets = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
-    for b, (p, a) in enumerate(seqs):
-        full = [vocab.bos_id, *p, vocab.sep_id, *a, vocab.eos_id]
-        n_in = len(full) - 1
-        inputs[b, :n_in] = torch.tensor(full[:-1], dtype=torch.long)
-        start = len(p) + 1  # the SEP position
-        targets[b, start:n_in] = torch.tensor(full[start + 1:], dtype=torch.long)
-    return Batch(
-        inputs=inputs,
-        targets=targets,
-        prompt_lengths=torch.tensor([len(p) + 2 for p, _ in seqs], dtype=torch.long),
-        answer_lengths=torch.tensor([len(a) + 1 for _, a in seqs], dtype=torch.long),
-        examples=examples,
-    )
-
-
-# --------------------------------------------------------------------------- sampling and seeds
-
-def sample_examples(
-    task: Task, length: int, count: int, rng: np.random.Generator
-) -> list[Example]:
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    return [task.generate(length, rng) for _ in range(count)]
-
-
-def _check_seed(seed: int, what: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def train_generator(seed: int) -> np.random.Generator:
-    """The training data stream for a run seed (disjoint from every eval stream)."""
-    seed = _check_seed(seed, "seed")
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_TRAIN_TAG,)))
-
-
-def _task_tag(task: Task) -> int:
-    return zlib.crc32(task.name.encode("utf-8"))
-
-
-def eval_examples(
-    task: Task, length: int, samples: int, eval_seed: int = 1234
-) -> list[Example]:
-    """The fixed evaluation set for (task, length, eval_seed)."""
-    eval_seed = _check_seed(eval_seed, "eval_seed")
-    length = task._check_length(length)
-    ss = np.random.SeedSequence(eval_seed, spawn_key=(_EVAL_TAG, _task_tag(task), length))
-    return sample_examples(task, length, samples, np.random.default_rng(ss))
 
 
 # --------------------------------------------------------------------------- length specs
