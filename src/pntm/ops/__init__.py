@@ -1,6 +1,7 @@
 """Pure tensor operations behind P-NTM's layer, each beside the reference it is tested against.
 
-- ``scan``: element-wise linear recurrences (loop, parallel, log-space, chunked), model-free.
+- ``scan``: element-wise linear recurrences (loop, parallel, log-space, chunked), model-free;
+  its kernels in ``scan_kernels`` (the loop beside the parallel forms) and ``scan_log``.
 - ``fourier_heads``: heads as weightings over all cells, in the Fourier basis: the reference path.
 - ``hard_heads``: hard heads as integer cells on the tape: the fast path, with its own backward.
 - ``content_addressing``: content heads' weightings over the tape (content, key, context).

@@ -67,25 +67,8 @@ milliseconds, forward / forward+backward, a of b's shape, decays in [0.5, 1]):
 step holds more than 4 KiB (the shapes above), "parallel" below that (e.g. a
 batch-1 head), where the loop's per-step overhead dominates.
 
-Log-space pitfalls and how ``"log"`` handles them
-    * It runs per chunk relative to the chunk start and carries the state
-      between chunks in linear space, so A* never grows with T,
-      ``exp(-A*)`` is never formed (only inside ``logcumsumexp``), and a
-      non-zero x0 never enters a logarithm.
-    * The exponent arithmetic is done in float64 whatever the input
-      precision: ``A*_t - A*_k`` is a difference of two running sums and loses
-      ``|A*| * eps`` of relative precision (each zero adds 2000 to |A*|), which
-      float32 cannot afford (float64: ~5e-13 per zero in a chunk).  Outputs are cast back.
-    * ``a = 0``: log 0 = -inf would give -inf - (-inf) = NaN.  log |a| is
-      clamped at -2000, far enough that exp underflows to exactly 0 in float64
-      even times the largest b, so terms from before a zero get weight 0; prefix products are masked to 0 after a
-      zero, and the state at a zero is set to b (what the weights give, up to
-      the rounding of A*), so ``x_t == b_t`` exactly.
-    * ``a = 1``: log 1 = 0 exactly; nothing special.
-    * ``b = 0`` (or a zero part of b): log 0 = -inf is an empty term, which
-      ``logcumsumexp`` handles; an all-empty prefix gives exp(-inf) = 0.
-    * Negative real a: its phase pi is kept as an exact sign (parity of the
-      negative decays so far) rather than a rounded exp(i pi k).
+The linear-space kernels are in :mod:`pntm.ops.scan_kernels`, the log-space path and its
+pitfalls in :mod:`pntm.ops.scan_log`; this module holds the public API and the backward.
 
 Gradients
     All methods share one ``torch.autograd.Function`` whose backward is the
@@ -110,16 +93,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pntm.ops.scan_kernels import (_chunked, _parallel, _parallel_chunk, _sequential,
+                                   _sequential_adjoint)
+from pntm.ops.scan_log import _log_chunk
+
 __all__ = ["linear_scan", "scan_step", "METHODS"]
 
 METHODS = ("sequential", "parallel", "log", "chunked")
 
 DEFAULT_CHUNK = 64
-
-# log 0 is clamped here.  The weight of a term from before a zero is at most
-# exp(-2000 + log|b_k|) <= exp(-2000 + 710) in float64, which is exactly 0 (the
-# smallest subnormal is exp(-744.4)): the past leaves no trace, not even a subnormal.
-_LOG_ZERO = -2000.0
 
 
 def scan_step(a_t: Tensor, b_t: Tensor, x_prev: Tensor | None) -> Tensor:
@@ -133,198 +115,8 @@ def scan_step(a_t: Tensor, b_t: Tensor, x_prev: Tensor | None) -> Tensor:
     return a_t * x_prev + b_t
 
 
-# --------------------------------------------------------------------------
-# helpers
-
-
-def _sl(x: Tensor, d: int, start: int | None, stop: int | None, step: int = 1) -> Tensor:
-    """View of ``x[start:stop:step]`` along dimension ``d``."""
-    return x[(slice(None),) * d + (slice(start, stop, step),)]
-
-
 def _real_dtype(dt: torch.dtype) -> torch.dtype:
     return torch.empty((), dtype=dt).real.dtype if dt.is_complex else dt
-
-
-# --------------------------------------------------------------------------
-# forward kernels: plain tensor code, time axis d, a broadcastable to b.
-
-
-def _sequential(a: Tensor, b: Tensor, x0: Tensor | None, d: int) -> Tensor:
-    """``x_t = a_t * x_{t-1} + b_t`` by a loop over t (the reference)."""
-    out = torch.empty(b.shape, dtype=b.dtype, device=b.device)
-    x = x0
-    # unbind makes all the per-step views in one call; each step writes straight into the
-    # output (one fused addcmul, no list + stack copy).
-    for o, a_t, b_t in zip(out.unbind(d), a.unbind(d), b.unbind(d)):
-        if x is None:
-            o.copy_(b_t)
-        else:
-            torch.addcmul(b_t, a_t, x, out=o)
-        x = o
-    return out
-
-
-def _sequential_adjoint(a: Tensor, gx: Tensor, d: int) -> Tensor:
-    """``g_t = conj(a_{t+1}) g_{t+1} + gx_t`` backwards from ``g_T = gx_T`` (no flips)."""
-    g = torch.empty(gx.shape, dtype=gx.dtype, device=gx.device)
-    gs, gxs = g.unbind(d), gx.unbind(d)
-    # One conj copy up front: a lazy conj view would be cloned by every addcmul.
-    ca = (a.conj().resolve_conj() if a.is_complex() else a).unbind(d)
-    T = len(gs)
-    gs[T - 1].copy_(gxs[T - 1])
-    for t in range(T - 2, -1, -1):
-        torch.addcmul(gxs[t], ca[t + 1], gs[t + 1], out=gs[t])
-    return g
-
-
-def _parallel(
-    a: Tensor, b: Tensor, x0: Tensor | None, d: int, need_prod: bool = False
-) -> tuple[Tensor | None, Tensor]:
-    """Odd/even (Blelloch-style) scan along ``d``.
-
-    Returns ``(P, X)`` with ``P_t = a_1 ... a_t`` (only if ``need_prod``) and
-    ``X_t`` the states.  With pairs combined as
-    ``(A'_i, B'_i) = (a_{2i} a_{2i-1}, a_{2i} b_{2i-1} + b_{2i})`` (1-based), the
-    recursive scan of (A', B') gives the states at even 1-based positions, and
-    ``x_{2i+1} = a_{2i+1} x_{2i} + b_{2i+1}`` gives the rest.  x0 is threaded
-    through so that b is never copied to fold it in.
-    """
-    T = b.shape[d]
-    if T == 1:
-        x = b.clone() if x0 is None else a * x0.unsqueeze(d) + b
-        return (a.clone() if need_prod else None), x
-    n = T // 2  # number of pairs; the 0-based odd positions
-    a_ev, a_od = _sl(a, d, 0, None, 2), _sl(a, d, 1, None, 2)
-    b_ev, b_od = _sl(b, d, 0, None, 2), _sl(b, d, 1, None, 2)
-    a_evp, b_evp = _sl(a_ev, d, 0, n), _sl(b_ev, d, 0, n)  # the first of each pair
-    A2 = a_od * a_evp
-    B2 = torch.addcmul(b_od, a_od, b_evp)
-    P2, X2 = _parallel(A2, B2, x0, d, need_prod)
-    del A2, B2
-
-    m = T - n - 1  # even positions after the first
-    X = torch.empty(b.shape, dtype=X2.dtype, device=b.device)
-    _sl(X, d, 1, None, 2).copy_(X2)
-    x_ev = _sl(X, d, 0, None, 2)
-    if x0 is None:
-        x_ev.narrow(d, 0, 1).copy_(b_ev.narrow(d, 0, 1))
-    else:
-        torch.addcmul(b_ev.narrow(d, 0, 1), a_ev.narrow(d, 0, 1), x0.unsqueeze(d), out=x_ev.narrow(d, 0, 1))
-    if m > 0:
-        torch.addcmul(b_ev.narrow(d, 1, m), a_ev.narrow(d, 1, m), X2.narrow(d, 0, m), out=x_ev.narrow(d, 1, m))
-    P = None
-    if need_prod:
-        P = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-        _sl(P, d, 1, None, 2).copy_(P2)
-        p_ev = _sl(P, d, 0, None, 2)
-        p_ev.narrow(d, 0, 1).copy_(a_ev.narrow(d, 0, 1))
-        if m > 0:
-            torch.mul(a_ev.narrow(d, 1, m), P2.narrow(d, 0, m), out=p_ev.narrow(d, 1, m))
-    return P, X
-
-
-def _parallel_chunk(a: Tensor, b: Tensor, d: int) -> tuple[Tensor, Tensor]:
-    """Zero-state scan of one chunk (batched): ``(prefix products, states)``."""
-    P, X = _parallel(a, b, None, d, need_prod=True)
-    return P, X
-
-
-def _signed_logsum(c: Tensor, A: Tensor, d: int) -> Tensor:
-    """``exp(A_t) * sum_{k<=t} c_k exp(-A_k)`` for real signed c, in log space.
-
-    Positive and negative parts get one ``logcumsumexp`` each (log 0 = -inf is a
-    valid, empty term), so the sum is exact up to the rounding of a plain sum.
-    """
-    out = None
-    for sign in (1.0, -1.0):
-        part = (c if sign > 0 else -c).clamp_min(0)
-        if not bool((part > 0).any()):
-            continue
-        term = torch.exp(torch.logcumsumexp(torch.log(part) - A, d) + A)
-        if sign < 0:
-            term = term.neg_()
-        out = term if out is None else out.add_(term)
-    return torch.zeros(torch.broadcast_shapes(c.shape, A.shape), dtype=c.dtype, device=c.device) if out is None else out
-
-
-def _log_chunk(a: Tensor, b: Tensor, d: int) -> tuple[Tensor, Tensor]:
-    """Zero-state scan of one chunk in log space (Heinsen 2023).
-
-    With ``log a = log|a| + i arg a`` and ``A*_t = sum_{k<=t} log a_k = R_t + i Phi_t``::
-
-        x_t = exp(A*_t) sum_{k<=t} b_k exp(-A*_k)
-            = e^{i Phi_t} exp(R_t) sum_{k<=t} (b_k e^{-i Phi_k}) exp(-R_k)
-
-    and the last sum is taken as ``logcumsumexp(log(c_k) - R_k)`` over the positive
-    and negative parts c of the real and imaginary parts of ``b_k e^{-i Phi_k}``.
-    That is the complex logarithm's log-sum-exp written out in real arithmetic,
-    because ``torch.logcumsumexp`` on complex input returns NaN when two real parts
-    differ by about 710 to 745 (torch 2.13), which a clamped log 0 hits.  For real
-    a the phase is 0 or pi and is kept as an exact sign.  Prefix products are
-    ``exp(A*_t)``.  Computed in float64 (see the module docstring); returns the
-    dtypes of a and b.
-    """
-    out_dt, a_dt = b.dtype, a.dtype
-    f64, c128 = torch.float64, torch.complex128
-    zero = a == 0
-    # log 1 on the zeros, then the clamp: log 0 = -inf would give -inf - (-inf) = NaN.
-    R = torch.log(torch.where(zero, 1.0, a.abs().to(f64))).masked_fill_(zero, _LOG_ZERO).cumsum(d)
-    wb = b.to(c128 if b.is_complex() else f64)
-    if a.is_complex():
-        phase = torch.polar(torch.ones((), dtype=f64, device=a.device), torch.angle(a).to(f64).cumsum(d))
-        wb = wb * phase.conj()
-    elif bool((a < 0).any()):
-        phase = 1.0 - 2.0 * torch.remainder(torch.cumsum(a < 0, d), 2).to(f64)  # exact +-1
-        wb = wb * phase
-    else:
-        phase = None
-    if wb.is_complex():
-        X = torch.complex(_signed_logsum(wb.real, R, d), _signed_logsum(wb.imag, R, d))
-    else:
-        X = _signed_logsum(wb, R, d)
-    del wb
-    P = torch.exp(R)
-    if phase is not None:
-        X = X * phase
-        P = P * phase
-    # The clamp makes pre-zero weights underflow to 0 only while |a| <= 1; mask for any a.
-    P = P.masked_fill(torch.cumsum(zero, d) > 0, 0)
-    if X.is_complex() and not out_dt.is_complex:
-        X = X.real
-    # At a zero the weights give b up to rounding of A*; make it exact.
-    X = torch.where(zero, b, X.to(out_dt))
-    return P.to(a_dt), X
-
-
-def _chunked(a: Tensor, b: Tensor, x0: Tensor | None, d: int, C: int, inner) -> Tensor:
-    """Scan chunks of length C with ``inner`` (zero state), then carry between chunks.
-
-    Chunk k (states y, prefix products p) gets ``x = y + p * s_{k-1}`` where the
-    chunk-end states follow the short recurrence ``s_k = p_k[end] s_{k-1} + y_k[end]``,
-    ``s_0 = x0``.
-    """
-    T = b.shape[d]
-    if T <= C:
-        P, Y = inner(a, b, d)
-        if x0 is not None:
-            Y = Y + P * x0.unsqueeze(d)
-        return Y
-    pad = (-T) % C
-    if pad:
-        # Identity steps (a=1, b=0) at the end leave the real states untouched.
-        a = torch.cat([a, a.new_ones(a.shape[:d] + (pad,) + a.shape[d + 1 :])], d)
-        b = torch.cat([b, b.new_zeros(b.shape[:d] + (pad,) + b.shape[d + 1 :])], d)
-    n = (T + pad) // C
-    P, Y = inner(a.unflatten(d, (n, C)), b.unflatten(d, (n, C)), d + 1)
-    p_end, y_end = P.select(d + 1, C - 1), Y.select(d + 1, C - 1)
-    _, S = _parallel(p_end, y_end, x0, d)  # state at the end of each chunk
-    # chunk k >= 1 starts from S_{k-1}; chunk 0 from x0
-    Y.narrow(d, 1, n - 1).add_(P.narrow(d, 1, n - 1) * S.narrow(d, 0, n - 1).unsqueeze(d + 1))
-    if x0 is not None:
-        Y.select(d, 0).add_(P.select(d, 0) * x0.unsqueeze(d))
-    Y = Y.flatten(d, d + 1)
-    return Y.narrow(d, 0, T) if pad else Y
 
 
 def _forward(a: Tensor, b: Tensor, x0: Tensor | None, d: int, method: str, C: int) -> Tensor:
