@@ -1,0 +1,134 @@
+"""The straight-through location gradients (shift and jump) of the heads of
+:mod:`pntm.ops.write_events`, read and write heads alike, answered by searches in its event list
+(:mod:`pntm.ops.write_event_list`).
+
+The shift and jump gradients are those of the Fourier/``memory_path: scan`` path for one-hot
+weightings, derived as in ``pntm.ops.hard_heads``: the gradient with respect to a head's weight on
+cell ``i`` at time ``t`` is, for a read head and for the write head::
+
+    G^r_t[i] = ⟨∂L/∂r_t, [M_t[i], A[i]]⟩
+    G^w_t[i] = ⟨μ_t[i], a_t - e_t ⊙ M_{t-1}[i]⟩      (∂M_t[i]/∂w_t[i] = a_t - e_t ⊙ M_{t-1}[i])
+
+and both heads follow the same weighting recurrence, so ``hard_heads``' shift gradient
+(``Λ_t(d)``: segment sums of ``G_τ[c_τ + d]``, ``|d| ≤ 2K``) and jump gradient (the other
+choice's future against the head's own over ``horizon`` steps; ``None``: exact, O(T²)) apply
+with ``G^w`` in place of ``G^r``. Each ``G`` costs one search, O(log T), and a dot product of
+one or two rows: per head and token ``4K + 1 + horizon`` of them, as ``tape_read`` does
+gathers. ``G^w`` already carries the whole future through ``μ``: the horizon limits only how
+far the write head's *location* adjoint is followed, as for read heads. The horizon's
+counterfactual queries are answered for a block of offsets at once (``_counterfactual``), not
+one offset per pass as in ``hard_heads``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pntm.ops.hard_heads import _segment_ends, _segment_sums, _shift_gradient
+from pntm.ops.write_event_list import _Events, _times
+
+
+def _dot(rows: Tensor, vectors: Tensor) -> Tensor:
+    """``⟨rows[b, t, h, e], vectors[b, t, h]⟩``: rows (B, T, H, *extra, C), vectors
+    (B, T, H, C) -> (B, T, H, *extra), as one batched matrix product (no temporary)."""
+    C = rows.shape[-1]
+    reads, extra = math.prod(vectors.shape[:-1]), math.prod(rows.shape[vectors.dim() - 1:-1])
+    out = torch.bmm(rows.reshape(reads, extra, C), vectors.reshape(reads, C, 1))
+    return out.view(rows.shape[:-1])
+
+
+class _ReadHeadGradient:
+    """``G^r_t[y] = ⟨∂L/∂r_t, [M_t[y], A[y]]⟩`` for the read heads."""
+
+    def __init__(self, events: _Events, grad_contents: Tensor, grad_tags: Tensor,
+                 table: Tensor):
+        self.events, self.grad_contents = events, grad_contents
+        self.tag_scores = grad_tags @ table.T  # (B, T, H, L)
+        self.width = grad_contents.shape[-1]   # numbers fetched per query
+
+    def at(self, y: Tensor) -> Tensor:
+        """``y``: cells (B, T, H, *extra), row ``t`` at time ``t``; returns the same shape."""
+        k1 = self.events.read_position(_times(y), y)
+        content = _dot(self.events.memory(k1, y), self.grad_contents)
+        L = self.tag_scores.shape[-1]
+        flat = (y % L).reshape(*y.shape[:3], -1)
+        tags = torch.gather(self.tag_scores, 3, flat).view(y.shape)
+        return content + tags
+
+
+class _WriteHeadGradient:
+    """``G^w_t[y] = ⟨μ_t[y], a_t - e_t ⊙ M_{t-1}[y]⟩`` for the write head."""
+
+    def __init__(self, events: _Events, erase: Tensor, add: Tensor):
+        self.events = events
+        self.change = torch.cat([add, -erase], -1)  # (B, T, 2W) against [μ, μ ⊙ M_{t-1}]
+        self.width = self.change.shape[-1]
+
+    def at(self, y: Tensor) -> Tensor:
+        """``y``: cells (B, T, 1, *extra), row ``t`` at time ``t``; returns the same shape."""
+        rows = self.events.write_rows(*self.events.locate(_times(y), y), y)
+        return _dot(rows, self.change[:, :, None].expand(*y.shape[:3], self.width))
+
+
+# Counterfactual queries are answered in blocks of horizon offsets of about this many numbers.
+QUERY_BUDGET = 1 << 23
+
+
+def _location_gradients(head_grad, cell: Tensor, choice: Tensor, jumped: Tensor, K: int,
+                        cells: int, horizon: int) -> tuple[Tensor, Tensor]:
+    """Straight-through shift and jump gradients of heads (B, T, H) whose weight gradients
+    ``head_grad`` gives (``hard_heads``' formulas)."""
+    stop = _segment_ends(jumped)
+    offsets = torch.arange(-2 * K, 2 * K + 1, device=cell.device)
+    local = head_grad.at(torch.remainder(cell[..., None] + offsets, cells))
+    grad_shift = _shift_gradient(local, stop, choice, K)
+    grad_jump = _jump_gradient(head_grad, local[..., 2 * K], cell, choice, jumped, stop, K,
+                               cells, horizon)
+    return grad_shift, grad_jump
+
+
+def _jump_gradient(head_grad, own_now: Tensor, cell: Tensor, choice: Tensor, jumped: Tensor,
+                   stop: Tensor, K: int, cells: int, horizon: int) -> Tensor:
+    """``∂L/∂g_t = ±(λ_t[x_t] - λ_t[c_t])`` over the next ``horizon`` steps of the segment, as
+    ``hard_heads._jump_gradient``, with the counterfactual terms queried for many offsets at
+    once (blocks of ``QUERY_BUDGET`` numbers) instead of one offset per pass."""
+    B, T, H = cell.shape
+    previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
+    moved = choice - K
+    other = torch.remainder(torch.where(jumped, previous + moved, moved), cells)
+    steps = torch.arange(T, device=cell.device).view(1, T, 1)
+    end = torch.minimum(stop, steps + horizon)  # each t sums over t <= τ < end_t
+    own = _segment_sums(own_now, end)
+    longest = int((end - steps).max())
+    block = max(1, QUERY_BUDGET // (B * T * H * head_grad.width))
+    counterfactual = torch.zeros_like(own)
+    for first in range(0, longest, block):
+        offsets = torch.arange(first, min(first + block, longest), device=cell.device)
+        counterfactual += _counterfactual(head_grad, other, cell, end, offsets, cells)
+    sign = torch.where(jumped, -1.0, 1.0).to(own)
+    return sign * (counterfactual - own)
+
+
+def _counterfactual(head_grad, other: Tensor, cell: Tensor, end: Tensor, offsets: Tensor,
+                    cells: int) -> Tensor:
+    """``Σ_o [t + o < end_t] G_{t+o}[x_t + c_{t+o} - c_t]`` over ``offsets``: (B, T, H).
+
+    The queries are laid out by their own time (row ``τ`` holds origin ``t = τ - o``), so each
+    uses its row's gradient vectors, then gathered back to their origins."""
+    B, T, H = cell.shape
+    O = offsets.numel()
+    tau = torch.arange(T, device=cell.device)[:, None]
+    origin = (tau - offsets).clamp(min=0).view(1, T, 1, O).expand(B, T, H, O)
+
+    def at_origin(x: Tensor) -> Tensor:
+        return torch.gather(x[..., None].expand(B, T, H, O), 1, origin)
+
+    target = torch.remainder(at_origin(other) + cell[..., None] - at_origin(cell), cells)
+    alive = (tau >= offsets).view(1, T, 1, O) & (tau.view(1, T, 1, 1) < at_origin(end))
+    values = head_grad.at(target) * alive                   # row τ: G_τ for origin τ - o
+    back = (tau + offsets).clamp(max=T - 1).view(1, T, 1, O).expand(B, T, H, O)
+    inside = (tau + offsets < T).view(1, T, 1, O)
+    return (torch.gather(values, 1, back) * inside).sum(-1)

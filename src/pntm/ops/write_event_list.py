@@ -1,0 +1,117 @@
+"""The events of :mod:`pntm.ops.write_events`: per sequence, the writes of a hard learned head
+and the reads of the hard read heads merged into one list sorted by (cell, time, write before
+read); one segmented scan gives each cell's value after every event, a reverse one its adjoint,
+and a search answers a query for any (time, cell). The module docstring of
+:mod:`pntm.ops.write_events` derives them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pntm.ops.scan import linear_scan
+
+
+def _rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table[b, index[b, ...]]`` for a table (B, R, C) and long indices (B, ...): (B, ..., C).
+    ``index_select`` on flat rows is several times faster than ``gather`` on CPU."""
+    B, R, C = table.shape
+    flat = index.reshape(B, -1) + torch.arange(B, device=index.device)[:, None] * R
+    return table.reshape(B * R, C).index_select(0, flat.flatten()).view(*index.shape, C)
+
+
+def _times(y: Tensor) -> Tensor:
+    """The time of each query: its index along dim 1, broadcast to the shape of ``y``."""
+    steps = torch.arange(y.shape[1], device=y.device)
+    return steps.view(1, -1, *([1] * (y.dim() - 2))).expand_as(y)
+
+
+class _Events:
+    """The writes and reads of each sequence merged and sorted by (cell, time, write before
+    read): key ``2 (c·T + t)`` for a write, ``2 (c·T + t) + 1`` for a read. The cell's value
+    after every event comes from one segmented scan (a read changes nothing)."""
+
+    def __init__(self, write_cell: Tensor, read_cell: Tensor, erase: Tensor, add: Tensor,
+                 initial: float):
+        B, T, W = add.shape
+        self.T, self.initial = T, initial
+        steps = torch.arange(T, device=add.device)
+        keys = torch.cat([2 * (write_cell * T + steps),
+                          (2 * (read_cell * T + steps[:, None]) + 1).flatten(1)], 1)
+        # ties: reads of several heads of one cell at one time, which read the same value
+        self.keys, self.order = keys.sort(dim=1)
+        self.n = n = keys.shape[1]
+        self.padded_keys = F.pad(self.keys, (0, 1), value=-1)
+        # cell of event k at column k + 1, with -1 before the first and after the last event
+        self.cell = F.pad(torch.div(self.keys, 2 * T, rounding_mode="floor"), (1, 1), value=-1)
+        self.first = (self.cell[:, 1:-1] != self.cell[:, :-2])[..., None]
+        reads = torch.zeros(B, n - T, W, dtype=add.dtype, device=add.device)
+        keep = self._sorted(torch.cat([1 - erase, reads + 1], 1))
+        added = self._sorted(torch.cat([add, reads], 1))
+        after = linear_scan(torch.where(self.first, 0.0, keep),
+                            torch.where(self.first, added + keep * initial, added))
+        self.after = torch.cat([after, torch.full_like(after[:, :1], initial)], 1)  # row n: m_0
+
+    def _sorted(self, x: Tensor) -> Tensor:
+        """Per-event rows (B, n, W) in time order (writes, then reads (t, h)) -> key order."""
+        return _rows(x, self.order)
+
+    def position(self, index: Tensor) -> Tensor:
+        """Where the events in time order (indices into writes, then reads) sit in key order."""
+        inverse = torch.empty_like(self.order)
+        inverse.scatter_(1, self.order, torch.arange(self.n, device=self.order.device)
+                         .expand_as(self.order))
+        return torch.gather(inverse, 1, index.reshape(index.shape[0], -1)).view(index.shape)
+
+    def locate(self, time: Tensor, cell: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For (time τ, cell y) queries (B, ...): ``k0``, the first event at or after the place
+        of a write at (τ, y); ``hit``, whether that is such a write; ``k1 = k0 + hit``, the first
+        event of any cell after every event of (τ, y) but its reads."""
+        B = cell.shape[0]
+        query = (2 * (cell * self.T + time)).reshape(B, -1)
+        k0 = torch.searchsorted(self.keys, query)
+        hit = torch.gather(self.padded_keys, 1, k0) == query
+        return k0.view(cell.shape), hit.view(cell.shape), (k0 + hit).view(cell.shape)
+
+    def read_position(self, time: Tensor, cell: Tensor) -> Tensor:
+        """``k1`` of ``locate`` alone: the first event at or after a read at (τ, y)."""
+        query = (2 * (cell * self.T + time) + 1).reshape(cell.shape[0], -1)
+        return torch.searchsorted(self.keys, query).view(cell.shape)
+
+    def _cell_at(self, k: Tensor) -> Tensor:
+        """The cell of event ``k`` (-1 for ``k = n``): (B, ...)."""
+        return torch.gather(self.cell, 1, (k + 1).reshape(k.shape[0], -1)).view(k.shape)
+
+    def memory(self, k1: Tensor, cell: Tensor) -> Tensor:
+        """``M_τ[y]``, the value of cell ``y`` after time ``τ`` (``k1`` from ``locate``):
+        after event ``k1 - 1`` if that is at ``y``, else ``m_0``. (B, ..., W)."""
+        return _rows(self.after, torch.where(self._cell_at(k1 - 1) == cell, k1 - 1, self.n))
+
+    def backward(self, grad_contents: Tensor, erase: Tensor) -> None:
+        """The reverse scan ``ν_k = decay_k ν_{k+1} + input_k`` (reads add their gradient, a
+        write multiplies by ``1 - e``; 0 after a cell's last event), and for every event ``k``
+        the rows ``U_k = [ν_k, ν_k ⊙ M⁻_k]`` and ``V_k = [ν_{k+1}, ν_{k+1} ⊙ M⁻_k]`` (``M⁻_k``
+        the cell's value before event ``k``; ``ν_{k+1} = 0`` at the cell's last event): what
+        the write head's weight gradient needs after events ``k`` and at a write ``k``."""
+        B, T, W = erase.shape
+        n = self.n
+        grads = grad_contents.reshape(B, n - T, W)
+        keep = self._sorted(torch.cat([1 - erase, torch.ones_like(grads)], 1))
+        inputs = self._sorted(torch.cat([torch.zeros_like(erase), grads], 1))
+        last = (self.cell[:, 1:-1] != self.cell[:, 2:])[..., None]
+        nu = linear_scan(keep.masked_fill(last, 0.0).flip(1), inputs.flip(1)).flip(1)
+        nu_next = torch.cat([nu[:, 1:], torch.zeros_like(nu[:, :1])], 1).masked_fill(last, 0.0)
+        before = torch.where(self.first, self.initial,
+                             torch.cat([self.after[:, :1], self.after[:, :n - 1]], 1))
+        zero = nu.new_zeros(B, 1, 2 * W)
+        self.adjoint_rows = torch.cat([torch.cat([nu, nu * before], -1),
+                                       torch.cat([nu_next, nu_next * before], -1), zero], 1)
+
+    def write_rows(self, k0: Tensor, hit: Tensor, k1: Tensor, cell: Tensor) -> Tensor:
+        """``[μ_τ[y], μ_τ[y] ⊙ M_{τ-1}[y]]`` (B, ..., 2W) for queries located by ``locate``: V at
+        a write at (τ, y), else U at the next event of ``y`` (zeros when there is none)."""
+        index = torch.where(hit, self.n + k0,
+                            torch.where(self._cell_at(k1) == cell, k1, 2 * self.n))
+        return _rows(self.adjoint_rows, index)
