@@ -219,7 +219,7 @@ def validate(cfg: dict) -> dict:
 def training_sequence_length(cfg: dict) -> int:
     """The longest training sequence (BOS, prompt, SEP, answer, EOS) a config can draw: a
     JSONL run's longest input and target, or for a task the longest training length with the
-    answer bound every built-in task keeps (at most 2 n + 1 tokens, see evaluate.answer_budget)."""
+    answer bound every built-in task keeps (at most 2 n + 1 tokens, see decoding.answer_budget)."""
     if cfg["data"] is not None:
         longest = lengths_from(cfg["data"]["lengths"], "data.lengths")[-1]
         return longest + cfg["data"]["max_target_length"] + 3

@@ -7,7 +7,7 @@ Decisions (``benchmark.json`` holds short forms of them under ``definitions``):
 - A run counts once it has an ``eval.json`` (the sweep writes it last, atomically). Run folders
   without one (a ``config.yaml`` or ``error.txt`` but no ``eval.json``: still training, or
   failed) are listed as unfinished.
-- Each run's summary is recomputed from its per-length rows by ``evaluate.summarize``, so old and
+- Each run's summary is recomputed from its per-length rows by ``metrics.summarize``, so old and
   new runs are measured alike: ID sequence accuracy is the mean over the evaluated lengths inside
   the training range, OOD sequence / token accuracy the mean over those outside it, and the
   **longest length at ≥ 99%** is the largest evaluated length L such that *every* evaluated
