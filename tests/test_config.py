@@ -70,3 +70,19 @@ def test_task_and_model_may_come_from_the_file(tmp_path):
 def test_invalid_values(item):
     with pytest.raises(ConfigError):
         config_lib.build_config("parity", "lstm", sets=[item])
+
+
+@pytest.mark.parametrize("old, window", [({"token_shift": True, "shift_tokens": 3}, 3),
+                                         ({"token_shift": True}, 1),
+                                         ({"token_shift": False, "shift_tokens": 4}, 0)])
+def test_a_run_made_before_the_window_key_reads_as_window(old, window):
+    # committed runs say token_shift (on/off) and shift_tokens (how many): one key now
+    cfg = config_lib.build_config("parity", "pntm")
+    model_config = {k: v for k, v in cfg["model_config"].items() if k != "window"}
+    saved = {**cfg, "model_config": {**model_config, **old}}
+    assert config_lib.validate(saved)["model_config"]["window"] == window
+
+
+def test_an_old_window_key_in_a_new_config_names_the_new_one():
+    with pytest.raises(ConfigError, match="token_shift is now window"):
+        config_lib.build_config("parity", "pntm", sets=["model_config.token_shift=true"])

@@ -75,7 +75,7 @@ def test_inspect_errors_are_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("extra", [{"tape_writer": True}, {"tape_writer": False},
-                                   {"tape_writer": True, "token_shift": True, "shift_tokens": 2}])
+                                   {"tape_writer": True, "window": 2}])
 def test_pntm_weightings_are_those_of_the_recurrent_mode(extra):
     """The figure's weightings (parallel forward + the layer's pieces) equal the heads that
     greedy decoding carries in its recurrent state (spectra, or integer cells for hard heads),

@@ -27,8 +27,8 @@ def random_tokens(batch, length, seed=0):
     {},                                                   # hard heads, tape writer off
     {"hard": False},                                      # soft NTM semantics
     {"tape_writer": True, "shift_range": 3},
-    {"token_shift": True, "relaxed_heads": 1},
-    {"token_shift": True, "shift_tokens": 3, "tape_writer": True, "content_heads": 1},
+    {"window": 1, "relaxed_heads": 1},
+    {"window": 3, "tape_writer": True, "content_heads": 1},
     {"tape_writer": True, "periods": []},                # cells without address tags
     {"state_heads": 2, "states": 5},                     # finite-state heads, hard
     {"state_heads": 1, "hard": False},                   # soft state heads
@@ -235,7 +235,7 @@ def test_no_nan_in_a_long_sequence():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"relax": [0.0, 1.0], "relaxed_heads": 1},
-                                       {"token_shift": True, "shift_range": 2}])
+                                       {"window": 1, "shift_range": 2}])
 def test_closed_form_tape_memory_equals_the_memory_scan(overrides):
     """The tape writer's closed-form reads equal the scan's, forward and backward."""
     grads = []
@@ -294,9 +294,8 @@ def test_content_head_reads_the_cell_whose_content_matches_its_query():
 
 @pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"memory_path": "scan", "hard": False},
                                        {"content_match": "key"},
-                                       {"content_match": "context", "token_shift": True,
-                                        "shift_tokens": 2},
-                                       {"content_match": "context", "token_shift": True,
+                                       {"content_match": "context", "window": 2},
+                                       {"content_match": "context", "window": 1,
                                         "hard": False}])
 def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
     # Hard content heads with the memory scan are left out: its weightings carry float noise
@@ -309,14 +308,14 @@ def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
 
 
 def test_context_head_reads_the_cell_after_the_same_context():
-    # shift_tokens 2: cell j's key is a function of inputs j-1, j-2 only, and so is the query
+    # window 2: cell j's key is a function of inputs j-1, j-2 only, and so is the query
     # at t. Tokens: 0:5 1:3 2:4 3:6 4:7 5:3 6:4 7:8 8:3. At t = 7 the last two inputs (3, 4)
     # occurred before cell 3 (inputs 1, 2): its key is the same vector, cos 1, the argmax.
     # Nothing before t = 4 repeats a context, and t never matches itself (strictly earlier
     # cells; t = 0 reads cell 0).
     torch.manual_seed(0)
     model = make_model(tape_writer=True, content_heads=1, content_match="context",
-                       token_shift=True, shift_tokens=2, layers=1)
+                       window=2, layers=1)
     layer = model.layers[0]
     tokens = torch.tensor([[5, 3, 4, 6, 7, 3, 4, 8, 3]])
     u = model.embed(tokens, torch.zeros_like(tokens))    # no separator: all prompt
@@ -341,7 +340,7 @@ def test_content_heads_config_rules():
         make_model(tape_writer=True, content_heads=1, content_match="both")
     with pytest.raises(ConfigError, match="content_strength"):
         make_model(tape_writer=True, content_heads=1, content_strength=0.0)
-    with pytest.raises(ConfigError, match="token_shift"):
+    with pytest.raises(ConfigError, match="needs a window"):
         make_model(tape_writer=True, content_heads=1, content_match="context")
 
 

@@ -92,7 +92,7 @@ def test_the_layer_follows_the_relax_schedule_itself():
     {},                                            # learned hard writer: write events
     {"tape_writer": True},                         # tape writer: integer head positions
     {"hard": False},                               # soft heads: the Fourier scan
-    {"tape_writer": True, "token_shift": True, "shift_tokens": 2, "content_heads": 1,
+    {"tape_writer": True, "window": 2, "content_heads": 1,
      "content_match": "context", "state_heads": 1, "states": 3},
 ])
 def test_the_standalone_layer_decodes_what_it_computes_in_parallel(overrides):

@@ -60,7 +60,7 @@ def output_from_trace(layer: PNTMLayer, u: torch.Tensor, trace) -> torch.Tensor:
     heads = trace.weights if trace.content is None else torch.cat([trace.weights, trace.content],
                                                                   dim=2)
     contents, tags = sequential_reads(heads, trace.erase, trace.add,
-                                      layer.address_table(u.device), layer.initial_value)
+                                      layer.address_table(u.device), layer.initial_memory)
     reads = [layer.parallel_controls(u)["h"], torch.cat([contents, tags], dim=-1).flatten(2)]
     if trace.states is not None:
         reads.append(layer.machine.read(trace.states).flatten(2))
@@ -74,8 +74,7 @@ def output_from_trace(layer: PNTMLayer, u: torch.Tensor, trace) -> torch.Tensor:
     {"tape_writer": False},                           # write events
     {"tape_writer": False, "hard": False},            # soft heads, chunked memory scan
     {"tape_writer": True, "content_heads": 2, "state_heads": 2, "states": 4},
-    {"tape_writer": True, "content_heads": 1, "content_match": "context", "token_shift": True,
-     "shift_tokens": 2},
+    {"tape_writer": True, "content_heads": 1, "content_match": "context", "window": 2},
     {"tape_writer": False, "content_heads": 1},      # content heads over a learned writer
     {"tape_writer": False, "content_heads": 1, "relax": [0.2, 0.8], "train": True},
     {"tape_writer": True, "content_heads": 1, "state_heads": 1, "states": 4,

@@ -298,4 +298,4 @@ def test_content_heads_with_a_learned_writer_decode_as_the_parallel_pass():
 def test_content_heads_with_a_learned_writer_compare_contents_only(match):
     with pytest.raises(ConfigError, match="content_match: content"):
         PNTM(VOCAB, SEP, tape_writer=False, content_heads=1, content_match=match,
-             token_shift=True)
+             window=1)

@@ -209,10 +209,13 @@ def validate(cfg: dict) -> dict:
     if not isinstance(cfg.get("model"), str):
         raise ConfigError("config has no model")
     schema = defaults_for(cfg["model"])
-    nullable = {f"model_config.{key}" for key in get_model_class(cfg["model"]).nullable_config}
+    model = get_model_class(cfg["model"])
+    if isinstance(cfg.get("model_config"), dict):  # a run made before a key was renamed
+        cfg = {**cfg, "model_config": model.upgrade_config(cfg["model_config"])}
+    nullable = {f"model_config.{key}" for key in model.nullable_config}
     cfg = _check_keys(cfg, schema, "", nullable)
     _check_values(cfg)
-    get_model_class(cfg["model"]).resolve_config(cfg["model_config"])  # each key's value rule
+    model.resolve_config(cfg["model_config"])  # each key's value rule
     return cfg
 
 

@@ -65,6 +65,12 @@ class SequenceModel(nn.Module):
         return {}
 
     @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """``config`` (a ``model_config`` mapping) with keys renamed since a run was made read
+        under their current names; a model that renamed keys overrides it."""
+        return config
+
+    @classmethod
     def check_config(cls, cfg: dict) -> None:
         """Relations between a resolved config's values (each value's own range is a rule in
         ``pntm.models.rules``); a model with such relations overrides it and raises ConfigError."""
@@ -74,6 +80,7 @@ class SequenceModel(nn.Module):
         """Defaults overridden by ``config``; an unknown key, a value outside its rule
         (``pntm.models.rules``) or values that break ``check_config`` is a ConfigError."""
         defaults = cls.default_config()
+        config = cls.upgrade_config(config)
         unknown = sorted(set(config) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown model_config key '{unknown[0]}' for {cls.__name__} "

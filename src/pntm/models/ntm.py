@@ -129,7 +129,7 @@ class NTM(SequenceModel):
         C, W, R, K = cfg["controller_size"], cfg["memory_width"], cfg["read_heads"], cfg["shift_range"]
         self.width, self.read_heads, self.heads = W, R, R + 1
         self.min_cells = cfg["memory_cells"]
-        self.initial_value = cfg["initial_memory"]
+        self.initial_memory = cfg["initial_memory"]
         # per-head parameter layout: key W, strength 1, gate 1, shift 2K+1, sharpening 1
         self.head_sizes = [W, 1, 1, 2 * K + 1, 1]
 
@@ -151,7 +151,7 @@ class NTM(SequenceModel):
         cells = self.num_cells(max_length)
         dtype = self.to_logits.weight.dtype
         zeros = torch.zeros(batch_size, self.controller.hidden_size, device=device, dtype=dtype)
-        memory = torch.full((batch_size, cells, self.width), self.initial_value, device=device,
+        memory = torch.full((batch_size, cells, self.width), self.initial_memory, device=device,
                             dtype=dtype)
         window = torch.softmax(self.initial_weight_logits[:, :cells], dim=-1)
         weights = F.pad(window, (0, cells - window.shape[-1])).expand(batch_size, -1, -1)

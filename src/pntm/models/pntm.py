@@ -6,9 +6,9 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
        h_t = GELU(W_c LayerNorm(u_t))                       (d_ff)
 
-   With ``token_shift`` the controller sees a short causal window instead,
-   ``[LN(u_t), LN(u_{t-1}), …, LN(u_{t-k})]`` with ``k = shift_tokens`` (zeros before the first
-   token), like the short convolutions in front of recent linear RNNs; still no state.
+   With a ``window`` of ``k > 0`` tokens the controller sees a short causal window instead,
+   ``[LN(u_t), LN(u_{t-1}), …, LN(u_{t-k})]`` (zeros before the first token), like the short
+   convolutions in front of recent linear RNNs; still no state.
 
 2. **Head locations as an affine scan.** Every head (one write head, ``read_heads`` read heads)
    keeps a weighting ``w_t`` over ``N`` memory cells, starting on cell -1::
@@ -139,6 +139,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pntm.errors import ConfigError
 from pntm.models.base import SequenceModel, register_model
 from pntm.models.pntm_config import PNTMConfig
 from pntm.models.pntm_layer import PNTMLayer
@@ -153,6 +154,24 @@ class PNTM(SequenceModel):
 
     nullable_config = frozenset({"jump_horizon", "state_anneal"})  # null: exact jump gradient;
     #                                                              no annealing of state values
+
+    @classmethod
+    def upgrade_config(cls, config: dict) -> dict:
+        """Runs made before ``window`` existed say ``token_shift`` (on or off) and
+        ``shift_tokens`` (how many inputs): they are read as ``window = shift_tokens`` when on,
+        else 0. An old key beside ``window`` (a new config) is an error naming the new key."""
+        old = [key for key in ("token_shift", "shift_tokens") if key in config]
+        if not old:
+            return config
+        if "window" in config:
+            raise ConfigError(f"pntm model_config.{old[0]} is now window (how many previous "
+                              "inputs the controller sees; 0: none): set window instead")
+        config = dict(config)
+        on, size = config.pop("token_shift", False), config.pop("shift_tokens", 1)
+        if not isinstance(on, bool):
+            raise ConfigError(f"pntm model_config.token_shift must be true or false, got {on!r}")
+        config["window"] = size if on else 0
+        return config
 
     @classmethod
     def default_config(cls) -> dict:

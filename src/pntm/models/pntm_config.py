@@ -67,8 +67,7 @@ class PNTMConfig:
     hold_temperature: bool = False  # after the relax phase, keep min_temperature in the
     #                                 straight-through gradient of the relaxed heads
     relaxed_heads: int | None = None  # read heads (per layer) the relax phase softens; None: all
-    token_shift: bool = False    # the controller also sees the previous shift_tokens inputs
-    shift_tokens: int = 1        # how many previous inputs token_shift shows the controller
+    window: int = 0              # how many previous inputs the controller sees (0: none)
     memory_path: str = "auto"    # auto: closed-form tape memory when tape_writer, write events
     #                              for a hard learned writer, chunked scan for a soft one;
     #                              scan: always the whole memory scan (the reference)
@@ -126,16 +125,11 @@ class PNTMConfig:
             raise ConfigError("pntm model_config.content_heads with a learned write head "
                               "(tape_writer: false) need hard: true and content_match: content "
                               "(they read the cells a hard writer has written)")
-        if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["token_shift"]:
-            raise ConfigError("pntm model_config.content_match 'context' needs token_shift (the "
-                              "context is the shift_tokens inputs before each token)")
+        if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["window"]:
+            raise ConfigError("pntm model_config.content_match 'context' needs a window (the "
+                              "context is the window of inputs before each token)")
 
     # ---- derived values ----------------------------------------------------------------------
-    @property
-    def window(self) -> int:
-        """How many previous inputs the controller sees (0 without token shift)."""
-        return self.shift_tokens if self.token_shift else 0
-
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens (``memory_cells``)."""
         return memory_cells(length, self.shift_range, self.periods, self.min_cells)

@@ -76,7 +76,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.address_width = config.address_width
         self.hard = config.hard
         self.scan_method = config.scan_method
-        self.initial_value = config.initial_memory
+        self.initial_memory = config.initial_memory  # every cell's value before any write
         self.tape_writer = tape_writer
         self.memory_path = config.memory_path
         self.head_path = config.head_path
@@ -97,7 +97,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
         self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
-        self.token_shift = config.window  # how many previous inputs the controller sees
+        self.window = config.window  # how many previous inputs the controller sees
         self._build_modules(config)
 
     def _build_modules(self, config: PNTMConfig) -> None:
@@ -107,7 +107,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         content_heads, state_heads = config.content_heads, config.state_heads
         n_shift = 2 * self.shift_range + 1
         self.norm = nn.LayerNorm(d_model)
-        self.controller = nn.Linear(d_model * (1 + self.token_shift), d_ff)
+        self.controller = nn.Linear(d_model * (1 + self.window), d_ff)
         self.to_shift = nn.Linear(d_ff, self.learned_heads * n_shift)
         self.to_jump = nn.Linear(d_ff, self.learned_heads)
         self.to_erase = nn.Linear(d_ff, memory_width)
@@ -116,7 +116,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                          if content_heads and not self.match_context else None)
         # context match: one projection gives both the key of cell j (from the inputs before j)
         # and the query at t (from the inputs before t), so a repeated context matches exactly
-        self.to_context_key = (nn.Linear(d_model * self.token_shift,
+        self.to_context_key = (nn.Linear(d_model * self.window,
                                          content_heads * memory_width, bias=False)
                                if self.match_context else None)
         self.to_strength = nn.Linear(d_ff, content_heads) if content_heads else None
@@ -205,10 +205,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
 
     def controls(self, u: Tensor, previous: Tensor) -> dict[str, Tensor]:
         """Controller and head parameters for inputs ``u`` of shape (B, T, d); ``previous``
-        (B, T, k, d) holds the ``k = token_shift`` inputs before each one, newest first (zeros
+        (B, T, k, d) holds the ``k = window`` inputs before each one, newest first (zeros
         before the first token)."""
         x = self.norm(u)
-        if self.token_shift:
+        if self.window:
             x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
         h = F.gelu(self.controller(x))
         shift, jump = self.head_choices(h)
@@ -250,11 +250,11 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             if self.tape_writer:  # hard heads on the tape: gathers
                 contents, tags = tape_read(
                     ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
-                    self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+                    self.address_table(u.device), self.initial_memory, cells, self.jump_horizon)
             else:  # hard learned writer: write events
                 contents, tags = event_read(
                     ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
-                    self.address_table(u.device), self.initial_value, cells, self.jump_horizon)
+                    self.address_table(u.device), self.initial_memory, cells, self.jump_horizon)
             return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
@@ -262,7 +262,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             # soft heads: the memory scan in chunks, recomputed in backward
             contents, tags = chunked_memory_reads(
                 spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
-                self.initial_value, self.memory_chunk, self.scan_method)
+                self.initial_memory, self.memory_chunk, self.scan_method)
             return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
         if self.tape_writer:
@@ -270,16 +270,16 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 return self.tape_output(u, ctl, weights)
             weights = self.with_tape_head(weights)
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
-        memory = linear_scan(alpha, beta, self.initial_memory(cells, u.device).expand(B, -1, -1),
+        memory = linear_scan(alpha, beta, self.blank_memory(cells, u.device).expand(B, -1, -1),
                              method=self.scan_method)
         return self.output(u, ctl, weights, memory, self.content_source(ctl, cells))
 
     def parallel_controls(self, u: Tensor) -> dict[str, Tensor]:
         """``controls`` for every token of ``u`` (B, T, d) at once, each seeing the
-        ``token_shift`` inputs before it (zeros before the first), and the state heads' states
+        ``window`` inputs before it (zeros before the first), and the state heads' states
         (``ctl["states"]``, (B, T, H_state, S)) when the layer has them."""
         T = u.shape[1]
-        earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.token_shift + 1)]
+        earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.window + 1)]
         ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
         if self.machine is not None:
             # valued state heads relax through their values (state_anneal), so their maps stay

@@ -34,9 +34,9 @@ class ContentSource(NamedTuple):
 class LayerReads:
     """Memory and reads of ``PNTMLayer`` (see the module docstring)."""
 
-    def initial_memory(self, cells: int, device) -> Tensor:
+    def blank_memory(self, cells: int, device) -> Tensor:
         """``M_0``: every cell holds the same small constant (N, W)."""
-        return torch.full((cells, self.width), self.initial_value, device=device)
+        return torch.full((cells, self.width), self.initial_memory, device=device)
 
     def addresses(self, cells: int, device) -> Tensor:
         """Read-only address tags ``A[i] = Σ_p P_p[i mod p]`` (N, address_width); zeros when
@@ -108,7 +108,7 @@ class LayerReads:
         ``pntm.ops.fourier_heads.tape_closed_form_reads``, equal to the scan (tested forward and
         backward against ``memory_path: scan``)."""
         contents = fourier_heads.tape_closed_form_reads(weights, self.tape_values(ctl),
-                                                        self.initial_value)
+                                                        self.initial_memory)
         return self.residual(u, ctl, contents, self.tags(weights), self.parallel_tape(ctl))
 
     def parallel_tape(self, ctl: dict[str, Tensor]) -> ContentSource | None:
@@ -116,7 +116,7 @@ class LayerReads:
         ``m_0 + v_j`` (and its key) from step ``j`` on (causal)."""
         if not self.content_heads:
             return None
-        rows = self.initial_value + self.tape_values(ctl)
+        rows = self.initial_memory + self.tape_values(ctl)
         return ContentSource(rows, rows if self.content_match_is_cell() else ctl["key"], True)
 
     def content_source(self, ctl: dict[str, Tensor], cells: int) -> ContentSource | None:
@@ -136,7 +136,7 @@ class LayerReads:
             return None
         rows, tags, cell = written_rows(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
                                         self.address_table(ctl["h"].device),
-                                        self.initial_value, cells, self.jump_horizon)
+                                        self.initial_memory, cells, self.jump_horizon)
         return ContentSource(rows, rows, False, tags, live_writes(cell))
 
     def content_match_is_cell(self) -> bool:
@@ -145,4 +145,4 @@ class LayerReads:
 
     def tape_values(self, ctl: dict[str, Tensor]) -> Tensor:
         """``v_j = a_j - m_0 e_j``: what token ``j`` adds to its cell of the tape (B, T, W)."""
-        return ctl["add"] - self.initial_value * ctl["erase"]
+        return ctl["add"] - self.initial_memory * ctl["erase"]

@@ -44,8 +44,8 @@ class RecurrentMode:
         at most ``max_length`` tokens (beyond, heads may wrap onto visited cells). Hard heads
         (``eval()``, or training past the relax phase) are carried as integer cells."""
         cells = self.num_cells(max_length)
-        memory = self.initial_memory(cells, device).expand(batch_size, -1, -1).clone()
-        previous = torch.zeros(batch_size, self.token_shift, self.norm.normalized_shape[0],
+        memory = self.blank_memory(cells, device).expand(batch_size, -1, -1).clone()
+        previous = torch.zeros(batch_size, self.window, self.norm.normalized_shape[0],
                                device=device)
         keys = None
         if self.match_keys:
@@ -128,8 +128,8 @@ class RecurrentMode:
         return ctl["states"][:, 0] if "states" in ctl else None
 
     def remember(self, u: Tensor, state: LayerState) -> Tensor:
-        """The last ``token_shift`` inputs after input ``u`` (B, 1, d), newest first."""
-        return torch.cat([u, state.previous], dim=1)[:, :self.token_shift]
+        """The last ``window`` inputs after input ``u`` (B, 1, d), newest first."""
+        return torch.cat([u, state.previous], dim=1)[:, :self.window]
 
     def step_tape(self, ctl: dict[str, Tensor], state: LayerState, memory: Tensor
                   ) -> ContentSource | None:

@@ -13,8 +13,8 @@ last write), by cosine similarity scaled by a strength, as the NTM's content add
 * ``content``: the cell's content ``M[j]`` itself;
 * ``key`` (tape writer only, as ``context``): a key ``k_j = W_k h_j`` written with each cell,
   so that a cell's value does not move its address;
-* ``context`` (needs ``token_shift``): the inputs before the cell. The key of cell ``j`` is a
-  projection of the ``k = shift_tokens`` inputs before it, and the query at ``t`` is the same
+* ``context`` (needs a ``window``): the inputs before the cell. The key of cell ``j`` is a
+  projection of the ``k = window`` inputs before it, and the query at ``t`` is the same
   projection of the ``k`` inputs before ``t``::
 
       k_j = W_k [LN(u_{j-1}), …, LN(u_{j-k})],   q_t = k_t,   over cells j < t
