@@ -112,8 +112,8 @@ DEFINITIONS = {
 }
 
 
-def markers(runs_dir: str) -> tuple[str, str]:
-    return f"<!-- report {runs_dir} -->", f"<!-- /report {runs_dir} -->"
+def markers(runs_dir: str, kind: str = "report") -> tuple[str, str]:
+    return f"<!-- {kind} {runs_dir} -->", f"<!-- /{kind} {runs_dir} -->"
 
 
 # --------------------------------------------------------------------------- reading the runs
@@ -701,9 +701,10 @@ def write_plots(runs: list[dict], plots_dir: Path, select: str = "validation") -
 
 # --------------------------------------------------------------------------- writing
 
-def replace_block(text: str, block: str, runs_dir: str) -> str:
-    """``text`` with its marked block for ``runs_dir`` replaced by ``block`` (or appended)."""
-    start, end = markers(runs_dir)
+def replace_block(text: str, block: str, runs_dir: str, kind: str = "report") -> str:
+    """``text`` with its marked block (``kind``: report, ablation) for ``runs_dir`` replaced by
+    ``block`` (or appended)."""
+    start, end = markers(runs_dir, kind)
     if start in text and end in text:
         head, rest = text.split(start, 1)
         return head + block + rest.split(end, 1)[1]
