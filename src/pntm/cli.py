@@ -1,5 +1,5 @@
 """The ``pntm`` command line: ``tasks``, ``train``, ``eval``, ``generate``, ``inspect``, ``sweep``,
-``report``, ``bench``.
+``report``, ``ablation``, ``bench``.
 
 Every mistake a user can make ends with one line ``pntm: error: ...`` on stderr and exit
 code 2, never a traceback; Ctrl-C exits with 130 (checkpoints are written atomically, so an
@@ -130,6 +130,18 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--select", choices=["validation", "test"], default="validation",
                    help="how the seed of each task and model is chosen: validation (default) or "
                         "test (legacy display only, marked as such)")
+
+    p = sub.add_parser("ablation", help="the variants × tasks table of an ablation: one sweep "
+                       "folder per variant against the sweep of the unchanged config")
+    p.set_defaults(func=cmd_ablation)
+    p.add_argument("variants_dir", metavar="VARIANTS_DIR",
+                   help="a folder with one sweep folder per variant (e.g. no-state-heads/)")
+    p.add_argument("--base", required=True, metavar="BASE_DIR",
+                   help="the sweep folder of the unchanged config (same tasks and seeds)")
+    p.add_argument("--out", default="RESULTS.md", metavar="FILE.md",
+                   help="markdown file whose ablation block is replaced (default RESULTS.md)")
+    p.add_argument("--json", metavar="PATH",
+                   help="the table's data (default VARIANTS_DIR/ablation.json)")
 
     p = sub.add_parser("bench", help="speed benchmark: training step, scan methods, decoding")
     p.set_defaults(func=cmd_bench)
@@ -343,6 +355,16 @@ def cmd_report(args, argv: list[str]) -> int:
                        f"{next(iter(result['plots'].values())).parent}")
     print(f"{len(bench['runs'])} runs ({len(bench['aggregates'])} task/model pairs, "
           f"{len(bench['unfinished_runs'])} unfinished) -> {', '.join(written)}")
+    return 0
+
+
+def cmd_ablation(args, argv: list[str]) -> int:
+    """Write the ablation table and its JSON; print the table."""
+    from pntm.tools.ablation import render, write_ablation
+
+    ablation = write_ablation(args.variants_dir, args.base, args.out, json_path=args.json,
+                              command=command_line(argv))
+    print(render(ablation))
     return 0
 
 

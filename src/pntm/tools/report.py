@@ -39,9 +39,10 @@ from pntm.tools.report_tables import markers, render
 JSON_FILE, PLOTS_DIR = "benchmark.json", "plots"
 
 
-def replace_block(text: str, block: str, runs_dir: str) -> str:
-    """``text`` with its marked block for ``runs_dir`` replaced by ``block`` (or appended)."""
-    start, end = markers(runs_dir)
+def replace_block(text: str, block: str, runs_dir: str, kind: str = "report") -> str:
+    """``text`` with its marked block (``kind``: report, ablation) for ``runs_dir`` replaced by
+    ``block`` (or appended)."""
+    start, end = markers(runs_dir, kind)
     if start in text and end in text:
         head, rest = text.split(start, 1)
         return head + block + rest.split(end, 1)[1]

@@ -34,9 +34,8 @@ PROTOCOL = {
 }
 
 
-def markers(runs_dir: str) -> tuple[str, str]:
-    return f"<!-- report {runs_dir} -->", f"<!-- /report {runs_dir} -->"
-
+def markers(runs_dir: str, kind: str = "report") -> tuple[str, str]:
+    return f"<!-- {kind} {runs_dir} -->", f"<!-- /{kind} {runs_dir} -->"
 
 
 # --------------------------------------------------------------------------- markdown pieces

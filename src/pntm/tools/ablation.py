@@ -1,0 +1,178 @@
+"""The ablation table: ``pntm ablation VARIANTS_DIR --base BASE_DIR [--out RESULTS.md]``.
+
+What is each general bias of a config worth? ``VARIANTS_DIR`` holds one folder per variant, each
+a ``pntm sweep`` output made with one ``--set`` change (e.g. ``results/ablation/no-state-heads``
+from ``--set model_config.state_heads=0``); ``BASE_DIR`` is the sweep of the unchanged config.
+The report writes one markdown table, variants × tasks, between the markers
+``<!-- ablation VARIANTS_DIR -->`` and ``<!-- /ablation VARIANTS_DIR -->`` of ``--out``, and its
+data to ``--json`` (default ``VARIANTS_DIR/ablation.json``).
+
+Decisions:
+
+- **Equal seeds.** For each task, the base row counts only the base runs whose seeds the
+  variants ran for that task (the union over variants), so a variant is never compared with a
+  base that had more chances.
+- **What changed is read, not typed.** A variant's label is the variant folder's name; its
+  *change* column is computed from the ``config.yaml`` files: every ``model_config`` or ``train``
+  key whose value differs from the base run of the same task and seed (``key base → variant``).
+  A variant whose runs differ from the base in different ways lists every difference. Keys
+  renamed since a run was made are compared under their current names
+  (``SequenceModel.upgrade_config``), so a rename is not a change.
+- **Each cell** is what the benchmark report shows for a (task, model), under the same protocol
+  (:mod:`pntm.tools.selection`): seeds succeeding k/N (≥ 99% at every test length), the
+  validation-selected seed's test OOD sequence accuracy, and its longest length at ≥ 99%.
+  A task a variant did not run is "—"; a variant's runs still training are listed below the table.
+- The last column is the variant's mean training time per run (seconds, over its finished runs),
+  since a bias that does not change accuracy may still change cost.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+from pntm.errors import PntmError
+from pntm.models import get_model_class
+from pntm.provenance import provenance
+from pntm.runs import atomic_write_json, atomic_write_text
+from pntm.tools import report, report_data, report_tables
+
+BASE_LABEL = "base"
+JSON_FILE = "ablation.json"
+COMPARED = ("model_config", "train")
+
+
+def _config(runs_dir: Path, run: str) -> dict:
+    path = runs_dir / run / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PntmError(f"cannot read {path}: {exc}") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_config"), dict):
+        raise PntmError(f"{path} is not a run config")
+    # a run made before a key was renamed compares under the current name
+    cfg["model_config"] = get_model_class(cfg["model"]).upgrade_config(cfg["model_config"])
+    return {f"{section}.{k}": v for section in COMPARED
+            for k, v in (cfg.get(section) or {}).items()}
+
+
+def config_changes(base: dict, variant: dict) -> list[str]:
+    """``key base → variant`` for every compared key whose value differs (a missing key: —)."""
+    changes = []
+    for key in sorted(set(base) | set(variant)):
+        if base.get(key) != variant.get(key):
+            changes.append(f"{key.split('.', 1)[1]} {_show(base.get(key))} → "
+                           f"{_show(variant.get(key))}")
+    return changes
+
+
+def _show(value) -> str:
+    return "—" if value is None else yaml.safe_dump(value, default_flow_style=True).strip() \
+        .removesuffix("...").strip()
+
+
+def _records(runs_dir: Path) -> list[dict]:
+    return [report_data.run_record(e) for e in report_data.load_evals(runs_dir)]
+
+
+def _aggregates(runs: list[dict]) -> dict[str, dict]:
+    """Per task, the aggregate of the runs (one model per ablation: the base's)."""
+    return {task: report_data.rounded(report_data.aggregate(group))
+            for (task, _model), group in report_data.group_runs(runs).items()}
+
+
+def build_ablation(variants_dir: str, base_dir: str, command: str) -> dict:
+    """Everything the table shows, checked before anything is written."""
+    vdir, bdir = Path(variants_dir), Path(base_dir)
+    if not vdir.is_dir():
+        raise PntmError(f"no such variants folder: {variants_dir}")
+    folders = sorted(p for p in vdir.iterdir() if p.is_dir() and any(p.glob("*/eval.json")))
+    if not folders:
+        raise PntmError(f"no variant folder with finished runs (*/eval.json) in {variants_dir}")
+    base_runs = _records(bdir)
+    base_by = {(r["task"], r["model"], r["seed"]): r for r in base_runs}
+    models = {r["model"] for r in base_runs}
+    variants, wanted = [], set()
+    for folder in folders:
+        runs = [r for r in _records(folder) if r["model"] in models]
+        changes: list[str] = []
+        missing_base = []
+        for r in runs:
+            twin = base_by.get((r["task"], r["model"], r["seed"]))
+            if twin is None:
+                missing_base.append(r["run"])
+                continue
+            wanted.add((r["task"], r["model"], r["seed"]))
+            for c in config_changes(_config(bdir, twin["run"]), _config(folder, r["run"])):
+                if c not in changes:
+                    changes.append(c)
+        if missing_base:
+            raise PntmError(f"{folder.name}: no base run in {base_dir} for "
+                            f"{', '.join(missing_base)}")
+        seconds = [r["train_seconds"] for r in runs if r["train_seconds"] is not None]
+        variants.append({"name": folder.name, "changes": changes,
+                         "tasks": _aggregates(runs),
+                         "mean_train_seconds": (sum(seconds) / len(seconds)
+                                                if seconds else None),
+                         "unfinished_runs": report_data.unfinished_runs(folder)})
+    base = [r for r in base_runs if (r["task"], r["model"], r["seed"]) in wanted]
+    seconds = [r["train_seconds"] for r in base if r["train_seconds"] is not None]
+    base_row = {"name": BASE_LABEL, "changes": [], "tasks": _aggregates(base),
+                "mean_train_seconds": sum(seconds) / len(seconds) if seconds else None,
+                "unfinished_runs": []}
+    tasks = sorted({t for v in variants for t in v["tasks"]}, key=report_data.task_key)
+    return {"generated_by": provenance(command), "variants_dir": variants_dir,
+            "base_dir": base_dir, "tasks": tasks, "rows": [base_row] + variants,
+            "threshold": report_data.THRESHOLD, "selection": "validation"}
+
+
+def _cell(a: dict | None) -> str:
+    if a is None:
+        return "—"
+    if not a["selectable"]:
+        return f"{a['succeeding']}/{a['n_seeds']}, n/s"
+    longest = a["max_length_at_99"]["selected"]
+    return (f"{a['succeeding']}/{a['n_seeds']}, "
+            f"{report_tables.percent(a['ood_sequence_accuracy']['selected'])}% ({longest})")
+
+
+def render(ablation: dict) -> str:
+    """The marked markdown block."""
+    tasks = ablation["tasks"]
+    lines = [f"_Generated by `{ablation['generated_by']['command']}`; each cell: seeds "
+             "succeeding (≥ 99% at every test length), the validation-selected seed's test OOD "
+             "sequence accuracy and (its longest length at ≥ 99%); base: the unchanged config "
+             f"from `{ablation['base_dir']}` at the same seeds._", "",
+             "| variant | change | " + " | ".join(tasks) + " | train s per run |",
+             "|---|---|" + "---|" * len(tasks) + "---|"]
+    for row in ablation["rows"]:
+        change = "; ".join(f"`{c}`" for c in row["changes"]) or "—"
+        cells = [_cell(row["tasks"].get(t)) for t in tasks]
+        lines.append(f"| {row['name']} | {change} | " + " | ".join(cells)
+                     + f" | {report_tables.number(row['mean_train_seconds'])} |")
+    unfinished = [f"{row['name']}/{run}" for row in ablation["rows"]
+                  for run in row["unfinished_runs"]]
+    if unfinished:
+        lines += ["", "Unfinished (left out): " + ", ".join(unfinished) + "."]
+    start, end = report_tables.markers(ablation["variants_dir"], "ablation")
+    return "\n".join([start, *lines, end])
+
+
+def write_ablation(variants_dir: str | Path, base_dir: str | Path,
+                   out: str | Path = "RESULTS.md", *, json_path: str | Path | None = None,
+                   command: str | None = None) -> dict:
+    """Write ablation.json and the marked block of ``out``; returns the data."""
+    variants_dir = str(variants_dir).rstrip("/") or "/"
+    base_dir = str(base_dir).rstrip("/") or "/"
+    out = Path(out)
+    json_path = Path(json_path) if json_path is not None else Path(variants_dir) / JSON_FILE
+    command = command or shlex.join(["pntm", "ablation", variants_dir, "--base", base_dir,
+                                     "--out", str(out)])
+    ablation = build_ablation(variants_dir, base_dir, command)
+    text = out.read_text() if out.exists() else ""
+    block = render(ablation)
+    atomic_write_json(json_path, ablation)
+    atomic_write_text(out, report.replace_block(text, block, variants_dir, "ablation"))
+    return ablation
