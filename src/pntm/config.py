@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import yaml
 
 from pntm import tasks
 from pntm.config_checks import _check_keys, _check_values, lengths_from
+from pntm.config_files import load_yaml, one_line, package_config
 from pntm.data import format_lengths
 from pntm.errors import ConfigError
 from pntm.models import default_model_config, get_model_class
@@ -89,39 +89,6 @@ DEFAULTS: dict[str, Any] = {
 
 # --------------------------------------------------------------------------- reading layers
 
-def load_yaml(path: str | Path, what: str = "config file") -> dict:
-    """A YAML mapping from ``path`` (an empty file is an empty mapping)."""
-    path = Path(path)
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{what} {path} is not a regular file")
-    if path.is_file() and path.stat().st_size > 2**24:
-        raise ConfigError(f"{what} {path} is larger than 16 MiB; not a config file")
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {what} {path}: {err}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{what} {path} is not valid YAML: {_one_line(err)}") from None
-    except RecursionError:
-        raise ConfigError(f"{what} {path} is nested too deeply to read") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping of keys, got {type(data).__name__}")
-    return data
-
-
-def package_config(model: str) -> dict:
-    """The shipped run config of ``model`` (``configs/{model}.yaml``), the same for every task;
-    empty when the model has none."""
-    ref = resources.files("pntm") / "configs" / f"{model}.yaml"
-    return load_yaml(Path(str(ref)), "packaged config") if ref.is_file() else {}
-
-
 def parse_set(item: str) -> dict:
     """``"train.lr=3e-4"`` -> ``{"train": {"lr": 3e-4}}`` (the value is read as YAML)."""
     key, eq, text = item.partition("=")
@@ -132,7 +99,7 @@ def parse_set(item: str) -> dict:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"malformed value in --set '{item}': {_one_line(err)}") from None
+        raise ConfigError(f"malformed value in --set '{item}': {one_line(err)}") from None
     except RecursionError:
         raise ConfigError(f"value in --set '{item[:40]}...' is nested too deeply") from None
     for part in reversed(parts):
@@ -301,7 +268,3 @@ def _drop_none(d: dict) -> dict:
         elif v is not None:
             out[k] = v
     return out
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())

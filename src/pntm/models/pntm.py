@@ -105,7 +105,7 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   ``lcm(periods)`` that is at least ``K·T + 1`` (and ``min_cells``), so no head can wrap around
   onto cells it has visited, the same weights run at any length, and a head that does go left of
   cell 0 keeps its residues. Each layer works it out from its input (``PNTMLayer.num_cells``,
-  one formula with the model's and the memory estimate's: ``pntm_config.memory_cells``).
+  one formula with the model's and the memory estimate's: ``memory_size.memory_cells``).
 * **Hard heads as integer positions** (``head_path: auto``). When every head is hard (after the
   relax phase, at evaluation, and throughout when ``relax = [0, 0]``) and the writer is the tape,
   the weightings are one-hot, so the Fourier scan and its ``B·T·H·N`` inverse FFT reduce to a

@@ -20,28 +20,20 @@ Two layers of defaults, on purpose:
 ``PNTMConfig.run_default()`` gives the second as a dataclass too, for a library user who wants
 the trained configuration rather than the library default.
 
-The memory size is not a hyper-parameter: ``memory_cells`` (here, the one formula the model,
+The memory size is not a hyper-parameter: ``memory_size.memory_cells`` (the one formula the model,
 its layers and the memory estimate of ``pntm.models.rules`` share) picks it per input length.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from pntm.config_files import package_config
 from pntm.errors import ConfigError
+from pntm.models.memory_size import memory_cells
 from pntm.models.rules import check_model_config
-
-
-def memory_cells(length: int, shift_range: int, periods, min_cells: int) -> int:
-    """Memory cells for ``length`` tokens: the smallest multiple of ``lcm(periods)`` that is at
-    least ``shift_range * length + 1`` and ``min_cells``, so no head can wrap around onto cells
-    it has visited and a head left of cell 0 keeps its residues."""
-    quantum = math.lcm(*periods) if periods else 1
-    need = max(min_cells, shift_range * length + 1)
-    return -(-need // quantum) * quantum
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,6 @@ class PNTMConfig:
     def run_default(cls) -> "PNTMConfig":
         """The command line's default P-NTM run config (``configs/pntm.yaml``'s model_config
         over the dataclass defaults): the base configuration of the trained grid."""
-        from pntm.config import package_config  # the YAML layer, read lazily
         return cls(**package_config("pntm").get("model_config", {}))
 
     def validate(self) -> None:

@@ -165,7 +165,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             self.machine.set_training_progress(fraction)
 
     def num_cells(self, length: int) -> int:
-        """Memory cells for ``length`` tokens (``pntm.models.pntm_config.memory_cells``)."""
+        """Memory cells for ``length`` tokens (``pntm.models.memory_size.memory_cells``)."""
         return self.config.num_cells(length)
 
     # ---- heads, shared by both modes -------------------------------------------------------

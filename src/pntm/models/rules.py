@@ -28,6 +28,7 @@ import math
 from typing import Any, Callable
 
 from pntm.errors import ConfigError
+from pntm.models.memory_size import memory_cells
 
 Rule = Callable[[Any], "str | None"]
 
@@ -175,7 +176,6 @@ def activation_floats(model: str, config: dict, length: int, vocab_size: int) ->
 def _pntm_layer_floats(config: dict, S: int) -> int:
     """Per token and layer: controller, plus the memory scan's ``N x W`` cells and the head
     spectra over ``N`` cells when those paths are taken (see pntm.models.pntm)."""
-    from pntm.models.pntm_config import memory_cells  # late: pntm_config imports this module
     cells = memory_cells(S, config["shift_range"], config["periods"], config["min_cells"])
     floats = 4 * config["d_model"] + 2 * config["d_ff"] + config["content_heads"] * S
     if not config["tape_writer"] or config["memory_path"] == "scan":
