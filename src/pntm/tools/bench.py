@@ -319,18 +319,6 @@ def bench_scan(lengths: list[int], batch: int, device: torch.device, repeats: in
     return results
 
 
-def scan_table(results: list[dict]) -> str:
-    lines = [f"{'length':>7} {'shape':<8} {'method':<11} {'forward ms':>11} {'fwd+bwd ms':>11}"]
-    order = sorted(results, key=lambda r: (r["shape"].split()[0], r["length"]))
-    for r in order:
-        fwd = "skipped" if r["forward_seconds"] is None else f"{r['forward_seconds'] * 1e3:.2f}"
-        bwd = ("skipped" if r["backward_seconds"] is None
-               else f"{r['backward_seconds'] * 1e3:.2f}")
-        lines.append(f"{r['length']:>7} {r['shape'].split()[0]:<8} {r['method']:<11} "
-                     f"{fwd:>11} {bwd:>11}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- decoding
 
 def bench_decode(models: list[str], contexts: list[int], batch: int, device: torch.device,
