@@ -83,6 +83,13 @@ def test_a_run_made_before_the_window_key_reads_as_window(old, window):
     assert config_lib.validate(saved)["model_config"]["window"] == window
 
 
-def test_an_old_window_key_in_a_new_config_names_the_new_one():
+def test_an_old_run_config_reruns_and_old_keys_beside_window_are_an_error(tmp_path):
+    # a run's config.yaml from before the rename, given back as --config, overrides the
+    # shipped window (3) with its own
+    old = tmp_path / "config.yaml"
+    old.write_text("model_config:\n  token_shift: true\n  shift_tokens: 2\n")
+    cfg = config_lib.build_config("parity", "pntm", config_file=old)
+    assert cfg["model_config"]["window"] == 2 and "token_shift" not in cfg["model_config"]
     with pytest.raises(ConfigError, match="token_shift is now window"):
-        config_lib.build_config("parity", "pntm", sets=["model_config.token_shift=true"])
+        config_lib.build_config("parity", "pntm", config_file=old,
+                                sets=["model_config.window=1"])

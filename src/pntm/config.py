@@ -138,6 +138,7 @@ def build_config(task: str | None = None, model: str | None = None, *,
         if not isinstance(user.get(key), str) or not user[key]:
             raise ConfigError(f"no {key} given (use --{key} or set {key} in --config)")
     base = merge(defaults_for(user["model"]), package_config(user["model"]))
+    user = upgraded(user)  # e.g. the config.yaml of a run made before a key was renamed
     if data is None:
         task = tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
         return validate(merge(fit_lengths(base, task), user))
@@ -171,14 +172,23 @@ def defaults_for(model: str) -> dict:
     return cfg
 
 
+def upgraded(cfg: dict) -> dict:
+    """``cfg`` with its ``model_config`` keys renamed since (``SequenceModel.upgrade_config``)
+    under their current names; one layer at a time, so that an old key given by the user
+    replaces the new key of the defaults under it."""
+    if not isinstance(cfg.get("model_config"), dict):
+        return cfg
+    model = get_model_class(cfg["model"])
+    return {**cfg, "model_config": model.upgrade_config(cfg["model_config"])}
+
+
 def validate(cfg: dict) -> dict:
     """Check keys, types and values of a full config; returns it with types normalised."""
     if not isinstance(cfg.get("model"), str):
         raise ConfigError("config has no model")
     schema = defaults_for(cfg["model"])
+    cfg = upgraded(cfg)  # a run made before a key was renamed
     model = get_model_class(cfg["model"])
-    if isinstance(cfg.get("model_config"), dict):  # a run made before a key was renamed
-        cfg = {**cfg, "model_config": model.upgrade_config(cfg["model_config"])}
     nullable = {f"model_config.{key}" for key in model.nullable_config}
     cfg = _check_keys(cfg, schema, "", nullable)
     _check_values(cfg)

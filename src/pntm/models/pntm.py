@@ -159,13 +159,14 @@ class PNTM(SequenceModel):
     def upgrade_config(cls, config: dict) -> dict:
         """Runs made before ``window`` existed say ``token_shift`` (on or off) and
         ``shift_tokens`` (how many inputs): they are read as ``window = shift_tokens`` when on,
-        else 0. An old key beside ``window`` (a new config) is an error naming the new key."""
+        else 0. An old key beside ``window`` in the same mapping is an error naming the new
+        key."""
         old = [key for key in ("token_shift", "shift_tokens") if key in config]
         if not old:
             return config
         if "window" in config:
             raise ConfigError(f"pntm model_config.{old[0]} is now window (how many previous "
-                              "inputs the controller sees; 0: none): set window instead")
+                              "inputs the controller sees; 0: none): give window only")
         config = dict(config)
         on, size = config.pop("token_shift", False), config.pop("shift_tokens", 1)
         if not isinstance(on, bool):
