@@ -236,6 +236,22 @@ def bracket_expression(length: int, rng: np.random.Generator, mult: bool,
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "neg": 3}
 
 
+def _apply(task: Task, op: str, values: list[tuple[int, int]], modulus: int) -> tuple[int, int]:
+    """Operator ``op`` on the values at the top of the stack (popped): the value ``(a, b)``,
+    meaning ``a*x + b``, of the result."""
+    if op == "neg":
+        a, b = values.pop()
+        return -a % modulus, -b % modulus
+    (a2, b2), (a1, b1) = values.pop(), values.pop()
+    if op == "+":
+        return (a1 + a2) % modulus, (b1 + b2) % modulus
+    if op == "-":
+        return (a1 - a2) % modulus, (b1 - b2) % modulus
+    if a1 and a2:
+        raise task._bad("x appears on both sides of a product")
+    return (a1 * b2 + a2 * b1) % modulus, b1 * b2 % modulus
+
+
 def evaluate_expression(task: Task, tokens: Sequence[str], allow_mult: bool, allow_x: bool,
                         modulus: int = MODULUS) -> tuple[int, int]:
     """Parse an infix expression (digits, ``x``, ``+ - *``, unary ``-``, brackets) and return
@@ -249,19 +265,7 @@ def evaluate_expression(task: Task, tokens: Sequence[str], allow_mult: bool, all
     ops: list[str] = []
 
     def apply(op: str) -> None:
-        if op == "neg":
-            a, b = values.pop()
-            values.append((-a % modulus, -b % modulus))
-            return
-        (a2, b2), (a1, b1) = values.pop(), values.pop()
-        if op == "+":
-            values.append(((a1 + a2) % modulus, (b1 + b2) % modulus))
-        elif op == "-":
-            values.append(((a1 - a2) % modulus, (b1 - b2) % modulus))
-        else:
-            if a1 and a2:
-                raise task._bad("x appears on both sides of a product")
-            values.append(((a1 * b2 + a2 * b1) % modulus, b1 * b2 % modulus))
+        values.append(_apply(task, op, values, modulus))
 
     tokens = list(tokens)
     if not tokens:
