@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean results-one-config report
+.PHONY: demo test install clean results-one-config results-ablation report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,21 @@ SEEDS ?= 0
 results-one-config: $(STAMP)
 	$(BIN)/pntm sweep --tasks all --models pntm --seeds $(SEEDS) --out results/one-config --workers 2
 	$(BIN)/pntm report results/one-config --out RESULTS.md --no-plots
+
+# What each general bias of the one config is worth: four tasks, seed 0, one --set change per
+# variant folder of results/ablation, then the variants × tasks table of RESULTS.md against the
+# same seeds of results/one-config (about 40 minutes here; resumes).
+ABLATION_TASKS ?= parity,cycle_navigation,reverse,odds_first
+results-ablation: $(STAMP)
+	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
+	  --out results/ablation/no-state-heads --set model_config.state_heads=0
+	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
+	  --out results/ablation/one-layer --set model_config.layers=1
+	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
+	  --out results/ablation/no-token-window --set model_config.window=0
+	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
+	  --out results/ablation/no-content-head --set model_config.content_heads=0
+	$(BIN)/pntm ablation results/ablation --base results/one-config --out RESULTS.md
 
 # results/benchmark.json, one plot per task in results/plots/ and the results/grid tables of
 # RESULTS.md, from the eval.json files of the grid (`pntm sweep ... --out results/grid`).
