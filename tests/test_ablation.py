@@ -29,7 +29,7 @@ def make_run(root, task, seed, test_seq, val_seq, **changes):
     rows = [{"length": n, "samples": 4, "sequence_accuracy": test_seq, "token_accuracy": 1.0}
             for n in LENGTHS]
     common = {"task": task, "model": "pntm", "seed": seed, "train_lengths": [1, 2],
-              "steps": 100}
+              "steps": 100 * (seed + 1)}
     (run / "eval.json").write_text(json.dumps({**common, "lengths": rows, "lr": 1e-3,
                                                "train_seconds": 10.0 * (seed + 1)}))
     val = [{"length": 41, "samples": 4, "sequence_accuracy": val_seq,
@@ -61,7 +61,7 @@ def test_the_table_compares_equal_seeds_and_reads_the_change(tmp_path):
     assert parity["selected_seed"] == 0  # validation 1.0 beats 0.5
     assert rows["no-state-heads"]["changes"] == ["state_heads 2 → 0"]
     assert rows["no-state-heads"]["tasks"]["parity"]["selected_seed"] == 1
-    assert rows["no-state-heads"]["mean_train_seconds"] == 15.0
+    assert rows["no-state-heads"]["mean_steps"] == 150.0
     assert rows["one-layer"]["changes"] == ["layers 2 → 1"]
     assert "parity" not in rows["one-layer"]["tasks"]
 
@@ -74,9 +74,9 @@ def test_the_block_replaces_its_markers_and_keeps_the_prose(tmp_path):
     write_ablation(variants, base, out, command="cmd")  # replaced, not appended twice
     text = out.read_text()
     assert text.count(f"<!-- ablation {variants} -->") == 1 and "old" in text
-    assert "| no-state-heads | `state_heads 2 → 0` | 1/2, 100.0% (16) | — | 15 |" in text
-    assert "| one-layer | `layers 2 → 1` | — | 0/1, 25.0% (0) | 10 |" in text
-    assert "| base | — | 1/2, 100.0% (16) | 1/1, 100.0% (16) | 13 |" in text
+    assert "| no-state-heads | `state_heads 2 → 0` | 1/2, 100.0% (16) | — | 150 |" in text
+    assert "| one-layer | `layers 2 → 1` | — | 0/1, 25.0% (0) | 100 |" in text
+    assert "| base | — | 1/2, 100.0% (16) | 1/1, 100.0% (16) | 133 |" in text
     assert json.loads((variants / "ablation.json").read_text())["base_dir"] == str(base)
 
 

@@ -22,8 +22,9 @@ Decisions:
   (:mod:`pntm.tools.selection`): seeds succeeding k/N (≥ 99% at every test length), the
   validation-selected seed's test OOD sequence accuracy, and its longest length at ≥ 99%.
   A task a variant did not run is "—"; a variant's runs still training are listed below the table.
-- The last column is the variant's mean training time per run (seconds, over its finished runs),
-  since a bias that does not change accuracy may still change cost.
+- The last column is the variant's mean number of training steps per finished run (early
+  stopping ends a run once it is exact in distribution, so fewer steps is faster learning).
+  Steps, not seconds: the variants and the base may run on differently loaded machines.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def _aggregates(runs: list[dict]) -> dict[str, dict]:
             for (task, _model), group in report_data.group_runs(runs).items()}
 
 
+def _mean_steps(runs: list[dict]) -> float | None:
+    steps = [r["steps"] for r in runs if r["steps"] is not None]
+    return sum(steps) / len(steps) if steps else None
+
+
 def build_ablation(variants_dir: str, base_dir: str, command: str) -> dict:
     """Everything the table shows, checked before anything is written."""
     vdir, bdir = Path(variants_dir), Path(base_dir)
@@ -111,17 +117,12 @@ def build_ablation(variants_dir: str, base_dir: str, command: str) -> dict:
         if missing_base:
             raise PntmError(f"{folder.name}: no base run in {base_dir} for "
                             f"{', '.join(missing_base)}")
-        seconds = [r["train_seconds"] for r in runs if r["train_seconds"] is not None]
         variants.append({"name": folder.name, "changes": changes,
-                         "tasks": _aggregates(runs),
-                         "mean_train_seconds": (sum(seconds) / len(seconds)
-                                                if seconds else None),
+                         "tasks": _aggregates(runs), "mean_steps": _mean_steps(runs),
                          "unfinished_runs": report_data.unfinished_runs(folder)})
     base = [r for r in base_runs if (r["task"], r["model"], r["seed"]) in wanted]
-    seconds = [r["train_seconds"] for r in base if r["train_seconds"] is not None]
     base_row = {"name": BASE_LABEL, "changes": [], "tasks": _aggregates(base),
-                "mean_train_seconds": sum(seconds) / len(seconds) if seconds else None,
-                "unfinished_runs": []}
+                "mean_steps": _mean_steps(base), "unfinished_runs": []}
     tasks = sorted({t for v in variants for t in v["tasks"]}, key=report_data.task_key)
     return {"generated_by": provenance(command), "variants_dir": variants_dir,
             "base_dir": base_dir, "tasks": tasks, "rows": [base_row] + variants,
@@ -145,13 +146,13 @@ def render(ablation: dict) -> str:
              "succeeding (≥ 99% at every test length), the validation-selected seed's test OOD "
              "sequence accuracy and (its longest length at ≥ 99%); base: the unchanged config "
              f"from `{ablation['base_dir']}` at the same seeds._", "",
-             "| variant | change | " + " | ".join(tasks) + " | train s per run |",
+             "| variant | change | " + " | ".join(tasks) + " | steps per run |",
              "|---|---|" + "---|" * len(tasks) + "---|"]
     for row in ablation["rows"]:
         change = "; ".join(f"`{c}`" for c in row["changes"]) or "—"
         cells = [_cell(row["tasks"].get(t)) for t in tasks]
         lines.append(f"| {row['name']} | {change} | " + " | ".join(cells)
-                     + f" | {report_tables.number(row['mean_train_seconds'])} |")
+                     + f" | {report_tables.number(row['mean_steps'])} |")
     unfinished = [f"{row['name']}/{run}" for row in ablation["rows"]
                   for run in row["unfinished_runs"]]
     if unfinished:
