@@ -95,6 +95,11 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   heads of 8 states whose values are annealed away; a length curriculum over the first 70% of
   4,000 steps; jump gates starting at 12% (``jump_bias: -2``) with the temperature held after
   hardening. What it learns, seed by seed, is in RESULTS.md ("One P-NTM config for every task").
+  What each bias is worth (RESULTS.md, the ablation, seed 0 on parity, cycle navigation,
+  reverse and odds_first): without state heads parity and cycle navigation stay at chance; with
+  one layer reverse and odds_first are not learned; without the window or without the content
+  head all four stay exact (those two are kept for duplicate, binary addition and associative
+  recall).
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
   jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
   token (BOS) lands on cell 0, the jump target. Each cell is then written once, and the memory
@@ -129,9 +134,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   (which cells are written is defined only for a hard writer), and the content heads' gradient
   reaches its moves only as the straight-through gradient of a read that follows it.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
-  every formula; the recurrent mode is the scan's sequential form, one token at a time. Hard
-  heads decode with O(1) state and work per head and token (an integer cell, one memory row
-  written, one read); soft heads carry their spectra, O(N) per token.
+  every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
+  state holds the memory (``N`` cells for the length it is set up for). Hard location heads
+  decode with O(1) work per head and token (an integer cell, one memory row written, one read);
+  soft heads carry their spectra, O(N) per token; content heads score every written cell.
 """
 
 from __future__ import annotations
