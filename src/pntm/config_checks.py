@@ -53,6 +53,17 @@ def _check_keys(value: Any, default: Any, path: str, nullable: set[str] = frozen
     return _coerce(value, default, path)
 
 
+def _as_number(value: Any) -> Any:
+    """PyYAML reads ``1e9`` or ``3e-4`` (no dot) as a string: such a string as a float, any other
+    value as it is."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _coerce(value: Any, default: Any, path: str) -> Any:
     """``value`` converted to the type of ``default``; None defaults accept anything."""
     if default is None:
@@ -61,20 +72,12 @@ def _coerce(value: Any, default: Any, path: str) -> Any:
     if kind is bool:
         ok = isinstance(value, bool)
     elif kind is int:
-        if isinstance(value, str):  # PyYAML reads "1e9" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = _as_number(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:
-        if isinstance(value, str):  # PyYAML reads "3e-4" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = _as_number(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif kind is str:
