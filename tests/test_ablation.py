@@ -8,24 +8,25 @@ import json
 import yaml
 
 from helpers import assert_user_error
+from pntm import config as config_lib
+from pntm import tasks
 from pntm.cli import main
 from pntm.tools.ablation import build_ablation, config_changes, write_ablation
 
 LENGTHS = (1, 2, 8, 16)  # 1 and 2 are in the training range [1, 2]
-CONFIG = {"model_config": {"layers": 2, "state_heads": 2, "periods": []},
-          "train": {"steps": 100, "lr": 1e-3}}
 
 
 def make_run(root, task, seed, test_seq, val_seq, **changes):
-    """A finished run folder: its config (CONFIG with ``changes`` to model_config), eval.json
-    with sequence accuracy ``test_seq`` at every length and eval-validation.json at
+    """A finished run folder: its config (the shipped one with ``changes`` to model_config),
+    eval.json with sequence accuracy ``test_seq`` at every length and eval-validation.json at
     ``val_seq``."""
     name = f"{task}-pntm-s{seed}"
     run = root / name
     run.mkdir(parents=True)
-    cfg = {"task": task, "model": "pntm", "seed": seed,
-           "model_config": {**CONFIG["model_config"], **changes}, "train": CONFIG["train"]}
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    sets = [f"model_config.{key}={value}" for key, value in changes.items()]
+    cfg = config_lib.build_config(task, "pntm", seed=seed, sets=sets)
+    cfg["vocab"] = tasks.get_task(task).vocab.to_list()
+    (run / "config.yaml").write_text(config_lib.dump(cfg))
     rows = [{"length": n, "samples": 4, "sequence_accuracy": test_seq, "token_accuracy": 1.0}
             for n in LENGTHS]
     common = {"task": task, "model": "pntm", "seed": seed, "train_lengths": [1, 2],
@@ -84,6 +85,7 @@ def test_a_renamed_key_is_not_a_change(tmp_path):
     variants, base = folders(tmp_path)
     old = base / "copy-pntm-s0" / "config.yaml"  # made before window: token_shift, shift_tokens
     cfg = yaml.safe_load(old.read_text())
+    del cfg["model_config"]["window"]
     cfg["model_config"].update(token_shift=True, shift_tokens=3)
     old.write_text(yaml.safe_dump(cfg))
     new = variants / "one-layer" / "copy-pntm-s0" / "config.yaml"

@@ -16,8 +16,8 @@ import sys
 
 from pntm import config as config_lib
 from pntm import tasks
-from pntm.device import resolve_device
 from pntm.cli_parser import build_parser
+from pntm.device import resolve_device
 from pntm.errors import PntmError, RunDirError
 from pntm.provenance import command_line
 
@@ -194,11 +194,11 @@ def cmd_report(args, argv: list[str]) -> int:
 
 def cmd_ablation(args, argv: list[str]) -> int:
     """Write the ablation table and its JSON; print the table."""
-    from pntm.tools.ablation import render, write_ablation
+    from pntm.tools.ablation import write_ablation
 
-    ablation = write_ablation(args.variants_dir, args.base, args.out, json_path=args.json,
-                              command=command_line(argv))
-    print(render(ablation))
+    result = write_ablation(args.variants_dir, args.base, args.out, json_path=args.json,
+                            command=command_line(argv))
+    print(result["block"])
     return 0
 
 

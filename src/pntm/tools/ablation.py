@@ -16,8 +16,8 @@ Decisions:
   *change* column is computed from the ``config.yaml`` files: every ``model_config`` or ``train``
   key whose value differs from the base run of the same task and seed (``key base → variant``).
   A variant whose runs differ from the base in different ways lists every difference. Keys
-  renamed since a run was made are compared under their current names
-  (``SequenceModel.upgrade_config``), so a rename is not a change.
+  renamed since a run was made are compared under their current names (the configs are read
+  as ``RunDir.load_config`` validates them), so a rename is not a change.
 - **Each cell** is what the benchmark report shows for a (task, model), under the same protocol
   (:mod:`pntm.tools.selection`): seeds succeeding k/N (≥ 99% at every test length), the
   validation-selected seed's test OOD sequence accuracy, and its longest length at ≥ 99%.
@@ -35,9 +35,8 @@ from pathlib import Path
 import yaml
 
 from pntm.errors import PntmError
-from pntm.models import get_model_class
 from pntm.provenance import provenance
-from pntm.runs import atomic_write_json, atomic_write_text
+from pntm.runs import RunDir, atomic_write_json, atomic_write_text
 from pntm.tools import report, report_data, report_tables
 
 BASE_LABEL = "base"
@@ -46,17 +45,11 @@ COMPARED = ("model_config", "train")
 
 
 def _config(runs_dir: Path, run: str) -> dict:
-    path = runs_dir / run / "config.yaml"
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PntmError(f"cannot read {path}: {exc}") from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_config"), dict):
-        raise PntmError(f"{path} is not a run config")
-    # a run made before a key was renamed compares under the current name
-    cfg["model_config"] = get_model_class(cfg["model"]).upgrade_config(cfg["model_config"])
-    return {f"{section}.{k}": v for section in COMPARED
-            for k, v in (cfg.get(section) or {}).items()}
+    """The run's compared keys, from its validated config (``RunDir.load_config``: keys
+    renamed since the run was made under their current names, missing ones at their
+    defaults), as ``section.key``."""
+    cfg = RunDir(runs_dir / run).load_config()
+    return {f"{section}.{k}": v for section in COMPARED for k, v in cfg[section].items()}
 
 
 def config_changes(base: dict, variant: dict) -> list[str]:
@@ -164,7 +157,8 @@ def render(ablation: dict) -> str:
 def write_ablation(variants_dir: str | Path, base_dir: str | Path,
                    out: str | Path = "RESULTS.md", *, json_path: str | Path | None = None,
                    command: str | None = None) -> dict:
-    """Write ablation.json and the marked block of ``out``; returns the data."""
+    """Write ablation.json and the marked block of ``out``; returns ``{"ablation": the data,
+    "block": the markdown written}``."""
     variants_dir = str(variants_dir).rstrip("/") or "/"
     base_dir = str(base_dir).rstrip("/") or "/"
     out = Path(out)
@@ -176,4 +170,4 @@ def write_ablation(variants_dir: str | Path, base_dir: str | Path,
     block = render(ablation)
     atomic_write_json(json_path, ablation)
     atomic_write_text(out, report.replace_block(text, block, variants_dir, "ablation"))
-    return ablation
+    return {"ablation": ablation, "block": block}
