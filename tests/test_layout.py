@@ -1,10 +1,15 @@
 """The layering of the package, checked on its source: no import cycle, no upward import
-(``ops`` below ``models`` below ``tools``; only the command line imports the tools)."""
+(``ops`` below ``models`` below ``tools``; only the command line imports the tools); and of the
+repository: no weights tracked under ``results/``."""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 import pntm
 
@@ -60,3 +65,19 @@ def test_no_upward_import():
              if package(t) in below.get(package(m), set())
              or (package(t) == "tools" and package(m) != "tools" and m != "pntm.cli")]
     assert not wrong, wrong
+
+
+def test_no_weights_tracked_under_results():
+    # committed runs keep config, metrics and evaluations; weights and training state stay out
+    # of the tree so the repository stays light as the grid grows (issue "The whole Chomsky
+    # benchmark"); runs a sweep makes locally are ignored by .gitignore
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.split()
+    heavy = [p for p in tracked if p.endswith(("model.safetensors", "train_state.pt"))]
+    assert not heavy, heavy[:5]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index",
+                              "results/any/run-s0/model.safetensors"], cwd=root)
+    assert ignored.returncode == 0
