@@ -106,21 +106,29 @@ class StateHeads(nn.Module):
     def affine(self, h: Tensor, hard: bool, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         """Valued states' step maps: ``M_t = diag(d_t) A_t`` (B, T, heads, S, S), straight-through
         hard ``A_t`` with ``hard``, and inputs ``c_t`` (B, T, heads, S)."""
+        return self._affine(h, hard, temperature)[:2]
+
+    def _affine(self, h: Tensor, hard: bool, temperature: float = 1.0
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``affine``'s matrices and inputs, and the hard maps (B, T, heads, S) (None if soft)."""
         matrices = self.matrices(h, temperature)
+        maps = None
         if hard:
-            one_hot = F.one_hot(matrices.argmax(-1), self.states).to(matrices)
-            matrices = one_hot + (matrices - matrices.detach())
+            maps = matrices.argmax(-1)
+            matrices = F.one_hot(maps, self.states).to(matrices) + (matrices - matrices.detach())
         decay, inputs = self.to_values(h).unflatten(-1, (2, self.heads, self.states)).unbind(-3)
         lam = self.weight()
-        return (1 - lam * (1 - torch.sigmoid(decay)))[..., None] * matrices, lam * inputs
+        return (1 - lam * (1 - torch.sigmoid(decay)))[..., None] * matrices, lam * inputs, maps
 
     def forward(self, h: Tensor, hard: bool, temperature: float = 1.0) -> Tensor:
         """States (B, T, heads, S) of a whole sequence, by a parallel scan: distributions (one-hot
         with ``hard``), or values with ``values``."""
         if self.to_values is not None:
             # hard maps times decays have one nonzero per row: the O(S) scan, same gradients
-            scan = scaled_map_states if hard else affine_states
-            return scan(*self.affine(h, hard, temperature))
+            matrices, inputs, maps = self._affine(h, hard, temperature)
+            if hard:
+                return scaled_map_states(matrices, inputs, maps=maps)
+            return affine_states(matrices, inputs)
         matrices = self.matrices(h, temperature)
         return hard_state_path(matrices) if hard else soft_states(matrices)
 

@@ -241,8 +241,9 @@ class _ScaledMapStates(torch.autograd.Function):
     recurrence with respect to the dense matrices and the offsets."""
 
     @staticmethod
-    def forward(ctx, matrices, offsets, start):
-        maps = matrices.abs().argmax(-1)
+    def forward(ctx, matrices, offsets, start, maps):
+        if maps is None:
+            maps = matrices.abs().argmax(-1)
         scales = torch.gather(matrices, -1, maps[..., None])[..., 0]
         f, d, c = scaled_prefix(maps, scales, offsets)
         states = c.scatter_add(-1, f[..., start:start + 1], d[..., start:start + 1])
@@ -257,14 +258,16 @@ class _ScaledMapStates(torch.autograd.Function):
         first = torch.zeros_like(states[:, :1])
         first[..., ctx.start] = 1.0
         before = torch.cat([first, states[:, :-1]], dim=1)           # x_{t-1}, x_0 = δ_start
-        return before[..., :, None] * adjoint[..., None, :], adjoint, None
+        return before[..., :, None] * adjoint[..., None, :], adjoint, None, None
 
 
-def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0) -> Tensor:
+def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0,
+                      maps: Tensor | None = None) -> Tensor:
     """:func:`affine_states` for matrices (B, T, H, S, S) with exactly one nonzero entry per row
     (a hard map times a scale per state, as valued state heads have; the zeros may carry a
     straight-through gradient): the same states (B, T, H, S) and the same gradients with
     respect to ``matrices`` and ``offsets``, in O(T log T S) work instead of O(T log T S³).
     ``∂L/∂M_t = x_{t-1}ᵀ y_t`` and ``∂L/∂c_t = y_t`` with the adjoint ``y`` of
-    :func:`scaled_adjoint_scan`."""
-    return _ScaledMapStates.apply(matrices, offsets, start)
+    :func:`scaled_adjoint_scan`. ``maps`` (B, T, H, S), where each row's nonzero is, when the
+    caller has it (it saves a pass over the matrices); found from ``matrices`` otherwise."""
+    return _ScaledMapStates.apply(matrices, offsets, start, maps)
