@@ -47,7 +47,7 @@ def folders(tmp_path):
     # without state heads: seed 0 fails, seed 1 succeeds; seed 2 was not run
     make_run(variants / "no-state-heads", "parity", 0, 0.5, 0.5, state_heads=0)
     make_run(variants / "no-state-heads", "parity", 1, 1.0, 1.0, state_heads=0)
-    make_run(variants / "one-layer", "copy", 0, 0.25, 0.25, layers=1)
+    make_run(variants / "one-layer", "copy", 0, 0.25, 0.75, layers=1)
     return variants, base
 
 
@@ -75,9 +75,9 @@ def test_the_block_replaces_its_markers_and_keeps_the_prose(tmp_path):
     write_ablation(variants, base, out, command="cmd")  # replaced, not appended twice
     text = out.read_text()
     assert text.count(f"<!-- ablation {variants} -->") == 1 and "old" in text
-    assert "| no-state-heads | `state_heads 2 → 0` | 1/2, 100.0% (16) | — | 150 |" in text
-    assert "| one-layer | `layers 2 → 1` | — | 0/1, 25.0% (0) | 100 |" in text
-    assert "| base | — | 1/2, 100.0% (16) | 1/1, 100.0% (16) | 133 |" in text
+    assert "| no-state-heads | `state_heads 2 → 0` | 1/2, val 100.0%, 100.0% (16) | — | 150 |" in text
+    assert "| one-layer | `layers 2 → 1` | — | 0/1, val 75.0%, 25.0% (0) | 100 |" in text
+    assert "| base | — | 1/2, val 100.0%, 100.0% (16) | 1/1, val 100.0%, 100.0% (16) | 133 |" in text
     assert json.loads((variants / "ablation.json").read_text())["base_dir"] == str(base)
 
 
