@@ -74,26 +74,35 @@ def hard_states_reference(maps: Tensor, start: int = 0) -> Tensor:
     return torch.stack(out, dim=1)
 
 
-def adjoint_scan(maps: Tensor, grad: Tensor) -> Tensor:
+def adjoint_scan(maps: Tensor, grad: Tensor, scales: Tensor | None = None) -> Tensor:
     """``λ_t[i] = g_t[i] + λ_{t+1}[f_{t+1}(i)]`` (``λ_{T+1} = 0``) for maps (B, T, H, S) and direct
     gradients ``grad`` (B, T, H, S), by a reverse Hillis-Steele scan of (map, vector) pairs.
+    With ``scales`` (B, T, H, S), a scale per state, it is ``λ_t = g_t + M_{t+1} λ_{t+1}`` for
+    the matrices with one nonzero per row ``M[i, f(i)] = d[i]`` (column vectors, ``(M λ)[i] =
+    d[i] λ[f(i)]``): the adjoint of :func:`scaled_prefix`'s recurrence.
 
     Entry ``t`` holds ``v_t`` (the gradient collected from steps ``t..t+d-1``) and ``m_t`` (where
-    a state at ``t`` is after step ``t+d``); a round adds ``v_{t+d}`` read through ``m_t`` and
-    extends the map: ``v_t ← v_t + v_{t+d}[m_t]``, ``m_t ← m_{t+d}[m_t]``.
+    a state at ``t`` is after step ``t+d``), with ``s_t`` (the product of the scales on that way)
+    when scaled; a round adds ``v_{t+d}`` read through ``m_t`` (times ``s_t``) and extends the
+    map: ``v_t ← v_t + s_t ⊙ v_{t+d}[m_t]``, ``m_t ← m_{t+d}[m_t]``, ``s_t ← s_t ⊙ s_{t+d}[m_t]``.
     """
     T = maps.shape[1]
     values = grad
     # the state at t goes to f_{t+1}(i) after step t+1; the last step has no successor
     reach = maps[:, 1:]
+    scale = None if scales is None else scales[:, 1:]
     d = 1
     while d < T:
-        ahead = values[:, d:]                          # v_{t+d} for t = 0..T-d-1
-        gathered = torch.gather(ahead, -1, reach[:, :T - d])
+        gathered = torch.gather(values[:, d:], -1, reach[:, :T - d])   # v_{t+d}[m_t]
+        if scale is not None:
+            gathered = scale[:, :T - d] * gathered
         values = torch.cat([values[:, :T - d] + gathered, values[:, T - d:]], dim=1)
         if 2 * d < T:
             # m_t (t = 0..T-2d-1) now covers steps t+1..t+2d: apply m_t, then m_{t+d}
-            reach = torch.gather(reach[:, d:T - d], -1, reach[:, :T - 2 * d])
+            near = reach[:, :T - 2 * d]
+            if scale is not None:
+                scale = scale[:, :T - 2 * d] * torch.gather(scale[:, d:T - d], -1, near)
+            reach = torch.gather(reach[:, d:T - d], -1, near)
         d *= 2
     return values
 
@@ -211,31 +220,6 @@ def scaled_prefix(maps: Tensor, scales: Tensor, offsets: Tensor
     return f, d, c
 
 
-def scaled_adjoint_scan(maps: Tensor, scales: Tensor, grad: Tensor) -> Tensor:
-    """``y_t = g_t + M_{t+1} y_{t+1}`` (``y_{T+1} = 0``; column vectors, ``(M y)[i] =
-    d[i] y[f(i)]``) for maps, scales and direct gradients ``grad`` (B, T, H, S): the adjoint
-    ``∂L/∂x_t`` of :func:`scaled_prefix`'s recurrence, by a reverse scan of gathers as
-    :func:`adjoint_scan` (which is the case ``d = 1``).
-
-    Entry ``t`` holds ``v_t`` (the gradient of steps ``t..t+k-1`` seen from ``t``) and the
-    operator ``(m_t, s_t)`` that brings a vector at ``t+k`` back to ``t``; a round adds
-    ``s_t ⊙ v_{t+k}[m_t]`` and extends the operator to ``(m_{t+k}[m_t], s_t ⊙ s_{t+k}[m_t])``.
-    """
-    T = maps.shape[1]
-    values = grad
-    reach, scale = maps[:, 1:], scales[:, 1:]
-    k = 1
-    while k < T:
-        ahead = torch.gather(values[:, k:], -1, reach[:, :T - k])
-        values = torch.cat([values[:, :T - k] + scale[:, :T - k] * ahead, values[:, T - k:]], 1)
-        if 2 * k < T:
-            near, far = reach[:, :T - 2 * k], reach[:, k:T - k]
-            scale = scale[:, :T - 2 * k] * torch.gather(scale[:, k:T - k], -1, near)
-            reach = torch.gather(far, -1, near)
-        k *= 2
-    return values
-
-
 class _ScaledMapStates(torch.autograd.Function):
     """Valued states of matrices with one nonzero per row; the exact gradient of the affine
     recurrence with respect to the dense matrices and the offsets."""
@@ -254,7 +238,7 @@ class _ScaledMapStates(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         maps, scales, states = ctx.saved_tensors
-        adjoint = scaled_adjoint_scan(maps, scales, grad)            # ∂L/∂x_t, (B, T, H, S)
+        adjoint = adjoint_scan(maps, grad, scales)                  # ∂L/∂x_t, (B, T, H, S)
         first = torch.zeros_like(states[:, :1])
         first[..., ctx.start] = 1.0
         before = torch.cat([first, states[:, :-1]], dim=1)           # x_{t-1}, x_0 = δ_start
@@ -268,6 +252,6 @@ def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0,
     straight-through gradient): the same states (B, T, H, S) and the same gradients with
     respect to ``matrices`` and ``offsets``, in O(T log T S) work instead of O(T log T S³).
     ``∂L/∂M_t = x_{t-1}ᵀ y_t`` and ``∂L/∂c_t = y_t`` with the adjoint ``y`` of
-    :func:`scaled_adjoint_scan`. ``maps`` (B, T, H, S), where each row's nonzero is, when the
+    :func:`adjoint_scan` with scales. ``maps`` (B, T, H, S), where each row's nonzero is, when the
     caller has it (it saves a pass over the matrices); found from ``matrices`` otherwise."""
     return _ScaledMapStates.apply(matrices, offsets, start, maps)
