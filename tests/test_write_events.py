@@ -15,7 +15,7 @@ from pntm.ops.content_addressing import content_weights
 from pntm.ops.hard_heads import head_positions
 from pntm.ops.write_events import (event_read, live_writes, sequential_content_reads,
                                    sequential_reads, sequential_reference, sequential_weights,
-                                   written_rows)
+                                   soft_reads_over_writes, written_rows)
 
 SEP = 2
 VOCAB = 9
@@ -268,6 +268,44 @@ def test_content_reads_over_written_cells_equal_the_dense_memory(T, K, jump_rate
         torch.testing.assert_close(a / scale, b / scale, atol=2e-5, rtol=0, msg=name)
 
 
+@pytest.mark.parametrize("T,K,jump_rate", [(1, 1, 0.0), (40, 1, 0.2), (300, 2, 0.02)])
+def test_soft_reads_over_written_cells_equal_the_dense_memory(T, K, jump_rate):
+    """Soft (relaxed) read heads under a hard learned writer: attention over the live writes
+    with scores w_t[c_s] equals reading the dense memory, forward and in the gradients of the
+    erase and add vectors and of the soft heads' shifts and jumps (the writer's moves get no
+    gradient from these reads: which cell a write went to is only an index)."""
+    B, W, H = 2, 3, 2
+    shift, jump, erase, add, table = random_case(B, T, 0, K, W, seed=T, jump_rate=jump_rate)
+    g = torch.Generator().manual_seed(7)
+    soft_shift = torch.randn(B, T, H, 2 * K + 1, generator=g).softmax(-1).requires_grad_()
+    soft_jump = torch.rand(B, T, H, generator=g).requires_grad_()
+    cells = 2 * K * T + 6
+    rows, _, cell = written_rows(shift, jump, erase, add, table, 0.1, cells)
+    soft = sequential_weights(soft_shift, soft_jump, cells)
+    fast = soft_reads_over_writes(soft, rows, cell, 0.1)
+    dense = torch.cat([sequential_weights(shift, jump, cells), soft], 2)
+    slow, _ = sequential_reads(dense, erase, add, table, 0.1)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    leaves, out = [erase, add, soft_shift, soft_jump], torch.randn(fast.shape, generator=g)
+    fast_grads = torch.autograd.grad(fast, leaves, out, retain_graph=True)  # soft is shared
+    slow_grads = torch.autograd.grad(slow, leaves, out)
+    for name, a, b in zip(["erase", "add", "soft shift", "soft jump"], fast_grads, slow_grads):
+        scale = b.abs().max().clamp(min=1.0)
+        torch.testing.assert_close(a / scale, b / scale, atol=2e-5, rtol=0, msg=name)
+
+
+def test_soft_reads_over_writes_by_hand():
+    """Writes to cells 0, 1, 0 (values 1, 2, 3), m_0 = 0.5; a reader at t = 2 with weight 0.25
+    on cell 0, 0.5 on cell 1 and 0.25 on cell 2 (never written) reads
+    0.25·3 + 0.5·2 + 0.25·0.5 (the first write to cell 0 is overwritten)."""
+    rows = torch.tensor([[[1.0], [2.0], [3.0]]])
+    weights = torch.zeros(1, 3, 1, 4)
+    weights[0, 2, 0, :3] = torch.tensor([0.25, 0.5, 0.25])
+    weights[0, 0, 0, 1] = 1.0  # t = 0: all weight on cell 1, not written yet
+    reads = soft_reads_over_writes(weights, rows, torch.tensor([[0, 1, 0]]), 0.5)
+    assert reads[0, :, 0, 0].tolist() == pytest.approx([0.5, 0.0, 0.75 + 1.0 + 0.125])
+
+
 def test_content_heads_with_a_learned_writer_decode_as_the_parallel_pass():
     """A learned writer with a content head: the parallel pass (write events, or the whole
     memory scan) equals recurrent decoding, before and after a few training steps; the writer
@@ -292,6 +330,37 @@ def test_content_heads_with_a_learned_writer_decode_as_the_parallel_pass():
         twin.load_state_dict(net.state_dict())
         results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
     assert_same_model_outputs(results)
+
+
+def test_relax_phase_reads_the_writes_instead_of_the_memory_scan():
+    """A hard learned writer (content heads keep it hard) with soft read heads: the relax phase
+    reads its writes (soft heads by attention over the live writes) with the same outputs as
+    the whole memory scan, and the same gradients for every parameter that the writer's
+    straight-through moves do not reach (one layer; exact jump gradients)."""
+    results = []
+    for path in ("auto", "scan"):
+        net = model(layers=1, content_heads=1, memory_path=path, jump_bias=0.0, write_bias=0.5,
+                    relax=[0.5, 0.9], relaxed_heads=1, jump_horizon=None).train()
+        net.set_training_progress(0.0)
+        layer = net.layers[0]
+        assert layer.relaxing() and layer.relaxed_mask.tolist() == [False, True, False]
+        with mock.patch("pntm.models.pntm_layer.chunked_memory_reads") as chunks, \
+                mock.patch("pntm.models.pntm_reads.soft_reads_over_writes",
+                           wraps=soft_reads_over_writes) as soft:
+            results.append(logits_and_grads(net, sample_tokens(2, 50, VOCAB)))
+        assert not chunks.called and soft.called == (path == "auto")
+    (fast, fast_grads), (reference, reference_grads) = results
+    torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
+    n_shift = 2 * net.shift_range + 1
+    same = {"to_logits.weight": None, "layers.0.out.weight": None, "layers.0.to_add.weight": None,
+            "layers.0.to_erase.weight": None, "layers.0.to_query.weight": None,
+            "layers.0.to_strength.weight": None,
+            "layers.0.to_shift.weight": slice(n_shift, None),  # the read heads' rows
+            "layers.0.to_jump.weight": slice(1, None)}
+    for key, rows in same.items():
+        a, b = fast_grads[key][rows or slice(None)], reference_grads[key][rows or slice(None)]
+        scale = b.abs().max().clamp(min=1e-3)
+        torch.testing.assert_close(a / scale, b / scale, atol=3e-5, rtol=0, msg=key)
 
 
 @pytest.mark.parametrize("match", ["key", "context"])

@@ -256,6 +256,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                     ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
                     self.address_table(u.device), self.initial_memory, cells, self.jump_horizon)
             return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+        if self.reads_over_writes():  # relax phase, hard learned writer: no B·T·N·W memory
+            return self.relaxed_reads_over_writes(u, ctl, cells)
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
         spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
         if not self.tape_writer and self.memory_path == "auto":
@@ -294,6 +296,14 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         ``memory_path: auto``): ``tape_read`` for the tape writer, ``event_read`` for a learned
         one."""
         return self.memory_path == "auto" and self.uses_positions()
+
+    def reads_over_writes(self) -> bool:
+        """Whether the parallel mode reads a hard learned writer's writes while some read heads
+        are soft (``relaxed_reads_over_writes``): the relax phase under ``memory_path: auto``
+        with a hard writer (content heads keep it hard), instead of the chunked memory scan."""
+        return (not self.tape_writer and self.memory_path == "auto" and self.hard
+                and self.head_path == "auto" and self.relaxing()
+                and not bool(self.relaxed_mask[0]))
 
     def head_spectra(self, ctl: dict[str, Tensor], cells: int, first: int = 0) -> Tensor:
         """``ŵ_t`` of heads ``first..`` by the Fourier scan (B, T, H - first, N//2+1)."""

@@ -15,7 +15,10 @@ import torch
 from torch import Tensor
 
 from pntm.ops import content_addressing, fourier_heads
-from pntm.ops.write_events import live_writes, written_rows
+from pntm.ops.hard_heads import head_positions
+from pntm.ops.scan import linear_scan
+from pntm.ops.write_events import (event_read, live_writes, soft_reads_over_writes,
+                                   written_rows)
 
 
 class ContentSource(NamedTuple):
@@ -138,6 +141,41 @@ class LayerReads:
                                         self.address_table(ctl["h"].device),
                                         self.initial_memory, cells, self.jump_horizon)
         return ContentSource(rows, rows, False, tags, live_writes(cell))
+
+    def relaxed_reads_over_writes(self, u: Tensor, ctl: dict[str, Tensor], cells: int) -> Tensor:
+        """Parallel mode in the relax phase when the learned writer is hard (it stays hard
+        under content heads) and some read heads are soft: no ``B·T·N·W`` memory.
+
+        One ``event_read`` serves the writer, a read that follows it (the value each write
+        left, ``written_rows``) and the hard read heads; the soft heads' weightings come from
+        the Fourier scan and read the writes still in memory
+        (``pntm.ops.write_events.soft_reads_over_writes``). The same reads as the whole
+        memory scan (``memory_path: scan``, tested); the difference is in the writer's
+        straight-through gradient, which comes from the hard reads and the follower only."""
+        soft = self.relaxed_mask[1:]
+        hard_heads = (~soft).nonzero().flatten() + 1
+        soft_heads = soft.nonzero().flatten() + 1
+        writer = hard_heads.new_zeros(2)  # the writer, and the read that follows it
+        heads = torch.cat([writer, hard_heads])
+        contents, tags = event_read(ctl["shift"][:, :, heads], ctl["jump"][:, :, heads],
+                                    ctl["erase"], ctl["add"], self.address_table(u.device),
+                                    self.initial_memory, cells, self.jump_horizon)
+        rows, row_tags = contents[:, :, 0], tags[:, :, 0]
+        moves = ctl["shift"][:, :, 0].argmax(-1) - self.shift_range
+        cell = torch.remainder(head_positions(moves, ctl["jump"][:, :, 0] > 0.5), cells)
+        scanned = {"shift": ctl["shift"][:, :, soft_heads], "jump": ctl["jump"][:, :, soft_heads]}
+        a, b = self.location_coefficients(scanned, cells)
+        start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
+        weights = torch.fft.irfft(linear_scan(a, b, start, method=self.scan_method), n=cells,
+                                  dim=-1)                                    # (B, T, H_soft, N)
+        soft_contents = soft_reads_over_writes(weights, rows, cell, self.initial_memory)
+        # back in head order: hard heads' reads, then the soft ones', permuted
+        order = torch.cat([hard_heads, soft_heads]).argsort()
+        contents = torch.cat([contents[:, :, 1:], soft_contents], 2)[:, :, order]
+        tags = torch.cat([tags[:, :, 1:], self.tags(weights)], 2)[:, :, order]
+        source = (ContentSource(rows, rows, False, row_tags, live_writes(cell))
+                  if self.content_heads else None)
+        return self.residual(u, ctl, contents, tags, source)
 
     def content_match_is_cell(self) -> bool:
         """Whether content heads compare their queries with the cells' contents themselves."""

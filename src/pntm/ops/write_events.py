@@ -158,6 +158,33 @@ def live_writes(cell: Tensor) -> Tensor:
     return (s <= t) & (t < overwritten_at[:, None, :])
 
 
+def soft_reads_over_writes(weights: Tensor, rows: Tensor, cell: Tensor, initial: float
+                           ) -> Tensor:
+    """Contents (B, T, H, W) read by soft heads from the memory of a hard learned writer,
+    from its writes alone: the relaxed phase of a learned writer without ``B·T·N·W`` memory.
+
+    The memory at ``t`` holds, on each written cell, the value its last write left there
+    (``rows``: ``V_s = M_s[c_s]`` from ``written_rows``), and ``m_0`` on every other cell; the
+    write at ``s`` is the last one on its cell at ``t`` when ``live_writes(cell)[t, s]``. So a
+    soft read ``r_t = Σ_i w_t[i] M_t[i]`` is::
+
+        r_t = m_0 Σ_i w_t[i] + Σ_s live[t, s] w_t[c_s] (V_s - m_0)
+
+    causal attention over the writes with scores ``w_t[c_s]`` gathered from the weightings
+    ``weights`` (B, T, H, N): O(T²·(H + W)) per sequence, as the tape writer's closed form
+    costs, instead of a memory scan over every cell and token. ``cell`` (B, T) holds the
+    writer's cells. Forward and the gradients of the weightings, the erase and add vectors are
+    those of the dense recurrence (tested against ``sequential_reads``); the writer's moves get
+    no gradient from these reads (which cell a write went to enters only as an index), only
+    through the hard reads and ``rows``' read that follows the writer.
+    """
+    B, T, H, _ = weights.shape
+    scores = torch.gather(weights, 3, cell[:, None, None, :].expand(B, T, H, T))  # w_t[c_s]
+    scores = scores.masked_fill(~live_writes(cell)[:, :, None, :], 0.0)
+    return (torch.einsum("bths,bsw->bthw", scores, rows - initial)
+            + initial * weights.sum(-1, keepdim=True))
+
+
 def sequential_weights(shift: Tensor, jump: Tensor, cells: int) -> Tensor:
     """Dense weightings (B, T, heads, N), one step at a time:
     ``w_t = Σ_k s_t[k] roll((1 - g_t) w_{t-1} + g_t δ_0, k)``, ``w_0 = δ_{-1}``."""
