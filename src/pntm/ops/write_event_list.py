@@ -47,23 +47,28 @@ class _Events:
         # cell of event k at column k + 1, with -1 before the first and after the last event
         self.cell = F.pad(torch.div(self.keys, 2 * T, rounding_mode="floor"), (1, 1), value=-1)
         self.first = (self.cell[:, 1:-1] != self.cell[:, :-2])[..., None]
-        reads = torch.zeros(B, n - T, W, dtype=add.dtype, device=add.device)
-        keep = self._sorted(torch.cat([1 - erase, reads + 1], 1))
-        added = self._sorted(torch.cat([add, reads], 1))
-        after = linear_scan(torch.where(self.first, 0.0, keep),
-                            torch.where(self.first, added + keep * initial, added))
+        # where each event (writes, then reads, in time order) sits in key order
+        self.inverse = torch.empty_like(self.order).scatter_(
+            1, self.order, torch.arange(n, device=add.device).expand_as(self.order))
+        # a read keeps its cell (decay 1, input 0): only the writes' rows are placed
+        self.keep = self._placed(1 - erase, 1.0)
+        added = self._placed(add, 0.0)
+        after = linear_scan(torch.where(self.first, 0.0, self.keep),
+                            torch.where(self.first, added + self.keep * initial, added))
         self.after = torch.cat([after, torch.full_like(after[:, :1], initial)], 1)  # row n: m_0
 
-    def _sorted(self, x: Tensor) -> Tensor:
-        """Per-event rows (B, n, W) in time order (writes, then reads (t, h)) -> key order."""
-        return _rows(x, self.order)
+    def _placed(self, rows: Tensor, fill: float, reads: bool = False) -> Tensor:
+        """A (B, n, W) table in key order holding ``rows`` (B, m, W) at the places of the
+        writes (``m = T``) or of the reads (``reads``), and ``fill`` at every other event."""
+        B, m, W = rows.shape
+        places = self.inverse[:, self.T:] if reads else self.inverse[:, :self.T]
+        flat = (places + torch.arange(B, device=rows.device)[:, None] * self.n).flatten()
+        table = rows.new_full((B * self.n, W), fill)
+        return table.index_copy_(0, flat, rows.reshape(B * m, W)).view(B, self.n, W)
 
     def position(self, index: Tensor) -> Tensor:
         """Where the events in time order (indices into writes, then reads) sit in key order."""
-        inverse = torch.empty_like(self.order)
-        inverse.scatter_(1, self.order, torch.arange(self.n, device=self.order.device)
-                         .expand_as(self.order))
-        return torch.gather(inverse, 1, index.reshape(index.shape[0], -1)).view(index.shape)
+        return torch.gather(self.inverse, 1, index.reshape(index.shape[0], -1)).view(index.shape)
 
     def locate(self, time: Tensor, cell: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """For (time τ, cell y) queries (B, ...): ``k0``, the first event at or after the place
@@ -97,11 +102,9 @@ class _Events:
         the write head's weight gradient needs after events ``k`` and at a write ``k``."""
         B, T, W = erase.shape
         n = self.n
-        grads = grad_contents.reshape(B, n - T, W)
-        keep = self._sorted(torch.cat([1 - erase, torch.ones_like(grads)], 1))
-        inputs = self._sorted(torch.cat([torch.zeros_like(erase), grads], 1))
+        inputs = self._placed(grad_contents.reshape(B, n - T, W), 0.0, reads=True)
         last = (self.cell[:, 1:-1] != self.cell[:, 2:])[..., None]
-        nu = linear_scan(keep.masked_fill(last, 0.0).flip(1), inputs.flip(1)).flip(1)
+        nu = linear_scan(self.keep.masked_fill(last, 0.0).flip(1), inputs.flip(1)).flip(1)
         nu_next = torch.cat([nu[:, 1:], torch.zeros_like(nu[:, :1])], 1).masked_fill(last, 0.0)
         before = torch.where(self.first, self.initial,
                              torch.cat([self.after[:, :1], self.after[:, :n - 1]], 1))
