@@ -368,3 +368,48 @@ def test_content_heads_with_a_learned_writer_compare_contents_only(match):
     with pytest.raises(ConfigError, match="content_match: content"):
         PNTM(VOCAB, SEP, tape_writer=False, content_heads=1, content_match=match,
              window=1)
+
+
+@pytest.mark.parametrize("tape_writer", [False, True])
+def test_writer_reads_sits_on_the_write_head_and_reads_its_cell(tape_writer):
+    """writer_reads adds a read head tied to the writer: it has no moves of its own (no
+    parameters of its own beyond its share of the output), it is on the writer's cell at every
+    step, and it reads that cell after the write, M_t[c_t]; parallel (write events or the
+    tape's closed form) equals the whole memory scan, and recurrent decoding equals both,
+    before and after a few training steps."""
+    kwargs = dict(tape_writer=tape_writer, writer_reads=True, layers=1, jump_bias=0.0,
+                  write_bias=0.0)
+    net = model(**kwargs).eval()
+    plain = model(**{**kwargs, "writer_reads": False})
+    assert net.layers[0].to_shift.weight.shape == plain.layers[0].to_shift.weight.shape
+    assert net.layers[0].read_heads == plain.layers[0].read_heads + 1
+    tokens = sample_tokens(2, 60, VOCAB)
+    layer = net.layers[0]
+    with torch.no_grad():
+        u = net.inputs(tokens)
+        trace = layer.trace(u)
+        torch.testing.assert_close(trace.weights[:, :, -1], trace.weights[:, :, 0])
+        ctl = layer.parallel_controls(u)
+        cells = layer.num_cells(tokens.shape[1])
+        dense = sequential_reads(trace.weights, ctl["erase"], ctl["add"],
+                                 layer.address_table(u.device), layer.initial_memory)[0]
+        if not tape_writer:
+            rows, _, _ = written_rows(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
+                                      layer.address_table(u.device), layer.initial_memory,
+                                      cells)
+            torch.testing.assert_close(dense[:, :, -1], rows, atol=1e-5, rtol=1e-5)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    for step in range(2):
+        net.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5,
+                                       rtol=1e-5)
+        net.train()
+        for inner in range(10):
+            toy_training_step(net, optimizer, sample_tokens(8, 24, VOCAB, seed=10 * step + inner))
+    results = []
+    for path in ("auto", "scan"):
+        twin = model(**kwargs, memory_path=path, jump_horizon=None).train()
+        twin.load_state_dict(net.state_dict())
+        results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
+    assert_same_model_outputs(results)

@@ -148,6 +148,16 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   thread, the other core training): a relax-phase step took 272 ms against the chunked scan's
   438 ms at 40 tokens, 877 against 4,262 ms at 100, about the tape writer's own (188 and
   1,089 ms, measured apart); after the relax phase (write events) 1.8x the tape's step.
+* **A head that reads where it writes** (``writer_reads``; off in the shipped config until
+  measured, RESULTS.md): one more read head tied to the write head. It makes the writer's moves
+  (its straight-through gradient goes to them) and reads the writer's cell after the write,
+  ``M_t[c_t]``, as a Turing machine's single head (and the Tape-RNN of Delétang et al.) reads
+  where it writes. What it is for: with a learned writer a stack is the writer moving up and
+  writing on a push, down without writing (erase and add near 0) on a pop; the tied head
+  then reads the top after every action, and a pop below the bottom lands on a cell never
+  written (``m_0``), which marks the bottom. Every path (write events, the scan, recurrent
+  decoding) treats it as a read head with the writer's moves (tested against the scan and
+  decoding).
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

@@ -78,6 +78,8 @@ class PNTMConfig:
     state_anneal: tuple[float, float] | None = None  # valued states' weight 1 -> 0 over [a, b]
     write_bias: float = 2.0      # initial logit of the write head's +1 shift
     tape_writer: bool = False    # write head fixed to one cell forward per token
+    writer_reads: bool = False   # one more read head, on the write head's cell (after its
+    #                              write), as a Turing machine's head reads where it writes
     jump_bias: float = -2.0
     scan_method: str = "auto"
 

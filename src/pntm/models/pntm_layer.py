@@ -68,8 +68,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         read_heads, shift_range = config.read_heads, config.shift_range
         tape_writer, relaxed_heads = config.tape_writer, config.relaxed_heads
         content_heads = config.content_heads
-        self.read_heads = read_heads
-        self.heads = read_heads + 1  # head 0 writes
+        # writer_reads: the last read head is tied to the writer (it makes the writer's moves)
+        self.writer_reads = config.writer_reads
+        self.read_heads = read_heads + int(self.writer_reads)
+        self.heads = self.read_heads + 1  # head 0 writes
         self.shift_range = shift_range
         self.width = config.memory_width
         self.periods = tuple(int(p) for p in config.periods)
@@ -85,7 +87,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.content_heads = content_heads
         self.match_keys = content_heads > 0 and config.content_match == "key"
         self.match_context = content_heads > 0 and config.content_match == "context"
-        self.learned_heads = self.heads - int(tape_writer)
+        self.learned_heads = 1 + read_heads - int(tape_writer)  # heads with their own moves
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.
         # A learned writer under content heads stays hard: they read the cells it has written,
@@ -201,6 +203,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             tape[..., self.shift_range + 1] = 1.0
             shift = torch.cat([tape, shift], dim=2)
             jump = torch.cat([torch.zeros_like(jump[:, :, :1]), jump], dim=2)
+        if self.writer_reads:  # the tied read head makes the writer's moves (and passes their
+            #                    straight-through gradient back to them)
+            shift = torch.cat([shift, shift[:, :, :1]], dim=2)
+            jump = torch.cat([jump, jump[:, :, :1]], dim=2)
         return shift, jump
 
     def controls(self, u: Tensor, previous: Tensor) -> dict[str, Tensor]:

@@ -152,7 +152,9 @@ class LayerReads:
         (``pntm.ops.write_events.soft_reads_over_writes``). The same reads as the whole
         memory scan (``memory_path: scan``, tested); the difference is in the writer's
         straight-through gradient, which comes from the hard reads and the follower only."""
-        soft = self.relaxed_mask[1:]
+        soft = self.relaxed_mask[1:]  # the read heads with moves of their own, then the
+        if self.writer_reads:         # one tied to the (hard) writer
+            soft = torch.cat([soft, soft.new_zeros(1)])
         hard_heads = (~soft).nonzero().flatten() + 1
         soft_heads = soft.nonzero().flatten() + 1
         writer = hard_heads.new_zeros(2)  # the writer, and the read that follows it

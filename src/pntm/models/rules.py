@@ -131,7 +131,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "head_path": choice("auto", "fourier"), "jump_horizon": integer(1, nullable=True),
              "content_heads": integer(0), "content_match": choice("content", "key", "context"),
              "content_strength": number(0, low_open=True), "write_bias": FINITE,
-             "tape_writer": boolean, "jump_bias": FINITE, "scan_method": scan_method,
+             "tape_writer": boolean, "writer_reads": boolean, "jump_bias": FINITE, "scan_method": scan_method,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE, "state_values": boolean,
              "state_anneal": lambda v: None if v is None else fraction_pair(v),
              "memory_chunk": POSITIVE},
@@ -183,5 +183,5 @@ def _pntm_layer_floats(config: dict, S: int) -> int:
     integer_heads = (config["tape_writer"] and config["hard"] and config["head_path"] == "auto"
                      and config["relax"][1] == 0)
     if not integer_heads:
-        floats += 3 * (config["read_heads"] + 1) * cells
+        floats += 3 * (config["read_heads"] + 1 + int(config["writer_reads"])) * cells
     return floats
