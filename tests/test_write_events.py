@@ -175,6 +175,22 @@ def toy_training_step(net, optimizer, batch) -> float:
     return loss.item()
 
 
+def decodes_as_the_parallel_pass_while_training(net, tokens, relax=False):
+    """Recurrent decoding equals the parallel pass, then after 10 toy training steps, then
+    after 10 more (with ``relax``, each 10 steps go from the relax phase to hard heads)."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    for step in range(2):
+        net.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5,
+                                       rtol=1e-5)
+        net.train()
+        for inner in range(10):
+            if relax:
+                net.set_training_progress(0.1 * inner)  # relaxed reads, then hard
+            toy_training_step(net, optimizer, sample_tokens(8, 24, VOCAB, seed=10 * step + inner))
+
+
 def test_recurrent_decoding_equals_the_parallel_pass_untrained_and_trained():
     """A learned hard write head decodes with one row written and one read per head and token;
     the outputs equal the parallel (event) pass before and after 30 training steps on a toy
@@ -313,17 +329,7 @@ def test_content_heads_with_a_learned_writer_decode_as_the_parallel_pass():
     net = model(content_heads=1, jump_bias=0.0, write_bias=0.0, relax=[0.5, 0.9])
     net.set_training_progress(0.0)
     assert net.layers[0].relaxing() and not bool(net.layers[0].relaxed_mask[0])
-    tokens = sample_tokens(2, 80, VOCAB)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
-    for step in range(2):
-        net.eval()
-        with torch.no_grad():
-            torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5,
-                                       rtol=1e-5)
-        net.train()
-        for inner in range(10):
-            net.set_training_progress(0.1 * inner)  # relaxed reads, then hard
-            toy_training_step(net, optimizer, sample_tokens(8, 24, VOCAB, seed=10 * step + inner))
+    decodes_as_the_parallel_pass_while_training(net, sample_tokens(2, 80, VOCAB), relax=True)
     results = []
     for path in ("auto", "scan"):
         twin = model(content_heads=1, memory_path=path, jump_bias=0.0, write_bias=0.0).train()
@@ -398,15 +404,7 @@ def test_writer_reads_sits_on_the_write_head_and_reads_its_cell(tape_writer):
                                       layer.address_table(u.device), layer.initial_memory,
                                       cells)
             torch.testing.assert_close(dense[:, :, -1], rows, atol=1e-5, rtol=1e-5)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
-    for step in range(2):
-        net.eval()
-        with torch.no_grad():
-            torch.testing.assert_close(run_recurrent(net, tokens), net(tokens), atol=1e-5,
-                                       rtol=1e-5)
-        net.train()
-        for inner in range(10):
-            toy_training_step(net, optimizer, sample_tokens(8, 24, VOCAB, seed=10 * step + inner))
+    decodes_as_the_parallel_pass_while_training(net, tokens)
     results = []
     for path in ("auto", "scan"):
         twin = model(**kwargs, memory_path=path, jump_horizon=None).train()
