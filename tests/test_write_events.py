@@ -149,7 +149,7 @@ def test_model_event_path_equals_the_memory_scan(shift_range, jump_bias):
     for path in ("auto", "scan"):
         net = model(memory_path=path, jump_horizon=None, shift_range=shift_range,
                     jump_bias=jump_bias).train()
-        with mock.patch("pntm.models.pntm_layer.event_read", wraps=event_read) as events:
+        with mock.patch("pntm.models.pntm_reads.event_read", wraps=event_read) as events:
             results.append(logits_and_grads(net, sample_tokens(2, 120, VOCAB)))
         assert events.called == (path == "auto")  # auto takes the event path, scan does not
     assert_same_model_outputs(results)
@@ -238,7 +238,7 @@ def test_the_tape_writer_never_takes_the_learned_writer_paths(progress):
     """The trained default (tape_writer: true) keeps its own paths, hard and relaxed."""
     net = model(tape_writer=True, relax=[0.5, 0.9]).train()
     net.set_training_progress(progress)
-    with mock.patch("pntm.models.pntm_layer.event_read") as events, \
+    with mock.patch("pntm.models.pntm_reads.event_read") as events, \
             mock.patch("pntm.models.pntm_layer.chunked_memory_reads") as chunks:
         net(sample_tokens(2, 30, VOCAB)).sum().backward()
     assert not events.called and not chunks.called

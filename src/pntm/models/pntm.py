@@ -147,7 +147,7 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   committed benchmark) on the shipped config with ``tape_writer: false`` (batch 32, CPU, one
   thread, the other core training): a relax-phase step took 272 ms against the chunked scan's
   438 ms at 40 tokens, 877 against 4,262 ms at 100, about the tape writer's own (188 and
-  1,089 ms, measured apart); after the relax phase (write events) 1.8x the tape's step.
+  1,089 ms, measured apart); after the relax phase (write events) 1.7x the tape's step.
 * **A head that reads where it writes** (``writer_reads``; off in the shipped config until
   measured, RESULTS.md): one more read head tied to the write head. It makes the writer's moves
   (its straight-through gradient goes to them) and reads the writer's cell after the write,

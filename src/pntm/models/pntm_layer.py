@@ -24,7 +24,6 @@ from pntm.ops.fourier_heads import straight_through
 from pntm.ops.hard_heads import head_positions, tape_read
 from pntm.ops.memory_chunks import chunked_memory_reads
 from pntm.ops.scan import linear_scan
-from pntm.ops.write_events import event_read
 
 
 @dataclass
@@ -257,11 +256,13 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 contents, tags = tape_read(
                     ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
                     self.address_table(u.device), self.initial_memory, cells, self.jump_horizon)
-            else:  # hard learned writer: write events
-                contents, tags = event_read(
-                    ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
-                    self.address_table(u.device), self.initial_memory, cells, self.jump_horizon)
-            return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+                return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
+            # hard learned writer: write events, with a read that follows the writer for
+            # content heads (the values its writes left)
+            readers = torch.arange(1, self.heads, device=u.device)
+            contents, tags, written = self.write_events(ctl, cells, readers,
+                                                        bool(self.content_heads))
+            return self.residual(u, ctl, contents, tags, self.writes_source(written))
         if self.reads_over_writes():  # relax phase, hard learned writer: no B·T·N·W memory
             return self.relaxed_reads_over_writes(u, ctl, cells)
         # A tape writer's place is known (token t on cell t): scan only the learned heads.

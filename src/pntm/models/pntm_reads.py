@@ -137,9 +137,18 @@ class LayerReads:
         NTM's content addressing over the written cells, without the ``B·T·N·W`` memory."""
         if not self.content_heads:
             return None
-        rows, tags, cell = written_rows(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
-                                        self.address_table(ctl["h"].device),
-                                        self.initial_memory, cells, self.jump_horizon)
+        return self.writes_source(written_rows(
+            ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"],
+            self.address_table(ctl["h"].device), self.initial_memory, cells, self.jump_horizon))
+
+    def writes_source(self, written: tuple[Tensor, Tensor, Tensor] | None
+                      ) -> ContentSource | None:
+        """What content heads read under a hard learned writer, from what it left behind
+        (``written_rows``' rows, tags and cells): its writes, each while not overwritten
+        (``live_writes``). None without content heads."""
+        if not self.content_heads or written is None:
+            return None
+        rows, tags, cell = written
         return ContentSource(rows, rows, False, tags, live_writes(cell))
 
     def relaxed_reads_over_writes(self, u: Tensor, ctl: dict[str, Tensor], cells: int) -> Tensor:
@@ -157,14 +166,8 @@ class LayerReads:
             soft = torch.cat([soft, soft.new_zeros(1)])
         hard_heads = (~soft).nonzero().flatten() + 1
         soft_heads = soft.nonzero().flatten() + 1
-        writer = hard_heads.new_zeros(2)  # the writer, and the read that follows it
-        heads = torch.cat([writer, hard_heads])
-        contents, tags = event_read(ctl["shift"][:, :, heads], ctl["jump"][:, :, heads],
-                                    ctl["erase"], ctl["add"], self.address_table(u.device),
-                                    self.initial_memory, cells, self.jump_horizon)
-        rows, row_tags = contents[:, :, 0], tags[:, :, 0]
-        moves = ctl["shift"][:, :, 0].argmax(-1) - self.shift_range
-        cell = torch.remainder(head_positions(moves, ctl["jump"][:, :, 0] > 0.5), cells)
+        contents, tags, written = self.write_events(ctl, cells, hard_heads, True)
+        rows, _, cell = written
         scanned = {"shift": ctl["shift"][:, :, soft_heads], "jump": ctl["jump"][:, :, soft_heads]}
         a, b = self.location_coefficients(scanned, cells)
         start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
@@ -173,11 +176,27 @@ class LayerReads:
         soft_contents = soft_reads_over_writes(weights, rows, cell, self.initial_memory)
         # back in head order: hard heads' reads, then the soft ones', permuted
         order = torch.cat([hard_heads, soft_heads]).argsort()
-        contents = torch.cat([contents[:, :, 1:], soft_contents], 2)[:, :, order]
-        tags = torch.cat([tags[:, :, 1:], self.tags(weights)], 2)[:, :, order]
-        source = (ContentSource(rows, rows, False, row_tags, live_writes(cell))
-                  if self.content_heads else None)
-        return self.residual(u, ctl, contents, tags, source)
+        contents = torch.cat([contents, soft_contents], 2)[:, :, order]
+        tags = torch.cat([tags, self.tags(weights)], 2)[:, :, order]
+        return self.residual(u, ctl, contents, tags, self.writes_source(written))
+
+    def write_events(self, ctl: dict[str, Tensor], cells: int, read_heads: Tensor, follow: bool
+                     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor] | None]:
+        """One ``event_read`` for a hard learned writer and the hard read heads
+        ``read_heads`` (indices into the heads): their contents and tags (B, T, H, ·), and with
+        ``follow`` what the writer left behind (``written_rows``: the value of its cell after
+        each write, that cell's tag, the cells), from a read in the same call that makes the
+        writer's moves, else None. One sorted event list serves them all."""
+        writer = read_heads.new_zeros(1 + int(follow))
+        heads = torch.cat([writer, read_heads])
+        contents, tags = event_read(ctl["shift"][:, :, heads], ctl["jump"][:, :, heads],
+                                    ctl["erase"], ctl["add"], self.address_table(ctl["h"].device),
+                                    self.initial_memory, cells, self.jump_horizon)
+        if not follow:
+            return contents, tags, None
+        moves = ctl["shift"][:, :, 0].argmax(-1) - self.shift_range
+        cell = torch.remainder(head_positions(moves, ctl["jump"][:, :, 0] > 0.5), cells)
+        return contents[:, :, 1:], tags[:, :, 1:], (contents[:, :, 0], tags[:, :, 0], cell)
 
     def content_match_is_cell(self) -> bool:
         """Whether content heads compare their queries with the cells' contents themselves."""
