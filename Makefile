@@ -32,25 +32,27 @@ demo: $(STAMP)
 	$(BIN)/pntm eval runs/demo-parity
 
 # The one-config P-NTM table of RESULTS.md: the shipped config, unchanged, on every task (seeds
-# SEEDS, two runs at a time on 2 cores: about an hour per seed here), then its tables. Resumes.
+# SEEDS, two runs at a time on 2 cores: about two hours per seed here), then its tables.
+# Resumes. results/one-config holds the runs of its earlier version (8 states per state head).
 SEEDS ?= 0
 results-one-config: $(STAMP)
-	$(BIN)/pntm sweep --tasks all --models pntm --seeds $(SEEDS) --out results/one-config --workers 2
-	$(BIN)/pntm report results/one-config --out RESULTS.md --no-plots
+	$(BIN)/pntm sweep --tasks all --models pntm --seeds $(SEEDS) --out results/one-config-32-states --workers 2
+	$(BIN)/pntm report results/one-config-32-states --out RESULTS.md --no-plots
 
 # What each general bias of the one config is worth: four tasks, seed 0, one --set change per
 # variant folder of results/ablation, then the variants × tasks table of RESULTS.md against the
-# same seeds of results/one-config (about 40 minutes here; resumes).
+# same seeds of results/one-config (about 40 minutes here; resumes). Both were made with the
+# config's earlier 8 states per state head, which --set model_config.states=8 keeps.
 ABLATION_TASKS ?= parity,cycle_navigation,reverse,odds_first
 results-ablation: $(STAMP)
 	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
-	  --out results/ablation/no-state-heads --set model_config.state_heads=0
+	  --set model_config.states=8 --out results/ablation/no-state-heads --set model_config.state_heads=0
 	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
-	  --out results/ablation/one-layer --set model_config.layers=1
+	  --set model_config.states=8 --out results/ablation/one-layer --set model_config.layers=1
 	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
-	  --out results/ablation/no-token-window --set model_config.window=0
+	  --set model_config.states=8 --out results/ablation/no-token-window --set model_config.window=0
 	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
-	  --out results/ablation/no-content-head --set model_config.content_heads=0
+	  --set model_config.states=8 --out results/ablation/no-content-head --set model_config.content_heads=0
 	$(BIN)/pntm ablation results/ablation --base results/one-config --out RESULTS.md
 
 # results/benchmark.json, one plot per task in results/plots/ and the results/grid tables of

@@ -92,20 +92,22 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   the layer below read, e.g. turn at the end of a prompt it has walked); shifts of -2..2; a
   3-token window before the controller (the width of Mamba's short convolution); six read
   heads, four relaxed; one content head comparing learned queries with the cells; two state
-  heads of 8 states whose values are annealed away; a length curriculum over the first 70% of
+  heads of 32 states whose values are annealed away; a length curriculum over the first 70% of
   4,000 steps; jump gates starting at 12% (``jump_bias: -2``) with the temperature held after
-  hardening. What it learns, seed by seed, is in RESULTS.md ("One P-NTM config for every task").
-  What each bias is worth (RESULTS.md, the ablation, seed 0 on parity, cycle navigation,
-  reverse and odds_first): without state heads parity and cycle navigation stay at chance; with
-  one layer reverse and odds_first are not learned; without the window or without the content
-  head all four stay exact (those two are kept for duplicate, binary addition and associative
-  recall). The number of states is the open question (RESULTS.md, "Variants on the failing
-  tasks"): 32 states instead of 8 raised modular_arithmetic_simple's validation accuracy from
-  24% to 82% (seed 0; 20% to 40% with seed 1), without solving it, kept the eight tasks whose
-  seed 0 was exact exact (and made our modular arithmetic's seed 0 exact), and lowered
-  stack_manipulation's (39% to 0.5%); the config keeps 8 until a rule fixed
-  before those runs (no solved task lost, the failing tasks' mean validation up) has been
-  checked on every task.
+  hardening. What it learns, seed by seed, is in RESULTS.md ("One P-NTM config for every task":
+  its multi-seed table was made with 8 states; "Variants on the failing tasks": seed 0 of every
+  task with 32). What each bias is worth (RESULTS.md, the ablation with 8 states, seed 0 on
+  parity, cycle navigation, reverse and odds_first): without state heads parity and cycle
+  navigation stay at chance; with one layer reverse and odds_first are not learned; without the
+  window or without the content head all four stay exact (those two are kept for duplicate,
+  binary addition and associative recall). **32 states, not 8**, by a rule fixed before the
+  runs (RESULTS.md, "Variants on the failing tasks"): at seed 0 on validation no task exact with
+  8 states was lost, and the mean over the eleven failing tasks rose (from 12.9% to at least
+  20.8% with nine of them finished: validation accuracies are not negative):
+  associative recall 23% to 97%, modular_arithmetic_simple 24% to 82% (seed 1: 20% to 40%),
+  our modular arithmetic's seed 0 18.8% to 100%, stack_manipulation down (39% to 0.5%), the
+  rest within a few points. The model grows from 212,182 to 735,382 parameters (the 32 × 32
+  map logits per head and token), and copy needs 3,500 steps instead of 750.
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
   jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
   token (BOS) lands on cell 0, the jump target. Each cell is then written once, and the memory
