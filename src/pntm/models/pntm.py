@@ -96,18 +96,18 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   4,000 steps; jump gates starting at 12% (``jump_bias: -2``) with the temperature held after
   hardening. What it learns, seed by seed, is in RESULTS.md ("One P-NTM config for every task":
   its multi-seed table was made with 8 states; "Variants on the failing tasks": seed 0 of the
-  20 distinct tasks with 32). What each bias is worth (RESULTS.md, the ablation with 8 states, seed 0 on
-  parity, cycle navigation, reverse and odds_first): without state heads parity and cycle
-  navigation stay at chance; with one layer reverse and odds_first are not learned; without the
-  window or without the content head all four stay exact (those two are kept for duplicate,
-  binary addition and associative recall). **32 states, not 8**, by a rule fixed before the
-  runs (RESULTS.md, "Variants on the failing tasks"): at seed 0 on validation no task exact with
-  8 states was lost, and the mean over the eleven failing tasks rose from 12.9% to 21.2%:
-  associative recall 23% to 97%, modular_arithmetic_simple 24% to 82% (seed 1: 20% to 40%),
-  our modular arithmetic's seed 0 18.8% to 100%, stack_manipulation down (39% to 0.5%), the
-  other eight within 1.5 points (binary multiplication, addition, square root and sorting at
-  0-5% either way). The model grows from 212,182 to 735,382 parameters (the 32 × 32
-  map logits per head and token), and copy needs 3,500 steps instead of 750.
+  20 distinct tasks with 32). What each bias is worth (RESULTS.md, the ablation with 8 states,
+  seed 0 on parity, cycle navigation, reverse and odds_first): without state heads parity and
+  cycle navigation stay at chance; with one layer reverse and odds_first are not learned;
+  without the window or without the content head all four stay exact (those two are kept for
+  duplicate, binary addition and associative recall). **32 states, not 8**, by a rule fixed
+  before the runs (RESULTS.md, "Variants on the failing tasks"): at seed 0 on validation no
+  task exact with 8 states was lost, and the mean over the eleven failing tasks rose from 12.9%
+  to 21.2%: associative recall 23% to 97%, modular_arithmetic_simple 24% to 82% (seed 1: 20% to
+  40%), our modular arithmetic's seed 0 18.8% to 100%, stack_manipulation down (39% to 0.5%),
+  the other eight within 1.5 points (binary multiplication, addition, square root and sorting
+  at 0-5% either way). The model grows from 212,182 to 735,382 parameters (the 32 × 32 map
+  logits per head and token), and copy needs 3,500 steps instead of 750.
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
   jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
   token (BOS) lands on cell 0, the jump target. Each cell is then written once, and the memory
