@@ -32,7 +32,8 @@ demo: $(STAMP)
 	$(BIN)/pntm eval runs/demo-parity
 
 # The one-config P-NTM table of RESULTS.md: the shipped config, unchanged, on every task (seeds
-# SEEDS, two runs at a time on 2 cores: about two hours per seed here), then its tables.
+# SEEDS, two runs at a time on 2 cores: about 2.5 hours per seed here, the 32-state runs of
+# RESULTS.md's variants took 5.1 hours of training and evaluation in all), then its tables.
 # Resumes. results/one-config holds the runs of its earlier version (8 states per state head).
 SEEDS ?= 0
 results-one-config: $(STAMP)
