@@ -21,7 +21,7 @@ from pntm.models.pntm_recurrent import RecurrentMode
 from pntm.models.state_heads import StateHeads
 from pntm.ops import fourier_heads
 from pntm.ops.fourier_heads import straight_through
-from pntm.ops.hard_heads import head_positions, tape_read
+from pntm.ops.hard_heads import hard_cells, tape_read
 from pntm.ops.memory_chunks import chunked_memory_reads
 from pntm.ops.scan import linear_scan
 
@@ -266,7 +266,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         if self.reads_over_writes():  # relax phase, hard learned writer: no B·T·N·W memory
             return self.relaxed_reads_over_writes(u, ctl, cells)
         # A tape writer's place is known (token t on cell t): scan only the learned heads.
-        spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
+        spectra = self.head_spectra(ctl, cells, slice(int(self.tape_writer), None))
         if not self.tape_writer and self.memory_path == "auto":
             # soft heads: the memory scan in chunks, recomputed in backward
             contents, tags = chunked_memory_reads(
@@ -312,9 +312,11 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 and self.head_path == "auto" and self.relaxing()
                 and not bool(self.relaxed_mask[0]))
 
-    def head_spectra(self, ctl: dict[str, Tensor], cells: int, first: int = 0) -> Tensor:
-        """``ŵ_t`` of heads ``first..`` by the Fourier scan (B, T, H - first, N//2+1)."""
-        scanned = {"shift": ctl["shift"][:, :, first:], "jump": ctl["jump"][:, :, first:]}
+    def head_spectra(self, ctl: dict[str, Tensor], cells: int,
+                     heads: slice | Tensor = slice(None)) -> Tensor:
+        """``ŵ_t`` of the heads ``heads`` (an index along the heads: a slice, or a tensor of
+        head numbers) by the Fourier scan (B, T, H_heads, N//2+1)."""
+        scanned = {"shift": ctl["shift"][:, :, heads], "jump": ctl["jump"][:, :, heads]}
         a, b = self.location_coefficients(scanned, cells)
         start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
         return linear_scan(a, b, start, method=self.scan_method)
@@ -341,11 +343,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         cells = self.num_cells(u.shape[1])
         ctl = self.parallel_controls(u)
         if self.carries_positions():
-            moves = ctl["shift"].argmax(-1) - self.shift_range
-            positions = torch.remainder(head_positions(moves, ctl["jump"] > 0.5), cells)
+            positions = hard_cells(ctl["shift"], ctl["jump"], cells)
             weights = F.one_hot(positions, cells).to(ctl["add"])
         else:
-            spectra = self.head_spectra(ctl, cells, first=int(self.tape_writer))
+            spectra = self.head_spectra(ctl, cells, slice(int(self.tape_writer), None))
             weights = torch.fft.irfft(spectra, n=cells, dim=-1)
             if self.tape_writer:
                 weights = self.with_tape_head(weights)

@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from pntm.ops import content_addressing, fourier_heads
-from pntm.ops.hard_heads import head_positions
-from pntm.ops.scan import linear_scan
+from pntm.ops.hard_heads import hard_cells
 from pntm.ops.write_events import (event_read, live_writes, soft_reads_over_writes,
                                    written_rows)
 
@@ -168,10 +167,7 @@ class LayerReads:
         soft_heads = soft.nonzero().flatten() + 1
         contents, tags, written = self.write_events(ctl, cells, hard_heads, True)
         rows, _, cell = written
-        scanned = {"shift": ctl["shift"][:, :, soft_heads], "jump": ctl["jump"][:, :, soft_heads]}
-        a, b = self.location_coefficients(scanned, cells)
-        start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
-        weights = torch.fft.irfft(linear_scan(a, b, start, method=self.scan_method), n=cells,
+        weights = torch.fft.irfft(self.head_spectra(ctl, cells, soft_heads), n=cells,
                                   dim=-1)                                    # (B, T, H_soft, N)
         soft_contents = soft_reads_over_writes(weights, rows, cell, self.initial_memory)
         # back in head order: hard heads' reads, then the soft ones', permuted
@@ -194,8 +190,7 @@ class LayerReads:
                                     self.initial_memory, cells, self.jump_horizon)
         if not follow:
             return contents, tags, None
-        moves = ctl["shift"][:, :, 0].argmax(-1) - self.shift_range
-        cell = torch.remainder(head_positions(moves, ctl["jump"][:, :, 0] > 0.5), cells)
+        cell = hard_cells(ctl["shift"][:, :, 0], ctl["jump"][:, :, 0], cells)
         return contents[:, :, 1:], tags[:, :, 1:], (contents[:, :, 0], tags[:, :, 0], cell)
 
     def content_match_is_cell(self) -> bool:

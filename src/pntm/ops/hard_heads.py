@@ -55,6 +55,13 @@ def head_positions(shift_index: Tensor, jump: Tensor, start: int = -1) -> Tensor
     return torch.where(last_jump >= 0, moves - origin, moves + start)
 
 
+def hard_cells(shift: Tensor, jump: Tensor, cells: int) -> Tensor:
+    """The cells (long, (B, T, ...)) of hard heads whose one-hot shifts ``shift`` (..., 2K+1)
+    and 0/1 gates ``jump`` are given: ``head_positions`` of their moves, modulo ``cells``."""
+    K = (shift.shape[-1] - 1) // 2
+    return torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5), cells)
+
+
 class _TapeRead(torch.autograd.Function):
     """Reads of hard heads on a write-once tape (see the module docstring)."""
 

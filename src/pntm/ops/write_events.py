@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pntm.ops.hard_heads import head_positions
+from pntm.ops.hard_heads import hard_cells, head_positions
 from pntm.ops.write_event_grads import _location_gradients, _ReadHeadGradient, _WriteHeadGradient
 from pntm.ops.write_event_list import _Events, _rows
 
@@ -128,14 +128,12 @@ def written_rows(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table:
     on ``c_t`` and reads after the write: the values carry the erase/add gradients of the whole
     history of their cell, and the straight-through position gradients are those of a read at
     ``(t, c_t)`` (they reach the write head's moves, which that head shares)."""
-    K = (shift.shape[-1] - 1) // 2
     writer_shift = shift[:, :, :1]
     writer_jump = jump[:, :, :1]
     contents, tags = event_read(torch.cat([writer_shift, writer_shift], 2),
                                 torch.cat([writer_jump, writer_jump], 2), erase, add, table,
                                 initial, cells, horizon)
-    cell = torch.remainder(head_positions(writer_shift[:, :, 0].argmax(-1) - K,
-                                          writer_jump[:, :, 0] > 0.5), cells)
+    cell = hard_cells(writer_shift[:, :, 0], writer_jump[:, :, 0], cells)
     return contents[:, :, 0], tags[:, :, 0], cell
 
 
