@@ -175,12 +175,30 @@ def activation_floats(model: str, config: dict, length: int, vocab_size: int) ->
 
 
 def _pntm_layer_floats(config: dict, S: int) -> int:
-    """Per token and layer: controller, plus the memory scan's ``N x W`` cells and the head
-    spectra over ``N`` cells when those paths are taken (see pntm.models.pntm)."""
+    """Per token and layer: controller, plus the memory's and the head spectra's terms for the
+    paths the layer takes (see pntm.models.pntm_layer.PNTMLayer.parallel):
+
+    * ``memory_path: scan``: every memory state, ``3 N W`` per token;
+    * a learned writer that is soft in some phase (``hard: false``, or relaxed with no content
+      head keeping it hard): the chunked scan keeps one ``N x W`` state per chunk of
+      ``memory_chunk`` tokens and recomputes one chunk at a time in backward (``3 N W`` per
+      token of that chunk), so ``N W (1 / chunk + 3 chunk / S)`` per token;
+    * a learned writer that stays hard: its relax phase reads the writes by attention, a score
+      per earlier token and soft read head (``read_heads x S``); its hard phase is ``O(W)``;
+    * the tape writer: nothing of size ``N W``."""
     cells = memory_cells(S, config["shift_range"], config["periods"], config["min_cells"])
+    width = config["memory_width"]
     floats = 4 * config["d_model"] + 2 * config["d_ff"] + config["content_heads"] * S
-    if not config["tape_writer"] or config["memory_path"] == "scan":
-        floats += 3 * cells * config["memory_width"]
+    if config["memory_path"] == "scan":
+        floats += 3 * cells * width
+    elif not config["tape_writer"]:
+        relaxes = config["relax"][1] > 0 and config["relaxed_heads"] != 0
+        soft_writer = not config["hard"] or (relaxes and config["content_heads"] == 0)
+        if soft_writer:
+            chunk = min(config["memory_chunk"], S)
+            floats += math.ceil(cells * width / chunk) + math.ceil(3 * cells * width * chunk / S)
+        elif relaxes:
+            floats += config["read_heads"] * S
     integer_heads = (config["tape_writer"] and config["hard"] and config["head_path"] == "auto"
                      and config["relax"][1] == 0)
     if not integer_heads:
