@@ -231,6 +231,11 @@ def test_bench_write_variants():
     assert not hard.config["tape_writer"] and bench_config("pntm-write")["tape_writer"] is False
     assert all(layer.uses_positions() for layer in hard.layers)
     assert all(layer.relaxing() and bool(layer.relaxed_mask[0]) for layer in relaxed.layers)
+    # with a content head the writer stays hard and the relaxed reads attend over its writes
+    over_writes = bench_model("pntm-write-content-relaxed").train()
+    assert all(layer.reads_over_writes() for layer in over_writes.layers)
+    assert not any(layer.reads_over_writes()
+                   for layer in bench_model("pntm-content-relaxed").train().layers)
 
 
 @pytest.mark.parametrize("progress", [0.0, 1.0])

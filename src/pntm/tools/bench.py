@@ -75,6 +75,13 @@ VARIANTS: dict[str, tuple[str, dict, float]] = {
     # (pntm.ops.memory_chunks).
     "pntm-write": ("pntm", {"tape_writer": False}, 1.0),
     "pntm-write-relaxed": ("pntm", {"tape_writer": False, "relax": [0.5, 0.9]}, 0.0),
+    # With a content head, as the shipped config has one: the learned writer then stays hard
+    # while the read heads relax, and the relaxed reads attend over its writes
+    # (pntm.ops.write_events.soft_reads_over_writes) instead of scanning the memory. Beside
+    # it, the same heads over the tape writer, the shipped config's path.
+    "pntm-content-relaxed": ("pntm", {"content_heads": 1, "relax": [0.5, 0.9]}, 0.0),
+    "pntm-write-content-relaxed": ("pntm", {"tape_writer": False, "content_heads": 1,
+                                            "relax": [0.5, 0.9]}, 0.0),
 }
 
 DEFAULT_MODELS = "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm"
