@@ -1,5 +1,7 @@
 """Finite-state heads' scans (pntm.ops.state_maps) against their loops and hand-computed cases."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,6 +168,50 @@ def test_scaled_map_states_equal_the_loop_forward_and_backward(T):
             grads.append((out.detach(), a.grad, d.grad, c.grad))
         for x, y in zip(*grads):
             torch.testing.assert_close(x, y)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 40, 129, 1000])
+@pytest.mark.parametrize("spread", [1.0, 60.0])
+def test_logit_map_states_equal_the_loop_forward_and_backward(T, spread):
+    # the fused path of valued hard heads (from the logits, softmax Jacobian in closed form)
+    # against the dense loop over the straight-through matrices: states and the gradients of
+    # the logits, scales and offsets, from two start states; spread 60 saturates the softmax
+    from pntm.ops.state_maps import affine_states_reference, logit_map_states
+    g = torch.Generator().manual_seed(11 * T)
+    S = 6
+    logits = spread * torch.randn(2, T, 3, S, S, generator=g, dtype=torch.float64)
+    scales = torch.rand(2, T, 3, S, generator=g, dtype=torch.float64) * 0.3 + 0.75
+    offsets = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
+    upstream = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
+    for start in (0, 4):
+        grads = []
+        for fused in (True, False):
+            a, d, c = (x.clone().requires_grad_() for x in (logits, scales, offsets))
+            out = (logit_map_states(a, d, c, start) if fused
+                   else affine_states_reference(_scaled_hard(a, d), c, start))
+            (out * upstream).sum().backward()
+            grads.append((out.detach(), a.grad, d.grad, c.grad))
+        for x, y in zip(*grads):
+            torch.testing.assert_close(x, y)
+
+
+def test_logit_map_states_by_hand():
+    # two states, one step from state 0 with logits [[0, log 3], [0, 0]]: f(0) = 1, P[0] =
+    # [1/4, 3/4]; scale 2 on state 0, offsets 0: x_1 = [0, 2]. With upstream [0, 1] (y = [0, 1]
+    # at the last step), ∂L/∂logits[0, j] = d x_0 P[0, j] (y_j - P[0]·y) = 2 [1/4 (0 - 3/4),
+    # 3/4 (1 - 3/4)] = [-3/8, 3/8]; row 1 gets nothing (x_0[1] = 0); ∂L/∂d[0] = x_0 y[f(0)] = 1
+    from pntm.ops.state_maps import logit_map_states
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]], dtype=torch.float64)
+    logits = logits[None, None, None].requires_grad_()
+    scales = torch.tensor([2.0, 1.0], dtype=torch.float64)[None, None, None].requires_grad_()
+    offsets = torch.zeros(1, 1, 1, 2, dtype=torch.float64, requires_grad=True)
+    out = logit_map_states(logits, scales, offsets)
+    assert out[0, 0, 0].tolist() == [0.0, 2.0]
+    (out * torch.tensor([0.0, 1.0], dtype=torch.float64)).sum().backward()
+    torch.testing.assert_close(logits.grad[0, 0, 0],
+                               torch.tensor([[-0.375, 0.375], [0.0, 0.0]], dtype=torch.float64))
+    assert scales.grad[0, 0, 0].tolist() == [1.0, 0.0]
+    assert offsets.grad[0, 0, 0].tolist() == [0.0, 1.0]
 
 
 def test_scaled_map_states_extreme_scales_and_exact_automaton():

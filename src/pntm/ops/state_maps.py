@@ -255,3 +255,50 @@ def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0,
     :func:`adjoint_scan` with scales. ``maps`` (B, T, H, S), where each row's nonzero is, when the
     caller has it (it saves a pass over the matrices); found from ``matrices`` otherwise."""
     return _ScaledMapStates.apply(matrices, offsets, start, maps)
+
+
+# --------------------------------------------------------------------------- from the logits
+
+class _LogitMapStates(torch.autograd.Function):
+    """Valued states of hard maps taken from logits, with the straight-through gradient of the
+    softmax: the whole of a valued hard state head's scan in one function (see
+    :func:`logit_map_states`)."""
+
+    @staticmethod
+    def forward(ctx, logits, scales, offsets, start):
+        maps = logits.argmax(-1)
+        f, d, c = scaled_prefix(maps, scales, offsets)
+        states = c.scatter_add(-1, f[..., start:start + 1], d[..., start:start + 1])
+        ctx.save_for_backward(logits, maps, scales, states)
+        ctx.start = start
+        return states
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, maps, scales, states = ctx.saved_tensors
+        adjoint = adjoint_scan(maps, grad, scales)                  # y_t = ∂L/∂x_t
+        first = torch.zeros_like(states[:, :1])
+        first[..., ctx.start] = 1.0
+        before = torch.cat([first, states[:, :-1]], dim=1)           # x_{t-1}
+        # ∂L/∂P[i, j] = d[i] x_{t-1}[i] y[j]; through the softmax P = softmax(logits):
+        # ∂L/∂logits[i, j] = d[i] x_{t-1}[i] P[i, j] (y[j] - Σ_k P[i, k] y[k])
+        probs = logits.softmax(-1)
+        mean = (probs @ adjoint[..., :, None])                       # (B, T, H, S, 1)
+        grad_logits = probs.mul_(adjoint[..., None, :] - mean).mul_((scales * before)[..., None])
+        grad_scales = before * torch.gather(adjoint, -1, maps)       # ∂L/∂d[i] = x_{t-1}[i] y[f(i)]
+        return grad_logits, grad_scales, adjoint, None
+
+
+def logit_map_states(logits: Tensor, scales: Tensor, offsets: Tensor, start: int = 0) -> Tensor:
+    """Valued states ``x_t = x_{t-1} diag(d_t) A_t + c_t`` (``x_0 = δ_start``) of the hard maps
+    ``f_t(i) = argmax_j logits_t[i, j]`` with ``A_t`` their one-hot matrices, straight-through
+    for ``P_t = softmax(logits_t)``: logits (B, T, H, S, S), scales ``d_t`` and offsets ``c_t``
+    (B, T, H, S). Returns (B, T, H, S).
+
+    The same states and gradients (with respect to the logits, scales and offsets) as
+    ``scaled_map_states(d[..., None] * (one_hot(f) + P - P.detach()), c)`` (tested), without the
+    dense ``S × S`` tensors of that composition: the forward pass needs only the argmax, and the
+    backward pass recomputes the softmax once and applies its Jacobian in closed form. A valued
+    state head's step costs two dense passes over its ``S × S`` logits instead of about a dozen
+    (the 32-state heads of the shipped config were most of its training step)."""
+    return _LogitMapStates.apply(logits, scales, offsets, start)
