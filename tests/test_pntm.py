@@ -385,3 +385,84 @@ def test_annealed_state_values_leave_the_exact_automaton():
         assert abs(machine.value_weight - 0.5) < 1e-9
         model.set_training_progress(0.6)
         torch.testing.assert_close(machine(h, hard=True), exact)
+
+
+# --------------------------------------------------------------------------- state_moves
+
+def steered_model(**overrides):
+    """A model whose state heads steer its heads (``state_moves``), with the steering weights
+    drawn at random (they start at zero)."""
+    model = make_model(state_heads=2, states=4, state_moves=True, **overrides)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.state_to_moves.normal_(0.0, 3.0)
+    return model
+
+
+def test_state_moves_start_as_the_model_without_them():
+    base, steered = make_model(state_heads=2, states=4), make_model(state_heads=2, states=4,
+                                                                    state_moves=True)
+    tokens = random_tokens(2, 60)
+    for mode in ("eval", "train"):
+        getattr(base, mode)(), getattr(steered, mode)()
+        torch.testing.assert_close(steered(tokens), base(tokens), atol=0.0, rtol=0.0)
+
+
+@pytest.mark.parametrize("overrides", [
+    {},                                                    # hard learned writer: write events
+    {"tape_writer": True, "window": 3, "content_heads": 1},  # tape, as the shipped config
+    {"tape_writer": True, "state_values": True, "state_anneal": [0.2, 0.6]},
+    {"hard": False},                                       # soft heads and states
+])
+def test_steered_heads_parallel_and_recurrent_modes_agree(overrides):
+    model = steered_model(**overrides)
+    tokens = random_tokens(3, 150)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_the_state_steers_the_moves_and_learns():
+    """A head's move is a function of the state (not only of the token): with the steering
+    on, heads move where they did not, and its weights get a gradient in training."""
+    model = steered_model(tape_writer=True)
+    layer = model.layers[0]
+    u, previous = embedded(model, random_tokens(2, 40))
+    moves = layer.controls(u, previous)["shift"].argmax(-1)
+    with torch.no_grad():
+        saved = layer.state_to_moves.clone()
+        layer.state_to_moves.zero_()
+        unsteered = layer.controls(u, previous)["shift"].argmax(-1)
+        layer.state_to_moves.copy_(saved)
+    assert not torch.equal(moves, unsteered)
+    model.train()
+    F.cross_entropy(model(random_tokens(2, 40)).flatten(0, 1),
+                    random_tokens(2, 40, seed=1).flatten()).backward()
+    assert layer.state_to_moves.grad is not None and layer.state_to_moves.grad.abs().sum() > 0
+
+
+def test_state_moves_need_state_heads():
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="state_moves needs state_heads"):
+        make_model(state_moves=True)
+
+
+def test_steered_heads_agree_across_modes_after_training():
+    """Parallel equals recurrent decoding on trained weights too (30 Adam steps through the
+    relax phase and the anneal, so the maps, the steering and the heads all moved)."""
+    model = make_model(state_heads=2, states=4, state_moves=True, tape_writer=True, window=2,
+                       state_values=True, state_anneal=[0.2, 0.6], relax=[0.2, 0.7]).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    for step in range(30):
+        model.set_training_progress(step / 30)
+        tokens = random_tokens(4, 30, seed=step)
+        loss = F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert model.layers[0].state_to_moves.abs().sum() > 0
+    model.eval()
+    tokens = random_tokens(3, 120, seed=99)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)

@@ -160,6 +160,20 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   written (``m_0``), which marks the bottom. Every path (write events, the scan, recurrent
   decoding) treats it as a read head with the writer's moves (tested against the scan and
   decoding).
+* **Heads steered by the state heads** (``state_moves``; off in the shipped config until
+  measured, RESULTS.md). A Turing machine's head moves by its finite control's state, where
+  a P-NTM head's move is a function of ``h_t``, which sees only a window of inputs: a head that
+  must walk over the second operand of ``a+b`` but not the first needs to know it has passed
+  the ``+``, which within one layer only a state head knows. With ``state_moves`` the state
+  heads' reads after token ``t`` add to the learned heads' shift and jump logits::
+
+      logits(s_t, g_t) += W_m [r^1_t, …, r^{H_state}_t]
+
+  Still parallel: the states come out of their own scan first (they do not depend on the
+  heads), then the heads' scan runs with moves that depend on them; recurrent decoding steps
+  the states before the moves in the same order (tested equal, on trained weights too).
+  ``W_m`` starts at zero and draws no random numbers, so a seed's model starts as the one
+  without it.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

@@ -76,6 +76,7 @@ class PNTMConfig:
     stay_bias: float = 2.0       # initial logit of a state head keeping its state
     state_values: bool = False   # state heads carry values (decay, input), not a one-hot state
     state_anneal: tuple[float, float] | None = None  # valued states' weight 1 -> 0 over [a, b]
+    state_moves: bool = False    # the state heads' reads steer the heads' shifts and jumps
     write_bias: float = 2.0      # initial logit of the write head's +1 shift
     tape_writer: bool = False    # write head fixed to one cell forward per token
     writer_reads: bool = False   # one more read head, on the write head's cell (after its
@@ -118,6 +119,9 @@ class PNTMConfig:
             raise ConfigError("pntm model_config.content_heads with a learned write head "
                               "(tape_writer: false) need hard: true and content_match: content "
                               "(they read the cells a hard writer has written)")
+        if cfg["state_moves"] and not cfg["state_heads"]:
+            raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
+                              "states steer the heads' moves)")
         if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["window"]:
             raise ConfigError("pntm model_config.content_match 'context' needs a window (the "
                               "context is the window of inputs before each token)")

@@ -130,6 +130,12 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                              + state_heads * memory_width, d_model)
         self.address_patterns = nn.ParameterList(
             [nn.Parameter(torch.randn(p, self.address_width)) for p in self.periods])
+        # state_moves: the state heads' reads bias every learned head's shift and jump logits;
+        # zero at the start (the base model) and drawing no random numbers, so every other
+        # weight of a seed is the same with and without it
+        self.state_to_moves = (nn.Parameter(torch.zeros(self.learned_heads * (n_shift + 1),
+                                                        state_heads * memory_width))
+                               if config.state_moves else None)
 
         with torch.no_grad():
             # A learned write head starts as a tape head (one cell forward per token). Read heads
@@ -178,11 +184,16 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         """Whether every head is hard now, so heads can be carried as integer positions."""
         return self.hard and self.head_path == "auto" and not self.relaxing()
 
-    def head_choices(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head."""
+    def head_choices(self, h: Tensor, steer: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Shift distributions (B, T, H, 2K+1) and jump gates (B, T, H) of every head; with
+        ``state_moves``, ``steer`` (B, T, H_state · W) holds the state heads' reads after this
+        token, which add ``W_m r_t`` to the learned heads' shift and jump logits."""
         B, T, _ = h.shape
         shift_logits = self.to_shift(h).view(B, T, self.learned_heads, -1)
         jump_logits = self.to_jump(h)
+        if steer is not None:
+            bias = F.linear(steer, self.state_to_moves).view(B, T, self.learned_heads, -1)
+            shift_logits, jump_logits = shift_logits + bias[..., :-1], jump_logits + bias[..., -1]
         relaxing = self.relaxing()
         # Relaxed heads run at the current temperature: soft while relaxing; after the relax
         # phase (with hold_temperature) hard, the temperature shaping only their gradient.
@@ -208,17 +219,27 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             jump = torch.cat([jump, jump[:, :, :1]], dim=2)
         return shift, jump
 
-    def controls(self, u: Tensor, previous: Tensor) -> dict[str, Tensor]:
+    def controls(self, u: Tensor, previous: Tensor,
+                 machine_before: Tensor | None = None) -> dict[str, Tensor]:
         """Controller and head parameters for inputs ``u`` of shape (B, T, d); ``previous``
         (B, T, k, d) holds the ``k = window`` inputs before each one, newest first (zeros
-        before the first token)."""
+        before the first token). With state heads, ``ctl["states"]`` (B, T, H_state, S) holds
+        their states after each token: of the whole sequence by the scan (parallel mode), or
+        one step from ``machine_before`` (B, H_state, S) when it is given (recurrent mode).
+        They come before the heads' moves, which ``state_moves`` steers with them."""
         x = self.norm(u)
         if self.window:
             x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
         h = F.gelu(self.controller(x))
-        shift, jump = self.head_choices(h)
+        states = None if self.machine is None else self.machine_states(h, machine_before)
+        steer = None
+        if self.state_to_moves is not None:
+            steer = self.machine.read(states).flatten(2)
+        shift, jump = self.head_choices(h, steer)
         ctl = {"h": h, "shift": shift, "jump": jump,
                "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
+        if states is not None:
+            ctl["states"] = states
         if self.match_context:
             window = self.norm(previous).flatten(-2)  # the inputs before t: (B, T, k*d)
             ctl["key"] = self.to_context_key(window).unflatten(-1, (self.content_heads, self.width))
@@ -289,14 +310,19 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         (``ctl["states"]``, (B, T, H_state, S)) when the layer has them."""
         T = u.shape[1]
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.window + 1)]
-        ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
-        if self.machine is not None:
-            # valued state heads relax through their values (state_anneal), so their maps stay
-            # hard (straight-through) in the heads' relax phase; one-hot ones follow the phase
-            relaxing = self.relaxing() and self.machine.to_values is None
-            ctl["states"] = self.machine(ctl["h"], self.hard and not relaxing,
-                                         self.temperature if relaxing else 1.0)
-        return ctl
+        return self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
+
+    def machine_states(self, h: Tensor, before: Tensor | None = None) -> Tensor:
+        """State heads' states (B, T, H_state, S) for controller outputs ``h``: by the scan
+        over the whole sequence, or one step from ``before`` (B, H_state, S) (recurrent mode,
+        hard as at evaluation)."""
+        if before is not None:
+            return self.machine.step(h, before, self.hard)
+        # valued state heads relax through their values (state_anneal), so their maps stay
+        # hard (straight-through) in the heads' relax phase; one-hot ones follow the phase
+        relaxing = self.relaxing() and self.machine.to_values is None
+        return self.machine(h, self.hard and not relaxing,
+                            self.temperature if relaxing else 1.0)
 
     def carries_positions(self) -> bool:
         """Whether the parallel mode carries the heads as integer positions (every head hard,

@@ -70,9 +70,7 @@ class RecurrentMode:
         d_model), equal to ``forward``'s at this position, and the next state (with hard heads
         the memory is updated in place: the old state is consumed)."""
         cells = state.memory.shape[1]
-        ctl = self.controls(u, state.previous[:, None])
-        if self.machine is not None:
-            ctl["states"] = self.machine.step(ctl["h"], state.machine, self.hard)
+        ctl = self.controls(u, state.previous[:, None], state.machine)
         if state.positions is not None:
             return self.position_step(u, ctl, state)
         a, b = self.location_coefficients(ctl, cells)

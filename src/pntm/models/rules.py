@@ -134,6 +134,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "tape_writer": boolean, "writer_reads": boolean, "jump_bias": FINITE,
              "scan_method": scan_method,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE, "state_values": boolean,
+             "state_moves": boolean,
              "state_anneal": lambda v: None if v is None else fraction_pair(v),
              "memory_chunk": POSITIVE},
 }
