@@ -149,35 +149,17 @@ def test_scaled_map_states_by_hand():
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 40, 129, 1000])
-def test_scaled_map_states_equal_the_loop_forward_and_backward(T):
-    # the O(S) scan of valued hard heads against the dense loop: states and the gradients with
-    # respect to the map logits, the decays and the offsets, from two start states
-    from pntm.ops.state_maps import affine_states_reference, scaled_map_states
+@pytest.mark.parametrize("path, spread", [("scaled", 1.0), ("logits", 1.0), ("logits", 60.0)])
+def test_valued_hard_scans_equal_the_loop_forward_and_backward(T, path, spread):
+    # the O(S) scans of valued hard heads against the dense loop over the straight-through
+    # matrices: states and the gradients with respect to the map logits, the scales and the
+    # offsets, from two start states. "scaled": scaled_map_states over those matrices;
+    # "logits": logit_map_states from the logits (softmax Jacobian in closed form); spread 60
+    # saturates the softmax
+    from pntm.ops.state_maps import affine_states_reference, logit_map_states, scaled_map_states
+    fast = {"scaled": lambda a, d, c, s: scaled_map_states(_scaled_hard(a, d), c, s),
+            "logits": logit_map_states}[path]
     g = torch.Generator().manual_seed(7 * T)
-    S = 6
-    logits = torch.randn(2, T, 3, S, S, generator=g, dtype=torch.float64)
-    decay = torch.rand(2, T, 3, S, generator=g, dtype=torch.float64) * 0.2 + 0.8
-    offsets = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
-    upstream = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
-    for start in (0, 4):
-        grads = []
-        for fn in (scaled_map_states, affine_states_reference):
-            a, d, c = (x.clone().requires_grad_() for x in (logits, decay, offsets))
-            out = fn(_scaled_hard(a, d), c, start)
-            (out * upstream).sum().backward()
-            grads.append((out.detach(), a.grad, d.grad, c.grad))
-        for x, y in zip(*grads):
-            torch.testing.assert_close(x, y)
-
-
-@pytest.mark.parametrize("T", [1, 2, 3, 40, 129, 1000])
-@pytest.mark.parametrize("spread", [1.0, 60.0])
-def test_logit_map_states_equal_the_loop_forward_and_backward(T, spread):
-    # the fused path of valued hard heads (from the logits, softmax Jacobian in closed form)
-    # against the dense loop over the straight-through matrices: states and the gradients of
-    # the logits, scales and offsets, from two start states; spread 60 saturates the softmax
-    from pntm.ops.state_maps import affine_states_reference, logit_map_states
-    g = torch.Generator().manual_seed(11 * T)
     S = 6
     logits = spread * torch.randn(2, T, 3, S, S, generator=g, dtype=torch.float64)
     scales = torch.rand(2, T, 3, S, generator=g, dtype=torch.float64) * 0.3 + 0.75
@@ -185,10 +167,9 @@ def test_logit_map_states_equal_the_loop_forward_and_backward(T, spread):
     upstream = torch.randn(2, T, 3, S, generator=g, dtype=torch.float64)
     for start in (0, 4):
         grads = []
-        for fused in (True, False):
+        for fn in (fast, lambda a, d, c, s: affine_states_reference(_scaled_hard(a, d), c, s)):
             a, d, c = (x.clone().requires_grad_() for x in (logits, scales, offsets))
-            out = (logit_map_states(a, d, c, start) if fused
-                   else affine_states_reference(_scaled_hard(a, d), c, start))
+            out = fn(a, d, c, start)
             (out * upstream).sum().backward()
             grads.append((out.detach(), a.grad, d.grad, c.grad))
         for x, y in zip(*grads):
