@@ -466,3 +466,40 @@ def test_steered_heads_agree_across_modes_after_training():
     with torch.no_grad():
         torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
                                    atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- jump_to: here
+
+def test_a_jump_here_lands_on_the_tape_writers_cell():
+    """With jump_to: here a jump at token t lands on cell t (the cell the tape writer writes
+    now), then the shift applies: jumps at tokens 3 and 6 with shift +1, stays elsewhere."""
+    layer = make_model(tape_writer=True, head_path="fourier", jump_to="here").layers[0]
+    T, cells, K = 9, 16, layer.shift_range
+    shift = torch.zeros(1, T, 1, 2 * K + 1)
+    shift[..., K] = 1.0                       # stay
+    shift[0, [3, 6], 0] = F.one_hot(torch.tensor(K + 1), 2 * K + 1).float()
+    jump = torch.zeros(1, T, 1)
+    jump[0, [3, 6], 0] = 1.0
+    spectra = layer.head_spectra({"shift": shift, "jump": jump}, cells)
+    cells_at = torch.fft.irfft(spectra, n=cells, dim=-1)[0, :, 0].argmax(-1)
+    assert cells_at.tolist() == [15, 15, 15, 4, 4, 4, 7, 7, 7]  # cell -1 is cell 15
+
+
+@pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"window": 2, "content_heads": 1}])
+def test_jump_here_parallel_and_recurrent_modes_agree(overrides):
+    model = make_model(tape_writer=True, head_path="fourier", jump_to="here", jump_bias=0.0,
+                       **overrides)
+    tokens = random_tokens(3, 120)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_jump_here_needs_the_tape_and_the_fourier_path():
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="jump_to 'here' needs"):
+        make_model(jump_to="here", head_path="fourier")
+    with pytest.raises(ConfigError, match="jump_to 'here' needs"):
+        make_model(jump_to="here", tape_writer=True)
+    with pytest.raises(ConfigError, match="jump_to"):
+        make_model(jump_to="there")

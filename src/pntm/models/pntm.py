@@ -174,6 +174,16 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   the states before the moves in the same order (tested equal, on trained weights too).
   ``W_m`` starts at zero and draws no random numbers, so a seed's model starts as the one
   without it.
+* **Jumps that land here** (``jump_to: here``; a prototype, off in the shipped config). A
+  jump goes to the origin cell, so a head can anchor itself to the start of the tape but not to
+  an event in it (the ``+`` of ``a+b``, the separator of two strings) except by walking there.
+  With ``jump_to: here`` a jump lands on the cell the tape writer writes at that token,
+  ``w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t δ_t)``: a head that jumps at the ``+`` then stays
+  sits on it until the answer, whatever the operands' sizes. The target depends on the token,
+  not on the head, so the map is still affine, ``b_t = ŝ_t g_t δ̂_t``, and the scan unchanged.
+  At a jump at the first token the writer is on the origin, so heads keep that landing too.
+  For now it runs on the Fourier path only (``head_path: fourier``, tape writer), about 1.6x
+  the position path's training step; the position paths jump to the origin only.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

@@ -82,6 +82,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.memory_path = config.memory_path
         self.head_path = config.head_path
         self.jump_horizon = config.jump_horizon
+        self.jump_to = config.jump_to  # origin: cell 0; here: the tape writer's cell now
         self.memory_chunk = config.memory_chunk  # tokens per chunk of a soft learned writer's scan
         self.content_heads = content_heads
         self.match_keys = content_heads > 0 and config.content_match == "key"
@@ -252,11 +253,18 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             ctl["key"] = self.to_key(h)
         return ctl
 
-    def location_coefficients(self, ctl: dict[str, Tensor], cells: int) -> tuple[Tensor, Tensor]:
+    def location_coefficients(self, ctl: dict[str, Tensor], cells: int,
+                              first: int = 0) -> tuple[Tensor, Tensor]:
         """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each
-        (``pntm.ops.fourier_heads``)."""
-        phases = fourier_heads.shift_phases(self.shift_range, cells, ctl["shift"].device)
-        return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases)
+        (``pntm.ops.fourier_heads``), for the tokens ``first, first + 1, ...``: with ``jump_to:
+        here`` a jump lands on the tape writer's cell of its token, ``t``."""
+        device = ctl["shift"].device
+        phases = fourier_heads.shift_phases(self.shift_range, cells, device)
+        targets = None
+        if self.jump_to == "here":
+            tokens = torch.arange(first, first + ctl["shift"].shape[1], device=device)
+            targets = fourier_heads.cell_phases(tokens, cells)
+        return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases, targets)
 
     def memory_coefficients(self, ctl: dict[str, Tensor], write: Tensor) -> tuple[Tensor, Tensor]:
         """``α = 1 - w eᵀ`` and ``β = w aᵀ`` for write weights (B, T, N): (B, T, N, W) each."""

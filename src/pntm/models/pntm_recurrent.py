@@ -73,7 +73,7 @@ class RecurrentMode:
         ctl = self.controls(u, state.previous[:, None], state.machine)
         if state.positions is not None:
             return self.position_step(u, ctl, state)
-        a, b = self.location_coefficients(ctl, cells)
+        a, b = self.location_coefficients(ctl, cells, state.length)
         spectra = scan_step(a[:, 0], b[:, 0], state.head_spectra)
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)[:, None]
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])

@@ -132,6 +132,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "content_heads": integer(0), "content_match": choice("content", "key", "context"),
              "content_strength": number(0, low_open=True), "write_bias": FINITE,
              "tape_writer": boolean, "writer_reads": boolean, "jump_bias": FINITE,
+             "jump_to": choice("origin", "here"),
              "scan_method": scan_method,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE, "state_values": boolean,
              "state_moves": boolean,

@@ -46,12 +46,26 @@ def shift_phases(shift_range: int, cells: int, device) -> Tensor:
     return torch.polar(torch.ones_like(angle), angle)
 
 
-def location_coefficients(shift: Tensor, jump: Tensor, phases: Tensor) -> tuple[Tensor, Tensor]:
+def cell_phases(cells_at: Tensor, cells: int) -> Tensor:
+    """Spectra ``exp(-2πi f c / N)`` of ``δ_c`` for the cells ``cells_at`` (any shape, integer)
+    over ``cells`` cells: (*shape, F) complex."""
+    freqs = torch.arange(cells // 2 + 1, device=cells_at.device, dtype=torch.float32)
+    angle = -2 * math.pi * cells_at.to(torch.float32)[..., None] * freqs / cells
+    return torch.polar(torch.ones_like(angle), angle)
+
+
+def location_coefficients(shift: Tensor, jump: Tensor, phases: Tensor,
+                          targets: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head, from shift distributions
-    (B, T, H, 2K+1), jump gates (B, T, H) and ``shift_phases``: (B, T, H, F) each."""
+    (B, T, H, 2K+1), jump gates (B, T, H) and ``shift_phases``: (B, T, H, F) each. A jump goes
+    to the origin, ``δ_0``, or with ``targets`` (T, F), ``cell_phases`` of a cell per token, to
+    that token's cell: ``b_t = ŝ_t g_t δ̂_{c_t}``."""
     spectrum = torch.einsum("bthk,kf->bthf", shift.to(torch.complex64), phases)
     gate = jump[..., None]
-    return spectrum * (1 - gate), spectrum * gate
+    landing = spectrum * gate
+    if targets is not None:
+        landing = landing * targets[:, None, :]
+    return spectrum * (1 - gate), landing
 
 
 def memory_coefficients(write: Tensor, erase: Tensor, add: Tensor) -> tuple[Tensor, Tensor]:
