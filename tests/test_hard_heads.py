@@ -22,6 +22,8 @@ def test_positions_by_hand():
     assert head_positions(moves, torch.zeros_like(jumps), start=5).tolist() == [
         [6, 7, 6, 6, 7, 8, 9, 8]]
     assert head_positions(moves, torch.ones_like(jumps)).tolist() == [moves[0].tolist()]
+    # jumps land on the token's own cell: at step 3 on cell 3 (+0), at step 6 on cell 6 (+1)
+    assert head_positions(moves, jumps, here=True).tolist() == [[0, 1, 0, 3, 4, 5, 7, 6]]
 
 
 def tokens_for(batch, length, seed=0):
@@ -40,20 +42,22 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shift_range,jump_bias,length", [
-    (1, 0.0, 300),    # jumps now and then
-    (2, 0.0, 150),
-    (1, 20.0, 150),   # a jump at every step: decay 0 everywhere
-    (1, -20.0, 300),  # never a jump: decay 1, one segment over the whole sequence
+@pytest.mark.parametrize("shift_range,jump_bias,length,jump_to", [
+    (1, 0.0, 300, "origin"),    # jumps now and then
+    (2, 0.0, 150, "origin"),
+    (1, 20.0, 150, "origin"),   # a jump at every step: decay 0 everywhere
+    (1, -20.0, 300, "origin"),  # never a jump: decay 1, one segment over the whole sequence
+    (1, 0.0, 300, "here"),      # jumps land on the token's own cell
+    (2, 20.0, 150, "here"),
 ])
 def test_position_path_equals_the_fourier_scan_forward_and_backward(shift_range, jump_bias,
-                                                                   length, device):
+                                                                   length, jump_to, device):
     results = []
     for head_path in ("auto", "fourier"):
         torch.manual_seed(0)
         model = PNTM(VOCAB, SEP, layers=2, read_heads=3, d_model=32, d_ff=64, memory_width=8,
                      tape_writer=True, shift_range=shift_range, jump_bias=jump_bias,
-                     head_path=head_path, jump_horizon=None).to(device).train()
+                     head_path=head_path, jump_horizon=None, jump_to=jump_to).to(device).train()
         results.append(loss_and_grads(model, tokens_for(2, length).to(device)))
     (fast, fast_grads), (reference, reference_grads) = results
     torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
@@ -63,10 +67,10 @@ def test_position_path_equals_the_fourier_scan_forward_and_backward(shift_range,
         torch.testing.assert_close(fast_grads[key] / scale, expected / scale, atol=2e-5, rtol=0)
 
 
-def one_hot_reads(shift, jump, values, table, initial, cells):
+def one_hot_reads(shift, jump, values, table, initial, cells, here=False):
     """Dense reference reads with one-hot weightings that carry gradients (B, T, H, N)."""
     K = (shift.shape[-1] - 1) // 2
-    cell = torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5), cells)
+    cell = torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5, here=here), cells)
     weights = F.one_hot(cell, cells).float().requires_grad_()
     T = values.shape[1]
     causal = torch.ones(T, T).tril()
@@ -76,8 +80,8 @@ def one_hot_reads(shift, jump, values, table, initial, cells):
     return weights, cell, contents, tags
 
 
-@pytest.mark.parametrize("horizon", [1, 3, 7])
-def test_jump_gradient_sums_the_next_horizon_steps(horizon):
+@pytest.mark.parametrize("horizon,here", [(1, False), (3, False), (7, False), (3, True)])
+def test_jump_gradient_sums_the_next_horizon_steps(horizon, here):
     """∂L/∂g_t = ±Σ_{o<h, no jump in (t, t+o]} (G_{t+o}[x_t + c_{t+o} - c_t] - G_{t+o}[c_{t+o}]),
     summed here by brute force from the dense read gradients G."""
     torch.manual_seed(3)
@@ -86,23 +90,23 @@ def test_jump_gradient_sums_the_next_horizon_steps(horizon):
     jump = (torch.rand(B, T, H) < 0.2).float().requires_grad_()
     values, table = torch.randn(B, T, W), torch.randn(L, 3)
     grad_c, grad_t = torch.randn(B, T, H, W), torch.randn(B, T, H, 3)
-    contents, tags = tape_read(shift, jump, values, table, m0, cells, horizon)
+    contents, tags = tape_read(shift, jump, values, table, m0, cells, horizon, here)
     torch.autograd.backward([contents, tags], [grad_c, grad_t])
 
-    weights, cell, ref_c, ref_t = one_hot_reads(shift, jump, values, table, m0, cells)
+    weights, cell, ref_c, ref_t = one_hot_reads(shift, jump, values, table, m0, cells, here)
     torch.testing.assert_close(contents, ref_c)
     torch.testing.assert_close(tags, ref_t)
     G, = torch.autograd.grad([ref_c, ref_t], [weights], [grad_c, grad_t])
-    expected = brute_force_jump_gradient(G, shift, jump, cell, cells, horizon)
+    expected = brute_force_jump_gradient(G, shift, jump, cell, cells, horizon, here)
     torch.testing.assert_close(jump.grad, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_recurrent_position_step_equals_the_parallel_forward(device):
     torch.manual_seed(0)
-    for tape_writer in (True, False):
+    for tape_writer, jump_to in ((True, "origin"), (False, "origin"), (True, "here")):
         model = PNTM(VOCAB, SEP, layers=2, read_heads=2, d_model=32, d_ff=64, memory_width=8,
-                     tape_writer=tape_writer, jump_bias=0.0).to(device).eval()
+                     tape_writer=tape_writer, jump_bias=0.0, jump_to=jump_to).to(device).eval()
         tokens = tokens_for(3, 200).to(device)
         state = model.init_state(3, 200, tokens.device)
         assert state["layers"][0].head_spectra is None  # O(1) state per head: a position

@@ -495,11 +495,9 @@ def test_jump_here_parallel_and_recurrent_modes_agree(overrides):
                                    atol=1e-4, rtol=1e-4)
 
 
-def test_jump_here_needs_the_tape_and_the_fourier_path():
+def test_jump_here_needs_the_tape():
     from pntm.errors import ConfigError
     with pytest.raises(ConfigError, match="jump_to 'here' needs"):
         make_model(jump_to="here", head_path="fourier")
-    with pytest.raises(ConfigError, match="jump_to 'here' needs"):
-        make_model(jump_to="here", tape_writer=True)
     with pytest.raises(ConfigError, match="jump_to"):
         make_model(jump_to="there")

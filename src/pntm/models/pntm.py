@@ -182,8 +182,9 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   sits on it until the answer, whatever the operands' sizes. The target depends on the token,
   not on the head, so the map is still affine, ``b_t = ŝ_t g_t δ̂_t``, and the scan unchanged.
   At a jump at the first token the writer is on the origin, so heads keep that landing too.
-  For now it runs on the Fourier path only (``head_path: fourier``, tape writer), about 1.6x
-  the position path's training step; the position paths jump to the origin only.
+  Tape writer only: the position path lands hard heads on cell ``t`` (``hard_heads``, same
+  forward and straight-through gradients as the Fourier path, tested), the learned writer's
+  event path jumps to the origin only.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

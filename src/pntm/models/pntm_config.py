@@ -83,7 +83,7 @@ class PNTMConfig:
     #                              write), as a Turing machine's head reads where it writes
     jump_bias: float = -2.0
     jump_to: str = "origin"      # where a jump lands: origin (cell 0) or here (the tape writer's
-    #                              cell of this token; for now on the Fourier path only)
+    #                              cell of this token; tape writer only)
     scan_method: str = "auto"
 
     def __post_init__(self):
@@ -121,9 +121,9 @@ class PNTMConfig:
             raise ConfigError("pntm model_config.content_heads with a learned write head "
                               "(tape_writer: false) need hard: true and content_match: content "
                               "(they read the cells a hard writer has written)")
-        if cfg["jump_to"] == "here" and not (cfg["tape_writer"] and cfg["head_path"] == "fourier"):
-            raise ConfigError("pntm model_config.jump_to 'here' needs tape_writer: true and "
-                              "head_path: fourier (the other paths jump to the origin only)")
+        if cfg["jump_to"] == "here" and not cfg["tape_writer"]:
+            raise ConfigError("pntm model_config.jump_to 'here' needs tape_writer: true (a "
+                              "learned writer's paths jump to the origin only)")
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")

@@ -284,7 +284,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             if self.tape_writer:  # hard heads on the tape: gathers
                 contents, tags = tape_read(
                     ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
-                    self.address_table(u.device), self.initial_memory, cells, self.jump_horizon)
+                    self.address_table(u.device), self.initial_memory, cells, self.jump_horizon,
+                    self.jump_to == "here")
                 return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
             # hard learned writer: write events, with a read that follows the writer for
             # content heads (the values its writes left)
@@ -377,7 +378,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         cells = self.num_cells(u.shape[1])
         ctl = self.parallel_controls(u)
         if self.carries_positions():
-            positions = hard_cells(ctl["shift"], ctl["jump"], cells)
+            positions = hard_cells(ctl["shift"], ctl["jump"], cells, self.jump_to == "here")
             weights = F.one_hot(positions, cells).to(ctl["add"])
         else:
             spectra = self.head_spectra(ctl, cells, slice(int(self.tape_writer), None))

@@ -96,7 +96,8 @@ class RecurrentMode:
         cells = memory.shape[1]
         moves = ctl["shift"][:, 0].argmax(-1) - self.shift_range          # (B, H)
         jumped = ctl["jump"][:, 0] > 0.5
-        positions = torch.remainder(moves + torch.where(jumped, 0, state.positions), cells)
+        landing = state.length if self.jump_to == "here" else 0  # the tape writer's cell
+        positions = torch.remainder(moves + torch.where(jumped, landing, state.positions), cells)
         rows = torch.arange(memory.shape[0], device=memory.device)
         write = positions[:, 0]
         memory[rows, write] = (memory[rows, write] * (1 - ctl["erase"][:, 0])

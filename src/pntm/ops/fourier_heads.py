@@ -48,9 +48,11 @@ def shift_phases(shift_range: int, cells: int, device) -> Tensor:
 
 def cell_phases(cells_at: Tensor, cells: int) -> Tensor:
     """Spectra ``exp(-2πi f c / N)`` of ``δ_c`` for the cells ``cells_at`` (any shape, integer)
-    over ``cells`` cells: (*shape, F) complex."""
-    freqs = torch.arange(cells // 2 + 1, device=cells_at.device, dtype=torch.float32)
-    angle = -2 * math.pi * cells_at.to(torch.float32)[..., None] * freqs / cells
+    over ``cells`` cells: (*shape, F) complex. The phase ``f c mod N`` is taken in integers,
+    so the angle stays exact at any cell (``f c`` itself would lose float32 digits)."""
+    freqs = torch.arange(cells // 2 + 1, device=cells_at.device)
+    turns = torch.remainder(cells_at.long()[..., None] * freqs, cells).to(torch.float32)
+    angle = -2 * math.pi * turns / cells
     return torch.polar(torch.ones_like(angle), angle)
 
 

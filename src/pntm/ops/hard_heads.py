@@ -22,8 +22,9 @@ neighbourhood, ``Λ_t(d) = λ_t[c_t + d]`` for ``|d| ≤ 2K``, satisfy the rever
     ∂L/∂s_t[k] = λ_t[c_t - k_t + k] = Λ_t(k - k_t)
 
 The jump gate's gradient compares the head's future with the future it would have had with the
-other choice, which starts at ``x_t`` (the origin cell ``k_t`` when ``j_t = 0``, the continued
-walk ``c_{t-1} + k_t`` when ``j_t = 1``) and makes the same moves::
+other choice, which starts at ``x_t`` (the landing ``l_t + k_t`` when ``j_t = 0``: the origin,
+``l_t = 0``, or with ``jump_to: here`` the token's own cell, ``l_t = t``; the continued walk
+``c_{t-1} + k_t`` when ``j_t = 1``) and makes the same moves::
 
     ∂L/∂g_t = ±(λ_t[x_t] - λ_t[c_t]),    λ_t[x] = Σ_{τ = t..e_t} G_τ[x + c_τ - c_t]
 
@@ -41,40 +42,49 @@ import torch
 from torch import Tensor
 
 
-def head_positions(shift_index: Tensor, jump: Tensor, start: int = -1) -> Tensor:
-    """Integer positions ``p_t = k_t + (1 - j_t) p_{t-1}``, ``p_0 = start`` (before the first
-    token), along dim 1. ``shift_index`` holds the moves ``k_t`` (long), ``jump`` the 0/1 gates
-    (bool); any trailing shape."""
+def _steps(like: Tensor) -> Tensor:
+    """The step index ``t`` along dim 1, broadcast to ``like``'s shape."""
+    steps = torch.arange(like.shape[1], device=like.device)
+    return steps.view(1, -1, *([1] * (like.dim() - 2))).expand_as(like)
+
+
+def head_positions(shift_index: Tensor, jump: Tensor, start: int = -1,
+                   here: bool = False) -> Tensor:
+    """Integer positions ``p_t = k_t + (1 - j_t) p_{t-1} + j_t l_t``, ``p_0 = start`` (before
+    the first token), along dim 1: a jump lands on ``l_t = 0``, the origin, or with ``here`` on
+    ``l_t = t``, the tape writer's cell of that token (``jump_to: here``). ``shift_index``
+    holds the moves ``k_t`` (long), ``jump`` the 0/1 gates (bool); any trailing shape."""
     moves = torch.cumsum(shift_index, dim=1)
     before = moves - shift_index  # Σ_{σ<t} k_σ
-    steps = torch.arange(shift_index.shape[1], device=shift_index.device)
-    steps = steps.view(1, -1, *([1] * (shift_index.dim() - 2))).expand_as(shift_index)
+    steps = _steps(shift_index)
     last_jump = torch.where(jump, steps, -1).cummax(dim=1).values
-    # After a jump at s the position is Σ_{s≤σ≤t} k_σ; before any jump it is start + Σ k.
+    # After a jump at s the position is l_s + Σ_{s≤σ≤t} k_σ; before any: start + Σ k.
     origin = torch.gather(before, 1, last_jump.clamp(min=0))
+    if here:
+        origin = origin - last_jump
     return torch.where(last_jump >= 0, moves - origin, moves + start)
 
 
-def hard_cells(shift: Tensor, jump: Tensor, cells: int) -> Tensor:
+def hard_cells(shift: Tensor, jump: Tensor, cells: int, here: bool = False) -> Tensor:
     """The cells (long, (B, T, ...)) of hard heads whose one-hot shifts ``shift`` (..., 2K+1)
     and 0/1 gates ``jump`` are given: ``head_positions`` of their moves, modulo ``cells``."""
     K = (shift.shape[-1] - 1) // 2
-    return torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5), cells)
+    return torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5, here=here), cells)
 
 
 class _TapeRead(torch.autograd.Function):
     """Reads of hard heads on a write-once tape (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx, shift, jump, values, table, initial, cells, horizon):
+    def forward(ctx, shift, jump, values, table, initial, cells, horizon, here):
         K = (shift.shape[-1] - 1) // 2
         choice = shift.argmax(-1)                     # (B, T, H) in 0..2K
         jumped = jump > 0.5
-        cell = torch.remainder(head_positions(choice - K, jumped), cells)
+        cell = torch.remainder(head_positions(choice - K, jumped, here=here), cells)
         contents = initial + _tape_rows(values, cell) * _written(cell)[..., None]
         tags = table[cell % table.shape[0]]
         ctx.save_for_backward(values, table, choice, jumped, cell)
-        ctx.initial, ctx.cells, ctx.horizon, ctx.K = initial, cells, horizon, K
+        ctx.initial, ctx.cells, ctx.horizon, ctx.K, ctx.here = initial, cells, horizon, K, here
         return contents, tags
 
     @staticmethod
@@ -99,8 +109,8 @@ class _TapeRead(torch.autograd.Function):
         grad_shift = _shift_gradient(local, stop, choice, K)
         horizon = T if ctx.horizon is None else min(int(ctx.horizon), T)
         grad_jump = _jump_gradient(read_grad, local[..., 2 * K], cell, choice, jumped, stop, K,
-                                   cells, horizon)
-        return grad_shift, grad_jump, grad_values, grad_table, None, None, None
+                                   cells, horizon, ctx.here)
+        return grad_shift, grad_jump, grad_values, grad_table, None, None, None, None
 
 
 def _shift_gradient(local: Tensor, stop: Tensor, choice: Tensor, K: int) -> Tensor:
@@ -111,14 +121,24 @@ def _shift_gradient(local: Tensor, stop: Tensor, choice: Tensor, K: int) -> Tens
     return torch.gather(adjoint, -1, index)
 
 
+def other_start(cell: Tensor, choice: Tensor, jumped: Tensor, K: int, cells: int,
+                here: bool = False) -> Tensor:
+    """``x_t``: where the other choice of the jump gate puts a head, with the same move: the
+    continued walk ``c_{t-1} + k_t`` where it jumped, else the landing ``l_t + k_t`` (``l_t``:
+    the origin, or ``t`` with ``here``)."""
+    previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
+    moved = choice - K
+    landed = moved + _steps(moved) if here else moved
+    return torch.remainder(torch.where(jumped, previous + moved, landed), cells)
+
+
 def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, choice: Tensor,
-                   jumped: Tensor, stop: Tensor, K: int, cells: int, horizon: int) -> Tensor:
+                   jumped: Tensor, stop: Tensor, K: int, cells: int, horizon: int,
+                   here: bool = False) -> Tensor:
     """``∂L/∂g_t = ±(λ_t[x_t] - λ_t[c_t])`` summed over ``horizon`` steps: the other choice's
     future (starting at ``x_t``, making the same moves) against the head's own."""
     T = cell.shape[1]
-    previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
-    moved = choice - K
-    other = torch.remainder(torch.where(jumped, previous + moved, moved), cells)
+    other = other_start(cell, choice, jumped, K, cells, here)
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     own = _segment_sums(own_now, torch.minimum(stop, steps + horizon))
     counterfactual = torch.zeros_like(own)
@@ -199,12 +219,14 @@ def _segment_sums(x: Tensor, stop: Tensor) -> Tensor:
 
 
 def tape_read(shift: Tensor, jump: Tensor, values: Tensor, table: Tensor, initial: float,
-              cells: int, horizon: int | None = None) -> tuple[Tensor, Tensor]:
+              cells: int, horizon: int | None = None, here: bool = False
+              ) -> tuple[Tensor, Tensor]:
     """Contents (B, T, H, W) and address tags (B, T, H, A) read by hard heads.
 
     ``shift`` (B, T, H, 2K+1) and ``jump`` (B, T, H) are the straight-through one-hot shifts
     and 0/1 gates (their values must be exactly hard); ``values`` (B, T, W) the tape, token ``j``
     on cell ``j``; ``table`` (L, A) the address tag of each residue mod ``L`` (``L`` divides
-    ``cells``); ``initial`` the constant initial memory; ``horizon`` the jump gradient's horizon.
+    ``cells``); ``initial`` the constant initial memory; ``horizon`` the jump gradient's horizon;
+    ``here``: jumps land on the tape writer's cell of their token, not the origin.
     """
-    return _TapeRead.apply(shift, jump, values, table, initial, cells, horizon)
+    return _TapeRead.apply(shift, jump, values, table, initial, cells, horizon, here)

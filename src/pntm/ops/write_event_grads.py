@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from pntm.ops.hard_heads import _segment_ends, _segment_sums, _shift_gradient
+from pntm.ops.hard_heads import _segment_ends, _segment_sums, _shift_gradient, other_start
 from pntm.ops.write_event_list import _Events, _times
 
 
@@ -96,9 +96,7 @@ def _jump_gradient(head_grad, own_now: Tensor, cell: Tensor, choice: Tensor, jum
     ``hard_heads._jump_gradient``, with the counterfactual terms queried for many offsets at
     once (blocks of ``QUERY_BUDGET`` numbers) instead of one offset per pass."""
     B, T, H = cell.shape
-    previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
-    moved = choice - K
-    other = torch.remainder(torch.where(jumped, previous + moved, moved), cells)
+    other = other_start(cell, choice, jumped, K, cells)
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     end = torch.minimum(stop, steps + horizon)  # each t sums over t <= τ < end_t
     own = _segment_sums(own_now, end)
