@@ -185,8 +185,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   At a jump at the first token the writer is on the origin, so heads keep that landing too.
   Tape writer only: the position path lands hard heads on cell ``t`` (``hard_heads``, same
   forward and straight-through gradients as the Fourier path, tested), the learned writer's
-  event path jumps to the origin only. Measured (seed 0, RESULTS.md): binary_addition_dm 0.0%
-  validation, as the one config; not adopted.
+  event path jumps to the origin only. Measured (seed 0, RESULTS.md): binary_addition_dm and
+  binary_addition 0.0% validation, as the one config; not adopted.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads
