@@ -111,18 +111,12 @@ class StateHeads(nn.Module):
     def affine(self, h: Tensor, hard: bool, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         """Valued states' step maps: ``M_t = diag(d_t) A_t`` (B, T, heads, S, S), straight-through
         hard ``A_t`` with ``hard``, and inputs ``c_t`` (B, T, heads, S)."""
-        return self._affine(h, hard, temperature)[:2]
-
-    def _affine(self, h: Tensor, hard: bool, temperature: float = 1.0
-                ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``affine``'s matrices and inputs, and the hard maps (B, T, heads, S) (None if soft)."""
         matrices = self.matrices(h, temperature)
-        maps = None
         if hard:
-            maps = matrices.argmax(-1)
-            matrices = F.one_hot(maps, self.states).to(matrices) + (matrices - matrices.detach())
+            one_hot = F.one_hot(matrices.argmax(-1), self.states).to(matrices)
+            matrices = one_hot + (matrices - matrices.detach())
         scales, inputs = self.values(h)
-        return scales[..., None] * matrices, inputs, maps
+        return scales[..., None] * matrices, inputs
 
     def values(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """Valued states' per-state scales ``1 - λ (1 - d_t)`` and inputs ``λ c_t``, each
@@ -143,8 +137,7 @@ class StateHeads(nn.Module):
                 if temperature != 1.0:
                     logits = logits / temperature
                 return logit_map_states(logits, scales, inputs)
-            matrices, inputs, _ = self._affine(h, hard, temperature)
-            return affine_states(matrices, inputs)
+            return affine_states(*self.affine(h, hard, temperature))
         matrices = self.matrices(h, temperature)
         return hard_state_path(matrices) if hard else soft_states(matrices)
 

@@ -220,17 +220,29 @@ def scaled_prefix(maps: Tensor, scales: Tensor, offsets: Tensor
     return f, d, c
 
 
+def _scaled_states(maps: Tensor, scales: Tensor, offsets: Tensor, start: int) -> Tensor:
+    """States ``x_t`` (B, T, H, S) from ``x_0 = δ_start`` of the steps :func:`scaled_prefix`
+    composes: ``x_t = δ_start M_{1..t} + c_{1..t}``."""
+    f, d, c = scaled_prefix(maps, scales, offsets)
+    return c.scatter_add(-1, f[..., start:start + 1], d[..., start:start + 1])
+
+
+def _states_before(states: Tensor, start: int) -> Tensor:
+    """``x_{t-1}`` for every ``t`` (``x_0 = δ_start``): ``states`` shifted one step later."""
+    first = torch.zeros_like(states[:, :1])
+    first[..., start] = 1.0
+    return torch.cat([first, states[:, :-1]], dim=1)
+
+
 class _ScaledMapStates(torch.autograd.Function):
     """Valued states of matrices with one nonzero per row; the exact gradient of the affine
     recurrence with respect to the dense matrices and the offsets."""
 
     @staticmethod
-    def forward(ctx, matrices, offsets, start, maps):
-        if maps is None:
-            maps = matrices.abs().argmax(-1)
+    def forward(ctx, matrices, offsets, start):
+        maps = matrices.abs().argmax(-1)
         scales = torch.gather(matrices, -1, maps[..., None])[..., 0]
-        f, d, c = scaled_prefix(maps, scales, offsets)
-        states = c.scatter_add(-1, f[..., start:start + 1], d[..., start:start + 1])
+        states = _scaled_states(maps, scales, offsets, start)
         ctx.save_for_backward(maps, scales, states)
         ctx.start = start
         return states
@@ -239,22 +251,19 @@ class _ScaledMapStates(torch.autograd.Function):
     def backward(ctx, grad):
         maps, scales, states = ctx.saved_tensors
         adjoint = adjoint_scan(maps, grad, scales)                  # ∂L/∂x_t, (B, T, H, S)
-        first = torch.zeros_like(states[:, :1])
-        first[..., ctx.start] = 1.0
-        before = torch.cat([first, states[:, :-1]], dim=1)           # x_{t-1}, x_0 = δ_start
-        return before[..., :, None] * adjoint[..., None, :], adjoint, None, None
+        before = _states_before(states, ctx.start)                   # x_{t-1}
+        return before[..., :, None] * adjoint[..., None, :], adjoint, None
 
 
-def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0,
-                      maps: Tensor | None = None) -> Tensor:
+def scaled_map_states(matrices: Tensor, offsets: Tensor, start: int = 0) -> Tensor:
     """:func:`affine_states` for matrices (B, T, H, S, S) with exactly one nonzero entry per row
     (a hard map times a scale per state, as valued state heads have; the zeros may carry a
     straight-through gradient): the same states (B, T, H, S) and the same gradients with
     respect to ``matrices`` and ``offsets``, in O(T log T S) work instead of O(T log T S³).
     ``∂L/∂M_t = x_{t-1}ᵀ y_t`` and ``∂L/∂c_t = y_t`` with the adjoint ``y`` of
-    :func:`adjoint_scan` with scales. ``maps`` (B, T, H, S), where each row's nonzero is, when the
-    caller has it (it saves a pass over the matrices); found from ``matrices`` otherwise."""
-    return _ScaledMapStates.apply(matrices, offsets, start, maps)
+    :func:`adjoint_scan` with scales. Each row's nonzero is found as its largest magnitude.
+    Valued state heads take :func:`logit_map_states`, which never builds the matrices."""
+    return _ScaledMapStates.apply(matrices, offsets, start)
 
 
 # --------------------------------------------------------------------------- from the logits
@@ -267,8 +276,7 @@ class _LogitMapStates(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, scales, offsets, start):
         maps = logits.argmax(-1)
-        f, d, c = scaled_prefix(maps, scales, offsets)
-        states = c.scatter_add(-1, f[..., start:start + 1], d[..., start:start + 1])
+        states = _scaled_states(maps, scales, offsets, start)
         ctx.save_for_backward(logits, maps, scales, states)
         ctx.start = start
         return states
@@ -277,9 +285,7 @@ class _LogitMapStates(torch.autograd.Function):
     def backward(ctx, grad):
         logits, maps, scales, states = ctx.saved_tensors
         adjoint = adjoint_scan(maps, grad, scales)                  # y_t = ∂L/∂x_t
-        first = torch.zeros_like(states[:, :1])
-        first[..., ctx.start] = 1.0
-        before = torch.cat([first, states[:, :-1]], dim=1)           # x_{t-1}
+        before = _states_before(states, ctx.start)                   # x_{t-1}
         # ∂L/∂P[i, j] = d[i] x_{t-1}[i] y[j]; through the softmax P = softmax(logits):
         # ∂L/∂logits[i, j] = d[i] x_{t-1}[i] P[i, j] (y[j] - Σ_k P[i, k] y[k])
         probs = logits.softmax(-1)
