@@ -40,6 +40,24 @@ def test_training_step_tiny(tmp_path, capsys):
     assert "pntm" in table and "lstm" in table
 
 
+def test_set_overrides_the_pntm_models_only(tmp_path):
+    """``--set model_config.KEY=VALUE`` reaches P-NTM and its variants (the built model and the
+    JSON's model_configs say so), not the other models."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "pntm,pntm-write,lstm", "--lengths", "4", "--device",
+                 "cpu", *TINY, "--set", "model_config.memory_width=7", "--json",
+                 str(out)]) == 0
+    report = load(out)
+    configs = report["provenance"]["model_configs"]
+    assert configs["pntm"]["memory_width"] == 7 and configs["pntm-write"]["memory_width"] == 7
+    assert configs["pntm-write"]["tape_writer"] is False and "memory_width" not in configs["lstm"]
+    params = {r["model"]: r["parameters"] for r in report["results"]}
+    default = bench.parameter_count(bench.bench_model("pntm"))
+    assert params["pntm"] == bench.parameter_count(bench.bench_model("pntm",
+                                                                    {"memory_width": 7}))
+    assert params["pntm"] != default
+
+
 def test_ratio_line_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     plot = tmp_path / "bench.png"
@@ -112,6 +130,12 @@ def test_decode_tiny(tmp_path):
     (["--contexts", "8"], "--contexts"),
     (["--decode", "--contexts", "8,-1"], "--contexts"),
     (["--scan", "--models", "pntm"], "--models"),
+    (["--set", "train.lr=1"], "model_config"),
+    (["--set", "model_config.memory_width"], "--set"),
+    (["--set", "model_config.nope=1"], "nope"),
+    (["--set", "model_config.memory_width=-3"], "memory_width"),
+    (["--models", "lstm", "--set", "model_config.memory_width=8"], "P-NTM"),
+    (["--scan", "--set", "model_config.memory_width=8"], "P-NTM"),
 ])
 def test_user_errors_are_one_line(capsys, argv, fragment):
     assert main(["bench", "--device", "cpu", *argv]) == 2
@@ -189,3 +213,19 @@ def test_default_models_leave_out_a_missing_extra(monkeypatch):
         "pntm", "deltanet"]
     assert notes == ["bench: leaving out mamba (needs pip install 'pntm[peers]')",
                      "bench: leaving out slstm (needs pip install 'pntm[peers]')"]
+
+
+def test_cpu_peak_memory_is_each_measurement_own():
+    """On Linux the RSS high-water mark is reset per measurement: a small allocation after a
+    large one is still seen (the old high-water growth reported 0 there)."""
+    if not bench.reset_rss_peak():
+        pytest.skip("the RSS high-water mark cannot be reset here")
+    cpu = torch.device("cpu")
+    sizes = {}
+    for mib in (256, 64):
+        with bench.PeakMemory(cpu) as peak:
+            block = torch.ones(mib * 2**18)  # mib MiB of float32, touched
+            del block
+        sizes[mib] = peak.bytes / 2**20
+    assert 240 < sizes[256] < 300 and 56 < sizes[64] < 100
+    assert "VmHWM" in bench.peak_memory_kind(cpu)

@@ -180,6 +180,9 @@ def _add_bench(sub, handlers: dict[str, Handler]) -> None:
     mode.add_argument("--decode", action="store_true", help="greedy decoding throughput")
     p.add_argument("--contexts", metavar="C1,C2",
                    help="with --decode: prompt lengths (default 512,4096)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a P-NTM model_config key for the P-NTM models, e.g. --set "
+                        "model_config.memory_width=32 (repeatable)")
 
 
 def _add_sweep(sub, handlers: dict[str, Handler]) -> None:

@@ -21,10 +21,11 @@ row reports its count). The default model lists include the peers that import: `
 one in ``--models`` is then an error). ``transformer-rand`` is the Transformer with randomized
 positions (``positional: randomized``); its decoding is the rotary Transformer's.
 
-Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU it is the growth of the
-process's resident-set high-water mark (``resource.getrusage``) during the measurement, which is
-0 when an earlier measurement already reached a higher mark. ``provenance.peak_memory`` says
-which one a JSON file holds.
+Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU (Linux) it is how far the
+resident set rose above its size at the start of the measurement, its high-water mark reset
+there (``PeakMemory``); where the mark cannot be reset, the growth of the process's high-water
+mark, 0 when an earlier measurement already reached a higher one. ``provenance.peak_memory``
+says which one a JSON file holds.
 """
 
 from __future__ import annotations
@@ -134,8 +135,33 @@ def rss_high_water_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
 
 
+def _proc_status_bytes(field: str) -> int:
+    """``VmRSS`` or ``VmHWM`` of this process from ``/proc/self/status``, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def reset_rss_peak() -> bool:
+    """Reset this process's RSS high-water mark (Linux: ``5`` to ``/proc/self/clear_refs``, so
+    ``VmHWM`` restarts from the current RSS); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        _proc_status_bytes("VmHWM")
+    except OSError:
+        return False
+    return True
+
+
 class PeakMemory:
-    """Peak memory of the code run inside ``with``: CUDA allocator peak or RSS high-water delta."""
+    """Peak memory of the code run inside ``with``: the CUDA allocator's peak; on CPU, how far
+    the resident set rose above its size at the start. On Linux the RSS high-water mark is reset
+    at the start (``reset_rss_peak``), so every measurement is its own, whatever ran before;
+    elsewhere it is the growth of the process's high-water mark, 0 when an earlier measurement
+    had already reached a higher one."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -145,8 +171,10 @@ class PeakMemory:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+        elif reset_rss_peak():
+            self.start, self.field = _proc_status_bytes("VmRSS"), "VmHWM"
         else:
-            self.start = rss_high_water_bytes()
+            self.start, self.field = rss_high_water_bytes(), None
         return self
 
     def __exit__(self, *exc):
@@ -154,13 +182,17 @@ class PeakMemory:
             synchronize(self.device)
             self.bytes = int(torch.cuda.max_memory_allocated(self.device))
         else:
-            self.bytes = max(0, rss_high_water_bytes() - self.start)
+            peak = _proc_status_bytes(self.field) if self.field else rss_high_water_bytes()
+            self.bytes = max(0, peak - self.start)
         return False
 
 
 def peak_memory_kind(device: torch.device) -> str:
     if device.type == "cuda":
         return "torch.cuda.max_memory_allocated"
+    if reset_rss_peak():
+        return ("cpu: rise of the resident set above its size at the start of each measurement "
+                "(Linux VmHWM, reset through /proc/self/clear_refs)")
     return "cpu: growth of the process RSS high-water mark (resource.getrusage ru_maxrss)"
 
 
@@ -202,15 +234,17 @@ def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.
     return tokens
 
 
-def bench_config(name: str) -> dict:
-    """The model_config overrides a model or variant is benchmarked with."""
+def bench_config(name: str, pntm_sets: dict | None = None) -> dict:
+    """The model_config overrides a model or variant is benchmarked with; ``pntm_sets`` (the
+    command line's ``--set model_config.KEY=VALUE``) go over those of P-NTM and its variants."""
     base, overrides, _ = VARIANTS.get(name, (name, {}, 1.0))
-    return {**BENCH_CONFIGS.get(base, {}), **overrides}
+    sets = (pntm_sets or {}) if base == "pntm" else {}
+    return {**BENCH_CONFIGS.get(base, {}), **overrides, **sets}
 
 
-def bench_model(name: str) -> torch.nn.Module:
+def bench_model(name: str, pntm_sets: dict | None = None) -> torch.nn.Module:
     base, _, progress = VARIANTS.get(name, (name, {}, 1.0))
-    model = build_model(base, VOCAB_SIZE, SEP_ID, bench_config(name))
+    model = build_model(base, VOCAB_SIZE, SEP_ID, bench_config(name, pntm_sets))
     model.set_training_progress(progress)
     return model
 
@@ -218,12 +252,13 @@ def bench_model(name: str) -> torch.nn.Module:
 # --------------------------------------------------------------------------- training step
 
 def bench_training(models: list[str], lengths: list[int], batch: int, device: torch.device,
-                   repeats: int, warmup: int, time_limit: float, log=print) -> list[dict]:
+                   repeats: int, warmup: int, time_limit: float, log=print,
+                   pntm_sets: dict | None = None) -> list[dict]:
     results = []
     generator = torch.Generator().manual_seed(0)
     for name in models:
         torch.manual_seed(0)
-        model = bench_model(name).to(device).train()
+        model = bench_model(name, pntm_sets).to(device).train()
         params = parameter_count(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         over_limit = False
@@ -330,14 +365,14 @@ def bench_scan(lengths: list[int], batch: int, device: torch.device, repeats: in
 
 def bench_decode(models: list[str], contexts: list[int], batch: int, device: torch.device,
                  warmup: int, time_limit: float, new_tokens: int = NEW_TOKENS,
-                 log=print) -> list[dict]:
+                 log=print, pntm_sets: dict | None = None) -> list[dict]:
     """Greedy decoding through ``model.step``: prefill of ``context`` tokens, then
     ``new_tokens`` generated ones, each timed once (after ``warmup`` untimed short runs)."""
     results = []
     generator = torch.Generator().manual_seed(0)
     for name in models:
         torch.manual_seed(0)
-        model = bench_model(name).to(device).eval()
+        model = bench_model(name, pntm_sets).to(device).eval()
         params = parameter_count(model)
         over_limit = False
         for context in contexts:

@@ -11,9 +11,10 @@ import torch
 from pntm.errors import PntmError
 from pntm.provenance import cpu_name, provenance
 from pntm.runs import atomic_write_json
-from pntm.tools.bench import (DEFAULT_CONTEXTS, DEFAULT_DECODE_MODELS, DEFAULT_MODELS,
-                              bench_config, bench_decode, bench_scan, bench_training,
-                              default_models, parse_models, peak_memory_kind)
+from pntm.config import merge, parse_set
+from pntm.tools.bench import (DEFAULT_CONTEXTS, DEFAULT_DECODE_MODELS, DEFAULT_MODELS, VARIANTS,
+                              bench_config, bench_decode, bench_model, bench_scan,
+                              bench_training, default_models, parse_models, peak_memory_kind)
 
 
 def parse_int_list(text: str, flag: str) -> list[int]:
@@ -127,7 +128,8 @@ def write_plot(path: str, series: dict[str, tuple[list[int], list[float]]], xlab
 
 def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: list[int],
               batch: int, device: torch.device, repeats: int, warmup: int, time_limit: float,
-              json_path: str | None, plot_path: str | None, command: str) -> dict:
+              json_path: str | None, plot_path: str | None, command: str,
+              pntm_sets: dict | None = None) -> dict:
     """Run one benchmark (``mode``: train, scan or decode), print its table, write the files."""
     if plot_path is not None:
         check_plot_available()
@@ -143,7 +145,8 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                 ys.append(r["backward_seconds"])
         plot_args = ("length T", "forward + backward seconds", "linear_scan methods")
     elif mode == "decode":
-        results = bench_decode(models, contexts, batch, device, warmup, time_limit, log=log)
+        results = bench_decode(models, contexts, batch, device, warmup, time_limit, log=log,
+                               pntm_sets=pntm_sets)
         table = decode_table(results)
         series = {name: ([], []) for name in models}
         for r in results:
@@ -154,7 +157,7 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                      f"greedy decoding, batch {batch}")
     else:
         results = bench_training(models, lengths, batch, device, repeats, warmup, time_limit,
-                                 log=log)
+                                 log=log, pntm_sets=pntm_sets)
         table = training_table(results)
         series = {name: ([], []) for name in models}
         for r in results:
@@ -168,7 +171,7 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                  "time_limit_seconds": time_limit, "peak_memory": peak_memory_kind(device),
                  "threads": torch.get_num_threads()})
     if mode != "scan":
-        prov["model_configs"] = {name: bench_config(name) for name in models}
+        prov["model_configs"] = {name: bench_config(name, pntm_sets) for name in models}
     report = {"device": device_name(device), "provenance": prov, "results": results}
     print(table)
     if json_path is not None:
@@ -181,9 +184,10 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
 def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
                        context_spec: str | None, batch: int, device: str | None, repeats: int,
                        warmup: int, time_limit: float, json_path: str | None,
-                       plot_path: str | None, command: str) -> dict:
+                       plot_path: str | None, command: str, sets: list[str] = ()) -> dict:
     """``pntm bench``, from its options as given (the ``*_spec`` are the command line's comma
-    lists; ``mode``: train, scan or decode): check every one (one-line errors), then run the
+    lists; ``mode``: train, scan or decode; ``sets`` the ``--set model_config.KEY=VALUE``
+    overrides of the P-NTM models): check every one (one-line errors), then run the
     benchmark."""
     from pntm.device import resolve_device
 
@@ -202,9 +206,32 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
                                 log=lambda message: print(message, file=sys.stderr))
     lengths = parse_int_list(length_spec, "--lengths")
     contexts = parse_int_list(context_spec or DEFAULT_CONTEXTS, "--contexts")
+    pntm_sets = parse_pntm_sets(sets, models)
     if plot_path is not None:
         check_plot_available()
     return run_bench(mode, models=models, lengths=lengths, contexts=contexts,
                      batch=batch, device=resolve_device(device), repeats=repeats, warmup=warmup,
                      time_limit=time_limit, json_path=json_path, plot_path=plot_path,
-                     command=command)
+                     command=command, pntm_sets=pntm_sets)
+
+
+def parse_pntm_sets(sets: list[str], models: list[str]) -> dict:
+    """``--set model_config.KEY=VALUE`` items -> the model_config overrides of the P-NTM models
+    (``pntm`` and its variants), checked by building each of them once: a key that is not
+    under ``model_config``, a bench without a P-NTM model or a bad value is a PntmError."""
+    if not sets:
+        return {}
+    overrides: dict = {}
+    for item in sets:
+        parsed = parse_set(item)
+        if set(parsed) != {"model_config"} or not isinstance(parsed["model_config"], dict):
+            raise PntmError(f"bad --set '{item}': bench takes only model_config.KEY=VALUE "
+                            "(applied to the P-NTM models)")
+        overrides = merge(overrides, parsed["model_config"])
+    pntm_models = [name for name in models if VARIANTS.get(name, (name,))[0] == "pntm"]
+    if not pntm_models:
+        raise PntmError("--set applies to the P-NTM models (pntm and its variants), and none "
+                        "is benchmarked")
+    for name in pntm_models:
+        bench_model(name, overrides)  # a bad key or value: its one-line ConfigError
+    return overrides
