@@ -105,12 +105,19 @@ class _Events:
         inputs = self._placed(grad_contents.reshape(B, n - T, W), 0.0, reads=True)
         last = (self.cell[:, 1:-1] != self.cell[:, 2:])[..., None]
         nu = linear_scan(self.keep.masked_fill(last, 0.0).flip(1), inputs.flip(1)).flip(1)
-        nu_next = torch.cat([nu[:, 1:], torch.zeros_like(nu[:, :1])], 1).masked_fill(last, 0.0)
-        before = torch.where(self.first, self.initial,
-                             torch.cat([self.after[:, :1], self.after[:, :n - 1]], 1))
-        zero = nu.new_zeros(B, 1, 2 * W)
-        self.adjoint_rows = torch.cat([torch.cat([nu, nu * before], -1),
-                                       torch.cat([nu_next, nu_next * before], -1), zero], 1)
+        # M⁻_k: the value after event k - 1 (row 0 is never used: event 0 is a cell's first)
+        before = torch.where(self.first, self.initial, self.after[:, :n].roll(1, 1))
+        # rows 0..n-1: U_k; rows n..2n-1: V_k; row 2n: zeros (filled in place, no copies)
+        rows = nu.new_empty(B, 2 * n + 1, 2 * W)
+        U, V = rows[:, :n], rows[:, n:2 * n]
+        U[..., :W] = nu
+        torch.mul(nu, before, out=U[..., W:])
+        V[:, :n - 1, :W] = nu[:, 1:]
+        V[:, n - 1, :W] = 0.0
+        V[..., :W].masked_fill_(last, 0.0)
+        torch.mul(V[..., :W], before, out=V[..., W:])
+        rows[:, 2 * n] = 0.0
+        self.adjoint_rows = rows
 
     def write_rows(self, k0: Tensor, hit: Tensor, k1: Tensor, cell: Tensor) -> Tensor:
         """``[μ_τ[y], μ_τ[y] ⊙ M_{τ-1}[y]]`` (B, ..., 2W) for queries located by ``locate``: V at
