@@ -351,6 +351,21 @@ def test_speed_tables_are_rendered_from_bench_json(tmp_path):
     assert out.read_text() == text                               # the block is replaced
 
 
+def test_peak_memory_is_rendered_only_when_each_measurement_had_its_own(tmp_path):
+    from pntm.tools.bench_report import render
+
+    rows = [{"model": "pntm", "length": t, "batch": 4, "step_seconds": 0.01, "parameters": 10,
+             "peak_memory_bytes": mib * 2**20} for t, mib in [(64, 3), (256, 1500)]]
+    data = json.loads(bench_file(tmp_path, "train", rows).read_text())
+    assert "Peak memory" not in render(data, "x.json")             # no kind recorded
+    data["provenance"]["peak_memory"] = "cpu: growth of the process RSS high-water mark (x)"
+    assert "Peak memory" not in render(data, "x.json")             # the old, order-dependent one
+    data["provenance"]["peak_memory"] = "torch.cuda.max_memory_allocated"
+    text = render(data, "x.json")
+    assert "| 64 | 3 |" in text and "| 256 | 1,500 |" in text
+    assert "Peak memory of a training step, MiB (torch.cuda.max_memory_allocated)" in text
+
+
 def test_a_json_that_is_not_a_bench_file_is_a_one_line_error(tmp_path, capsys):
     from pntm.cli import main
 

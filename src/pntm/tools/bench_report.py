@@ -54,7 +54,12 @@ def _models(results: list[dict]) -> list[str]:
     return [m for m in MODEL_ORDER if m in names] + sorted(names - set(MODEL_ORDER))
 
 
-def train_table(results: list[dict]) -> str:
+# The CPU peak of bench files made before each measurement had its own (the growth of one
+# process-wide high-water mark, 0 after a larger measurement): not rendered.
+UNRELIABLE_PEAK = "cpu: growth of the process RSS high-water mark"
+
+
+def train_table(results: list[dict], peak_kind: str | None = None) -> str:
     models = _models(results)
     step = {(r["model"], r["length"]): r.get("step_seconds") for r in results}
     lengths = sorted({r["length"] for r in results})
@@ -81,6 +86,14 @@ def train_table(results: list[dict]) -> str:
     lines.append("Milliseconds per training step (forward, backward, AdamW) at batch "
                  f"{results[0]['batch']}, median of the timed steps. Parameters: "
                  + ", ".join(f"{m} {params[m]:,}" for m in models) + ".")
+    if peak_kind is not None and not peak_kind.startswith(UNRELIABLE_PEAK):
+        peak = {(r["model"], r["length"]): r.get("peak_memory_bytes") for r in results}
+        lines += ["", "| length | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+        for t in lengths:
+            cells = ["skipped" if peak.get((m, t)) is None else f"{peak[(m, t)] / 2**20:,.0f}"
+                     for m in models]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+        lines += ["", f"Peak memory of a training step, MiB ({peak_kind})."]
     return "\n".join(lines)
 
 
@@ -125,7 +138,8 @@ def render(data: dict, name: str) -> str:
     commit = str(prov.get("git_commit", "unknown"))[:10]
     dirty = " (uncommitted changes)" if prov.get("git_dirty") else ""
     return "\n".join([
-        RENDERERS[prov["benchmark"]](data["results"]), "",
+        (train_table(data["results"], prov.get("peak_memory")) if prov["benchmark"] == "train"
+         else RENDERERS[prov["benchmark"]](data["results"])), "",
         f"Device: {data['device']}. Machine: {prov.get('machine', '?')}; torch "
         f"{prov.get('torch', '?')}. Commit `{commit}`{dirty}, {prov.get('created', '?')}. "
         f"Data: `{name}`, made by `{prov.get('command', '?')}`.",
