@@ -1,6 +1,7 @@
 """Config layering, --set parsing and validation."""
 
 import pytest
+import torch
 
 from pntm import config as config_lib
 from pntm.errors import ConfigError
@@ -93,3 +94,42 @@ def test_an_old_run_config_reruns_and_old_keys_beside_window_are_an_error(tmp_pa
     with pytest.raises(ConfigError, match="token_shift is now window"):
         config_lib.build_config("parity", "pntm", config_file=old,
                                 sets=["model_config.window=1"])
+
+
+@pytest.mark.parametrize("content_match, retrieves", [("content", False), ("context", True)])
+def test_the_shipped_content_head_does_not_retrieve_untrained(content_match, retrieves):
+    """Issue "One P-NTM for every task": the associative-recall head must learn its retrieval.
+    Untrained, the shipped config's content head (queries compared with cell contents) does
+    not find the queried pair's value at the separator, in any layer; the induction head it
+    replaced (``content_match: context``, built so that the same 3 inputs give the same key)
+    finds it in the first layer for nearly every prompt, before any training."""
+    import numpy as np
+
+    from pntm import tasks
+    from pntm.models.base import build_model
+    from pntm.tools.inspection import pntm_internals
+
+    task = tasks.get_task("associative_recall")
+    cfg = config_lib.build_config("associative_recall", "pntm",
+                                  sets=[f"model_config.content_match={content_match}"])
+    torch.manual_seed(0)
+    model = build_model("pntm", len(task.vocab), task.vocab.sep_id, cfg["model_config"]).eval()
+    model.set_training_progress(1.0)
+    rng = np.random.default_rng(0)
+    hits, prompts = 0, 48
+    for _ in range(prompts):
+        n = int(rng.integers(4, 13))
+        prompt = task.generate(n, rng).prompt
+        query = prompt[-3:]
+        q = next(i for i in range(n) if tuple(prompt[4 * i: 4 * i + 3]) == tuple(query))
+        tokens = torch.tensor([[task.vocab.bos_id, *task.vocab.encode(prompt),
+                                task.vocab.sep_id]])
+        with torch.no_grad():
+            layers = pntm_internals(model, tokens)
+        value_cell, sep = 4 * q + 4, tokens.shape[1] - 1    # cell j holds fed token j
+        chosen = [record["weights"][sep, -1].argmax() for record in layers]
+        hits += value_cell in chosen
+    if retrieves:
+        assert hits >= 0.95 * prompts
+    else:
+        assert hits <= 0.3 * prompts, hits
