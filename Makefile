@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean results-one-config results-ablation report
+.PHONY: demo test install clean results-one-config results-ablation results-chomsky-baselines report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,15 @@ results-ablation: $(STAMP)
 	$(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 --workers 2 \
 	  --set model_config.states=8 --out results/ablation/no-content-head --set model_config.content_heads=0
 	$(BIN)/pntm ablation results/ablation --base results/one-config --out RESULTS.md
+
+# The baselines with their shipped configs on the 15 tasks of Deletang et al. (`--tasks chomsky`),
+# seeds SEEDS, then their tables in RESULTS.md (the published-vs-ours table among them). Resumes.
+# An LSTM run takes 1-7 minutes here, a Transformer's about twice that.
+BASELINES ?= lstm,transformer
+results-chomsky-baselines: $(STAMP)
+	$(BIN)/pntm sweep --tasks chomsky --models $(BASELINES) --seeds $(SEEDS) \
+	  --out results/chomsky-baselines --workers 2
+	$(BIN)/pntm report results/chomsky-baselines --out RESULTS.md --no-plots
 
 # results/benchmark.json, one plot per task in results/plots/ and the results/grid tables of
 # RESULTS.md, from the eval.json files of the grid (`pntm sweep ... --out results/grid`).

@@ -12,7 +12,7 @@ import torch
 
 from pntm import config as config_lib
 from pntm.cli import main
-from pntm.tasks import REQUIRED_TASKS, TASKS
+from pntm.tasks import CHOMSKY_TASKS, REQUIRED_TASKS, TASKS
 from pntm.tools.sweep import parse_seeds, parse_tasks
 from pntm.train import start_run, train_run
 
@@ -133,6 +133,8 @@ def test_a_changed_setting_is_refused_for_an_existing_run(tmp_path, capsys):
 def test_task_and_seed_lists():
     assert parse_tasks("all") == list(TASKS)
     assert parse_tasks("required") == list(REQUIRED_TASKS)
+    assert parse_tasks("chomsky") == list(CHOMSKY_TASKS)
+    assert len(CHOMSKY_TASKS) == 15 and "parity_check" in CHOMSKY_TASKS
     assert parse_tasks("copy, parity,copy") == ["copy", "parity"]
     assert parse_seeds("0-2,5") == [0, 1, 2, 5]
 

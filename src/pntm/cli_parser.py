@@ -188,8 +188,9 @@ def _add_bench(sub, handlers: dict[str, Handler]) -> None:
 def _add_sweep(sub, handlers: dict[str, Handler]) -> None:
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs (resumable)")
     p.set_defaults(func=handlers["sweep"])
-    p.add_argument("--tasks", required=True, metavar="T1,T2|all|required",
-                   help="comma list of tasks, or all, or required (the benchmark's set)")
+    p.add_argument("--tasks", required=True, metavar="T1,T2|all|required|chomsky",
+                   help="comma list of tasks, or all, or required (the benchmark's set), or "
+                        "chomsky (the 15 tasks of Deletang et al. 2023)")
     p.add_argument("--models", required=True, metavar="M1,M2", help="comma list of models")
     p.add_argument("--seeds", default="0,1,2", metavar="S1,S2",
                    help="comma list of seeds or ranges, e.g. 0,1,2 or 0-2 (default 0,1,2)")

@@ -30,6 +30,8 @@ def parse_tasks(text: str) -> list[str]:
         return list(tasks.TASKS)
     if key == "required":
         return list(tasks.REQUIRED_TASKS)
+    if key == "chomsky":
+        return list(tasks.CHOMSKY_TASKS)
     names = parse_names(text, "tasks")
     for name in names:
         tasks.get_task(name)  # an unknown task fails here, with the list
