@@ -21,17 +21,17 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Trains P-NTM on parity (lengths 1-40) and prints sequence accuracy at lengths 1-40 and up to 500.
-# The shipped config, unchanged, on a 1,500-step budget (its schedules scale with the budget) and
-# both cores: early stop at step 1,250, then 100% at every length to 500 (checked with the
-# 32-state config; 47 s here with 8 states, and with 32 not yet timed on an idle machine:
-# 272 s on one thread beside two trainings).
+# Trains P-NTM on parity (lengths 1-40) and prints sequence accuracy at lengths 1-40 and up to 500
+# (32 examples per length). The shipped config, unchanged, on a 500-step budget (its schedules
+# scale with the budget) and both cores. Measured on an idle machine of this project (2 cores,
+# 2026-12-03): seed 0 trains in 47 s and is exact at every length to 500; the evaluation takes
+# 22 s. A demo, not a result: at this budget seed 1 is exact too and seed 2 is not (48% OOD).
 # A second `make demo` resumes or reuses the run and prints the table again.
 demo: $(STAMP)
 	if [ -d runs/demo-parity ]; then $(BIN)/pntm train --out runs/demo-parity; \
-	else $(BIN)/pntm train --task parity --model pntm --seed 0 --steps 1500 --threads 2 \
+	else $(BIN)/pntm train --task parity --model pntm --seed 0 --steps 500 --threads 2 \
 	  --set train.eval_at_end=false --out runs/demo-parity; fi
-	$(BIN)/pntm eval runs/demo-parity
+	$(BIN)/pntm eval runs/demo-parity --samples 32
 
 # The one-config P-NTM table of RESULTS.md: the shipped config, unchanged, on every task (seeds
 # SEEDS, two runs at a time on 2 cores: about 2.5 hours per seed here, the 32-state runs of
