@@ -501,3 +501,43 @@ def test_jump_here_needs_the_tape():
         make_model(jump_to="here", head_path="fourier")
     with pytest.raises(ConfigError, match="jump_to"):
         make_model(jump_to="there")
+
+
+def test_low_rank_state_maps_are_queries_against_state_keys():
+    """state_rank r: A_t[i, j] = softmax_j(q_t[i] . k_j / |k_j| + b[i, j]), computed by hand
+    here; the bias starts as stay_bias on the diagonal; a hand-set query picks any state."""
+    model = make_model(state_heads=2, states=6, state_rank=3)
+    machine = model.layers[0].machine
+    assert machine.to_maps.out_features == 2 * 6 * 3
+    assert torch.equal(machine.map_bias[1], torch.eye(6) * 2.0)
+    h = torch.randn(2, 5, machine.to_maps.in_features)
+    q = machine.to_maps(h).view(2, 5, 2, 6, 3)
+    by_hand = torch.zeros(2, 5, 2, 6, 6)
+    for head in range(2):
+        for i in range(6):
+            for j in range(6):
+                key = machine.state_keys[head, j]
+                by_hand[:, :, head, i, j] = (q[:, :, head, i] @ key / key.norm()
+                                             + machine.map_bias[head, i, j])
+    torch.testing.assert_close(machine.logits(h), by_hand)
+    torch.testing.assert_close(machine.matrices(h), by_hand.softmax(-1))
+    for target in range(6):  # a query along key `target`, scaled up, sends every state there
+        with torch.no_grad():
+            machine.to_maps.weight.zero_()
+            key = machine.state_keys[0, target] / machine.state_keys[0, target].norm()
+            machine.to_maps.bias.copy_((1000 * key).repeat(2 * 6))
+            machine.state_keys[1] = machine.state_keys[0]
+        assert (machine.matrices(h).argmax(-1) == target).all()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"state_heads": 2, "states": 7, "state_rank": 3},
+    {"state_heads": 2, "states": 7, "state_rank": 4, "state_values": True},
+    {"state_heads": 1, "states": 5, "state_rank": 2, "hard": False},
+])
+def test_low_rank_state_heads_parallel_and_recurrent_modes_agree(overrides):
+    model = make_model(**overrides)
+    tokens = random_tokens(3, 150)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)

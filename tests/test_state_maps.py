@@ -212,14 +212,15 @@ def test_scaled_map_states_extreme_scales_and_exact_automaton():
         torch.testing.assert_close(out, affine_states_reference(M, c))
 
 
-def test_valued_state_heads_take_the_scaled_path_with_the_dense_gradients():
+@pytest.mark.parametrize("rank", [0, 3])  # full maps, and low-rank maps (state_rank)
+def test_valued_state_heads_take_the_scaled_path_with_the_dense_gradients(rank):
     # the module's hard valued heads: the O(S) scan equals the dense scan it replaced, forward
     # and backward, for every parameter
     from pntm.models.state_heads import StateHeads
     from pntm.ops.state_maps import affine_states
     torch.manual_seed(0)
     heads = StateHeads(d_ff=12, heads=2, states=8, width=4, stay_bias=2.0, values=True,
-                       anneal=(0.3, 0.6)).double()
+                       anneal=(0.3, 0.6), rank=rank).double()
     heads.set_training_progress(0.45)  # halfway through the anneal: decays and inputs both live
     h = torch.randn(3, 50, 12, dtype=torch.float64)
     results = []

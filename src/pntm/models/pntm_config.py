@@ -74,6 +74,8 @@ class PNTMConfig:
     state_heads: int = 0         # finite-state heads per layer (maps on `states` states)
     states: int = 16             # S: states of each state head
     stay_bias: float = 2.0       # initial logit of a state head keeping its state
+    state_rank: int = 0          # 0: full S x S map logits; r: a query of r numbers per state
+    #                              against a learned key per state (state_heads.py)
     state_values: bool = False   # state heads carry values (decay, input), not a one-hot state
     state_anneal: tuple[float, float] | None = None  # valued states' weight 1 -> 0 over [a, b]
     state_moves: bool = False    # the state heads' reads steer the heads' shifts and jumps

@@ -125,7 +125,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
         reads = self.read_heads + content_heads
         self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
-                                   config.stay_bias, config.state_values, config.state_anneal)
+                                   config.stay_bias, config.state_values, config.state_anneal,
+                                   config.state_rank)
                         if state_heads else None)
         self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)

@@ -134,8 +134,8 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "tape_writer": boolean, "writer_reads": boolean, "jump_bias": FINITE,
              "jump_to": choice("origin", "here"),
              "scan_method": scan_method,
-             "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE, "state_values": boolean,
-             "state_moves": boolean,
+             "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE,
+             "state_rank": integer(0), "state_values": boolean, "state_moves": boolean,
              "state_anneal": lambda v: None if v is None else fraction_pair(v),
              "memory_chunk": POSITIVE},
 }

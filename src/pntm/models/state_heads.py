@@ -21,6 +21,15 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
   makes some tokens move it. A head that starts as a pool of random maps collapses: composing
   random maps on ``S`` states reaches a constant within a few tokens, and its gradient then
   sees one state only.
+* **Low-rank maps** (``rank``, config ``state_rank``, 0 by default: full). The full head
+  computes ``S × S`` logits per token from ``h_t`` (``d_ff · S²`` weights per head), which
+  makes ``S`` the costliest number of the layer. With ``rank = r`` each state ``i`` gets a
+  query ``q_t[i] = (W_q h_t)[i]`` of ``r`` numbers, each target state ``j`` a learned key
+  ``k_j`` of unit norm, and ``A_t[i, j] = softmax_j(q_t[i] · k_j + b[i, j])`` (``b``: a learned
+  ``S × S`` bias, ``stay_bias`` on its diagonal as above): ``d_ff · S · r`` weights. Any map is
+  still reachable (distinct unit keys are all vertices of their hull, so ``q = c k_j`` with a
+  large ``c`` picks ``j``; ``r ≥ 2``), so many states are cheap; whether they learn better is
+  measured, not assumed.
 * **Reads are embeddings of the state** (``E``), not memory cells: the state head is a register
   of ``log2 S`` bits that the controller can branch on at the next layer.
 * **Valued states** (``values``, config ``state_values``, off by default). The one-hot state's
@@ -68,27 +77,42 @@ class StateHeads(nn.Module):
     """``heads`` finite-state heads with ``states`` states each, read as ``width`` numbers."""
 
     def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float,
-                 values: bool = False, anneal: tuple[float, float] | None = None):
+                 values: bool = False, anneal: tuple[float, float] | None = None,
+                 rank: int = 0):
         super().__init__()
-        self.heads, self.states, self.width = heads, states, width
+        self.heads, self.states, self.width, self.rank = heads, states, width, rank
         self.anneal = anneal
         self.value_weight = 1.0  # λ in training (set_training_progress); evaluation: see weight()
-        self.to_maps = nn.Linear(d_ff, heads * states * states)
+        # full maps: S x S logits per token; low-rank maps: a query of `rank` numbers per state
+        self.to_maps = nn.Linear(d_ff, heads * states * (rank or states))
         # valued states: a decay per state (starting near 1) and an input per state
         self.to_values = nn.Linear(d_ff, 2 * heads * states) if values else None
         self.embedding = nn.Parameter(torch.randn(heads, states, width) / math.sqrt(width))
         with torch.no_grad():
-            self.to_maps.bias.view(heads, states, states).zero_()
-            self.to_maps.bias.view(heads, states, states).diagonal(dim1=-2, dim2=-1).fill_(
-                stay_bias)
+            if not rank:
+                self.to_maps.bias.view(heads, states, states).zero_()
+                self.to_maps.bias.view(heads, states, states).diagonal(dim1=-2, dim2=-1).fill_(
+                    stay_bias)
             if values:
                 self.to_values.bias.view(2, heads, states)[0].fill_(3.0)
                 self.to_values.bias.view(2, heads, states)[1].zero_()
+        if rank:  # unit keys (normalized in logits): any state can win a row's argmax
+            self.state_keys = nn.Parameter(torch.randn(heads, states, rank))
+            self.map_bias = nn.Parameter(
+                torch.diag_embed(torch.full((heads, states), float(stay_bias))))
+
+    def logits(self, h: Tensor) -> Tensor:
+        """Map logits (B, T, heads, S, S) for controller outputs (B, T, d_ff): row ``i`` scores
+        the states that state ``i`` may go to."""
+        if not self.rank:
+            return self.to_maps(h).unflatten(-1, (self.heads, self.states, self.states))
+        queries = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.rank))
+        keys = F.normalize(self.state_keys, dim=-1)
+        return torch.einsum("bthir,hjr->bthij", queries, keys) + self.map_bias
 
     def matrices(self, h: Tensor, temperature: float = 1.0) -> Tensor:
         """Transition matrices ``A_t`` (B, T, heads, S, S) for controller outputs (B, T, d_ff)."""
-        logits = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.states))
-        return (logits / temperature).softmax(-1)
+        return (self.logits(h) / temperature).softmax(-1)
 
     def initial(self, batch: int, device) -> Tensor:
         """``p_0 = δ_0`` for every head: (B, heads, S)."""
@@ -132,7 +156,7 @@ class StateHeads(nn.Module):
             if hard:
                 # hard maps times decays have one nonzero per row: the O(S) scan, same states
                 # and gradients, straight from the logits (no dense S x S tensors)
-                logits = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.states))
+                logits = self.logits(h)
                 scales, inputs = self.values(h)
                 if temperature != 1.0:
                     logits = logits / temperature
