@@ -164,3 +164,29 @@ def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
         atomic_write(target, b"new")
     assert target.read_text() == "old"  # the old version survives a failed write
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_learning_rate_schedules_by_hand():
+    base = {"lr": 1.0, "warmup_steps": 10, "steps": 110, "min_lr_ratio": 0.1,
+            "lr_decay_start": 0.0}
+    constant, cosine = {**base, "lr_schedule": "constant"}, {**base, "lr_schedule": "cosine"}
+    assert train_lib.learning_rate(5, constant) == pytest.approx(0.5)  # warm-up
+    assert train_lib.learning_rate(100, constant) == 1.0
+    assert train_lib.learning_rate(10, cosine) == pytest.approx(1.0)
+    assert train_lib.learning_rate(60, cosine) == pytest.approx(0.55)  # half way: (1 + 0.1) / 2
+    assert train_lib.learning_rate(110, cosine) == pytest.approx(0.1)
+    # held until 60% of 110 steps (66), then the same cosine over the 44 steps left
+    late = {**cosine, "lr_decay_start": 0.6}
+    assert train_lib.learning_rate(5, late) == pytest.approx(0.5)
+    assert train_lib.learning_rate(66, late) == 1.0
+    assert train_lib.learning_rate(88, late) == pytest.approx(0.55)
+    assert train_lib.learning_rate(110, late) == pytest.approx(0.1)
+
+
+def test_lr_decay_start_out_of_range_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "parity", "--model", "lstm", "--out", str(out),
+                 "--set", "train.lr_decay_start=1.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.lr_decay_start" in err
+    assert not out.exists()

@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "lr": 1e-3,
         "lr_schedule": "cosine",      # or "constant"; both after the linear warm-up
         "min_lr_ratio": 0.1,          # cosine decays to lr * min_lr_ratio
+        "lr_decay_start": 0.0,        # cosine: the rate stays at lr until this fraction of steps
         "weight_decay": 0.01,         # on matrices only, as in nanoGPT
         "grad_clip": 1.0,             # max gradient norm; 0 disables clipping
         "warmup_steps": 100,

@@ -38,13 +38,20 @@ from pntm.runs import TRAIN_STATE, WEIGHTS, RunDir, load_model_state
 
 
 def learning_rate(step: int, train_cfg: dict) -> float:
-    """Linear warm-up over ``warmup_steps``, then constant or cosine down to ``min_lr_ratio``."""
+    """Linear warm-up over ``warmup_steps``, then constant or cosine down to ``min_lr_ratio``.
+
+    With ``lr_decay_start = f > 0`` the cosine holds ``lr`` until ``f`` of the steps and decays
+    over the rest, so a model whose heads anneal (P-NTM's values and relax phase) can keep a
+    high rate while it searches and a falling one once its parts are hard."""
     lr, warmup, total = train_cfg["lr"], train_cfg["warmup_steps"], train_cfg["steps"]
     if step <= warmup:
         return lr * step / warmup
     if train_cfg["lr_schedule"] == "constant":
         return lr
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    start = max(warmup, train_cfg.get("lr_decay_start", 0.0) * total)
+    if step <= start:
+        return lr
+    progress = min(1.0, (step - start) / max(1, total - start))
     floor = train_cfg["min_lr_ratio"]
     return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
