@@ -232,3 +232,27 @@ def test_valued_state_heads_take_the_scaled_path_with_the_dense_gradients(rank):
                                             if p.grad is not None])
     for x, y in zip(*results):
         torch.testing.assert_close(x, y)
+
+
+def test_hard_every_trains_the_exact_automaton_on_its_steps():
+    # state_hard_every: λ = 0 on the steps k divides, the schedule's λ on the others; on a
+    # λ = 0 step the valued head's states are the one-hot states of its hard maps
+    from pntm.models.state_heads import StateHeads
+    torch.manual_seed(0)
+    heads = StateHeads(d_ff=12, heads=2, states=8, width=4, stay_bias=2.0, values=True,
+                       anneal=(0.3, 0.6), hard_every=3)
+    h = torch.randn(2, 40, 12)
+    weights = []
+    for step in range(1, 7):
+        heads.set_training_progress(0.1, step)
+        weights.append(heads.weight())
+    assert weights == [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    heads.set_training_progress(0.45, 4)
+    assert heads.weight() == pytest.approx(0.5)
+    heads.set_training_progress(0.45, 6)
+    assert heads.weight() == 0.0
+    states = heads(h, hard=True)
+    maps = heads.logits(h).argmax(-1)
+    torch.testing.assert_close(states, torch.nn.functional.one_hot(hard_states(maps), 8).float())
+    heads.set_training_progress(0.45)  # no step given (a caller without steps): the schedule
+    assert heads.weight() == pytest.approx(0.5)

@@ -313,7 +313,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        self.model.set_training_progress(self.step / self.tcfg["steps"])
+        self.model.set_training_progress(self.step / self.tcfg["steps"], self.step)
         logits = self.model(batch.inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
                                ignore_index=tasks.IGNORE_INDEX)

@@ -91,9 +91,10 @@ class SequenceModel(nn.Module):
         cls.check_config(resolved)
         return resolved
 
-    def set_training_progress(self, fraction: float) -> None:
-        """Called before every training step with ``step / steps`` in (0, 1]; a model with a
-        training-time schedule (P-NTM relaxes its hard heads early in training) overrides it."""
+    def set_training_progress(self, fraction: float, step: int | None = None) -> None:
+        """Called before every training step with ``step / steps`` in (0, 1] and the step; a
+        model with a training-time schedule (P-NTM relaxes its hard heads early in training)
+        overrides it."""
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Parallel mode: LongTensor[B, T] -> logits FloatTensor[B, T, V]."""

@@ -256,10 +256,10 @@ class PNTM(SequenceModel):
         self.final_norm = nn.LayerNorm(d)
         self.to_logits = nn.Linear(d, vocab_size)
 
-    def set_training_progress(self, fraction: float) -> None:
+    def set_training_progress(self, fraction: float, step: int | None = None) -> None:
         """Every layer's relax schedule (``PNTMLayer.set_training_progress``)."""
         for layer in self.layers:
-            layer.set_training_progress(fraction)
+            layer.set_training_progress(fraction, step)
 
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens: no head can wrap onto cells it has visited."""

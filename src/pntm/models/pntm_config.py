@@ -78,6 +78,8 @@ class PNTMConfig:
     #                              against a learned key per state (state_heads.py)
     state_values: bool = False   # state heads carry values (decay, input), not a one-hot state
     state_anneal: tuple[float, float] | None = None  # valued states' weight 1 -> 0 over [a, b]
+    state_hard_every: int = 0    # k > 0: while values are on, every k-th step trains without
+    #                              them (the exact automaton); 0: never (state_heads.py)
     state_moves: bool = False    # the state heads' reads steer the heads' shifts and jumps
     write_bias: float = 2.0      # initial logit of the write head's +1 shift
     tape_writer: bool = False    # write head fixed to one cell forward per token

@@ -126,7 +126,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         reads = self.read_heads + content_heads
         self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
                                    config.stay_bias, config.state_values, config.state_anneal,
-                                   config.state_rank)
+                                   config.state_rank, config.state_hard_every)
                         if state_heads else None)
         self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)
@@ -151,7 +151,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 self.to_strength.bias.fill_(math.log(math.expm1(config.content_strength)))
 
     # ---- schedule and memory size ----------------------------------------------------------
-    def set_training_progress(self, fraction: float) -> None:
+    def set_training_progress(self, fraction: float, step: int | None = None) -> None:
         """Relax-then-harden schedule of the heads (``relax`` = [a, b], fractions of training).
 
         Before ``a`` the heads are soft (temperature 1); from ``a`` to ``b`` the temperature falls
@@ -162,7 +162,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         threshold at 1/2 do not depend on it), but their straight-through gradient stays the
         one of the sharp solution just annealed instead of jumping back to temperature 1.
         Call it before each training step with ``step / steps``; evaluation (``eval()``) is
-        hard whatever the phase."""
+        hard whatever the phase. ``step`` reaches the state heads (``state_hard_every``)."""
         cfg = self.config
         start, end = cfg.relax
         relaxed = fraction < end
@@ -171,7 +171,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.relaxed = relaxed
         self.temperature = cfg.min_temperature ** ramp if relaxed else held
         if self.machine is not None:
-            self.machine.set_training_progress(fraction)
+            self.machine.set_training_progress(fraction, step)
 
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens (``pntm.models.memory_size.memory_cells``)."""

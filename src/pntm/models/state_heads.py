@@ -32,6 +32,14 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
   low-rank state maps ..."): with ``r = 16`` at ``S = 32`` modular_arithmetic_simple, seed 0,
   reaches 20.0% validation against the full maps' 82.3%, and the step is not much shorter,
   since the hard scan still handles ``S × S`` logits per token; so the default stays full.
+* **Steps without values** (``hard_every``, config ``state_hard_every``, 0 by default: off).
+  While the values are on, the readout learns from ``x_t`` and the hard automaton itself (what
+  evaluation runs) gets no training: on modular_arithmetic_simple the greedy check of the
+  training lengths stays at 26-37% through the values phase and jumps only when they are gone
+  (RESULTS.md). With ``hard_every = k`` every ``k``-th step trains with ``λ = 0`` (the exact
+  automaton, straight-through), so the maps get both gradients from the start: the values'
+  over every row and the exact one at the visited rows. The step index decides (no random
+  draw), so a resumed run takes the same steps.
 * **Reads are embeddings of the state** (``E``), not memory cells: the state head is a register
   of ``log2 S`` bits that the controller can branch on at the next layer.
 * **Valued states** (``values``, config ``state_values``, off by default). The one-hot state's
@@ -80,10 +88,10 @@ class StateHeads(nn.Module):
 
     def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float,
                  values: bool = False, anneal: tuple[float, float] | None = None,
-                 rank: int = 0):
+                 rank: int = 0, hard_every: int = 0):
         super().__init__()
         self.heads, self.states, self.width, self.rank = heads, states, width, rank
-        self.anneal = anneal
+        self.anneal, self.hard_every = anneal, hard_every
         self.value_weight = 1.0  # λ in training (set_training_progress); evaluation: see weight()
         # full maps: S x S logits per token; low-rank maps: a query of `rank` numbers per state
         self.to_maps = nn.Linear(d_ff, heads * states * (rank or states))
@@ -122,11 +130,14 @@ class StateHeads(nn.Module):
         p[..., 0] = 1.0
         return p
 
-    def set_training_progress(self, fraction: float) -> None:
-        """``λ`` at this point of training: 1 before ``anneal[0]``, 0 from ``anneal[1]`` on."""
+    def set_training_progress(self, fraction: float, step: int | None = None) -> None:
+        """``λ`` at this point of training: 1 before ``anneal[0]``, 0 from ``anneal[1]`` on;
+        with ``hard_every = k`` also 0 at every step that ``k`` divides."""
         if self.anneal is not None:
             start, end = self.anneal
             self.value_weight = 1.0 - min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
+        if self.hard_every and step is not None and step % self.hard_every == 0:
+            self.value_weight = 0.0
 
     def weight(self) -> float:
         """``λ`` now: the schedule's in training; at evaluation 0 with ``anneal``, else 1."""
