@@ -531,3 +531,16 @@ def test_low_rank_state_maps_are_queries_against_state_keys():
             machine.to_maps.bias.copy_((1000 * key).repeat(2 * 6))
             machine.state_keys[1] = machine.state_keys[0]
         assert (machine.matrices(h).argmax(-1) == target).all()
+
+
+@pytest.mark.parametrize("values", [False, True])
+def test_state_resets_parallel_and_recurrent_agree(values):
+    # random reset weights (they start at zero), so resets happen in the run
+    model = make_model(state_heads=2, states=5, state_resets=True, state_values=values)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.machine.to_reset.weight.normal_(0, 2.0)
+    tokens = random_tokens(3, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)

@@ -256,3 +256,26 @@ def test_hard_every_trains_the_exact_automaton_on_its_steps():
     torch.testing.assert_close(states, torch.nn.functional.one_hot(hard_states(maps), 8).float())
     heads.set_training_progress(0.45)  # no step given (a caller without steps): the schedule
     assert heads.weight() == pytest.approx(0.5)
+
+
+def test_a_reset_sends_every_state_to_one_and_starts_as_no_reset():
+    # state_resets: a score per target shared by all rows; zero at the start, and a large one
+    # is a constant map, whatever the state before
+    from pntm.models.state_heads import StateHeads
+    torch.manual_seed(0)
+    heads = StateHeads(d_ff=6, heads=1, states=5, width=3, stay_bias=2.0, resets=True)
+    h = torch.randn(2, 9, 6)
+    base = heads.to_maps(h).unflatten(-1, (1, 5, 5))
+    torch.testing.assert_close(heads.logits(h), base)  # starts as a head without resets
+    with torch.no_grad():
+        heads.to_reset.weight[3, 0] = 100.0  # input feature 0 scores target state 3
+    h[:, :, 0] = 0.0
+    h[:, 4, 0] = 1.0                         # token 4 resets
+    maps = heads.logits(h).argmax(-1)
+    assert (maps[:, 4] == 3).all()           # every row goes to 3
+    states = hard_states(maps)
+    assert (states[:, 4] == 3).all()
+    # after the reset the run does not depend on what came before it
+    h2 = h.clone()
+    h2[:, :4, 1:] = torch.randn(2, 4, 5)
+    torch.testing.assert_close(hard_states(heads.logits(h2).argmax(-1))[:, 4:], states[:, 4:])

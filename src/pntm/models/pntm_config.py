@@ -80,6 +80,7 @@ class PNTMConfig:
     state_anneal: tuple[float, float] | None = None  # valued states' weight 1 -> 0 over [a, b]
     state_hard_every: int = 0    # k > 0: while values are on, every k-th step trains without
     #                              them (the exact automaton); 0: never (state_heads.py)
+    state_resets: bool = False   # every token may also send all states to one (a reset)
     state_moves: bool = False    # the state heads' reads steer the heads' shifts and jumps
     write_bias: float = 2.0      # initial logit of the write head's +1 shift
     tape_writer: bool = False    # write head fixed to one cell forward per token

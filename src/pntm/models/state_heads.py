@@ -40,6 +40,13 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
   automaton, straight-through), so the maps get both gradients from the start: the values'
   over every row and the exact one at the visited rows. The step index decides (no random
   draw), so a resumed run takes the same steps.
+* **Resets** (``resets``, config ``state_resets``, off by default). A constant map (every
+  state to ``j``: a register overwritten, the term of a sum restarted at ``+``) is a map like
+  any other, but its ``S`` rows are learned one visited row at a time. With resets each token
+  also scores the target states once for all rows, ``logits_t[i, j] += (W_u h_t)[j]`` (``W_u``
+  starting at zero, so the head starts as without it): a large score sends every state to
+  ``j`` in one move, the state heads' counterpart of a location head's jump, and its gradient
+  comes from whichever row is visited. The maps stay maps, so the scan is unchanged.
 * **Reads are embeddings of the state** (``E``), not memory cells: the state head is a register
   of ``log2 S`` bits that the controller can branch on at the next layer.
 * **Valued states** (``values``, config ``state_values``, off by default). The one-hot state's
@@ -88,7 +95,7 @@ class StateHeads(nn.Module):
 
     def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float,
                  values: bool = False, anneal: tuple[float, float] | None = None,
-                 rank: int = 0, hard_every: int = 0):
+                 rank: int = 0, hard_every: int = 0, resets: bool = False):
         super().__init__()
         self.heads, self.states, self.width, self.rank = heads, states, width, rank
         self.anneal, self.hard_every = anneal, hard_every
@@ -98,6 +105,11 @@ class StateHeads(nn.Module):
         # valued states: a decay per state (starting near 1) and an input per state
         self.to_values = nn.Linear(d_ff, 2 * heads * states) if values else None
         self.embedding = nn.Parameter(torch.randn(heads, states, width) / math.sqrt(width))
+        # resets: a score per target state shared by every row (zero at the start: no effect)
+        self.to_reset = nn.Linear(d_ff, heads * states) if resets else None
+        if resets:
+            nn.init.zeros_(self.to_reset.weight)
+            nn.init.zeros_(self.to_reset.bias)
         with torch.no_grad():
             if not rank:
                 self.to_maps.bias.view(heads, states, states).zero_()
@@ -115,10 +127,14 @@ class StateHeads(nn.Module):
         """Map logits (B, T, heads, S, S) for controller outputs (B, T, d_ff): row ``i`` scores
         the states that state ``i`` may go to."""
         if not self.rank:
-            return self.to_maps(h).unflatten(-1, (self.heads, self.states, self.states))
-        queries = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.rank))
-        keys = F.normalize(self.state_keys, dim=-1)
-        return torch.einsum("bthir,hjr->bthij", queries, keys) + self.map_bias
+            logits = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.states))
+        else:
+            queries = self.to_maps(h).unflatten(-1, (self.heads, self.states, self.rank))
+            keys = F.normalize(self.state_keys, dim=-1)
+            logits = torch.einsum("bthir,hjr->bthij", queries, keys) + self.map_bias
+        if self.to_reset is not None:  # the same score of target j in every row i
+            logits = logits + self.to_reset(h).unflatten(-1, (self.heads, 1, self.states))
+        return logits
 
     def matrices(self, h: Tensor, temperature: float = 1.0) -> Tensor:
         """Transition matrices ``A_t`` (B, T, heads, S, S) for controller outputs (B, T, d_ff)."""
