@@ -279,3 +279,32 @@ def test_a_reset_sends_every_state_to_one_and_starts_as_no_reset():
     h2 = h.clone()
     h2[:, :4, 1:] = torch.randn(2, 4, 5)
     torch.testing.assert_close(hard_states(heads.logits(h2).argmax(-1))[:, 4:], states[:, 4:])
+
+
+def test_hard_forward_runs_the_exact_automaton_with_the_values_gradient():
+    # state_hard_forward: while λ > 0 the states are the one-hot automaton's, and every
+    # parameter's gradient is the one the valued states would give
+    from pntm.models.state_heads import StateHeads
+    torch.manual_seed(0)
+    kwargs = dict(d_ff=10, heads=2, states=6, width=4, stay_bias=1.0, values=True,
+                  anneal=(0.3, 0.6))
+    plain, surrogate = StateHeads(**kwargs), StateHeads(**kwargs, hard_forward=True)
+    surrogate.load_state_dict(plain.state_dict())
+    h = torch.randn(3, 30, 10)
+    target = torch.randn(3, 30, 2, 4)
+    grads = []
+    for heads in (plain, surrogate):
+        heads.set_training_progress(0.45)  # λ = 1/2: decays and inputs both live
+        heads.zero_grad()
+        states = heads(h, hard=True)
+        (heads.read(states) * target).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in heads.named_parameters() if p.grad is not None})
+    exact = F.one_hot(hard_states(surrogate.logits(h).argmax(-1)), 6).float()
+    assert torch.equal(surrogate(h, hard=True).detach(), exact)
+    assert not torch.equal(plain(h, hard=True).detach(), exact)  # the values are really on
+    assert grads[0].keys() == grads[1].keys() and "to_values.weight" in grads[1]
+    for name in grads[0]:
+        if name != "embedding":  # the readout's gradient sees the states it reads
+            torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+    surrogate.set_training_progress(0.8)  # λ = 0: the plain path
+    torch.testing.assert_close(surrogate(h, hard=True), exact)

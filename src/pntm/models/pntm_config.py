@@ -81,6 +81,8 @@ class PNTMConfig:
     state_hard_every: int = 0    # k > 0: while values are on, every k-th step trains without
     #                              them (the exact automaton); 0: never (state_heads.py)
     state_resets: bool = False   # every token may also send all states to one (a reset)
+    state_hard_forward: bool = False  # valued heads run the exact automaton forward; the values
+    #                                   give only the gradient (state_heads.py)
     state_moves: bool = False    # the state heads' reads steer the heads' shifts and jumps
     write_bias: float = 2.0      # initial logit of the write head's +1 shift
     tape_writer: bool = False    # write head fixed to one cell forward per token

@@ -127,7 +127,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
                                    config.stay_bias, config.state_values, config.state_anneal,
                                    config.state_rank, config.state_hard_every,
-                                   config.state_resets)
+                                   config.state_resets, config.state_hard_forward)
                         if state_heads else None)
         self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)

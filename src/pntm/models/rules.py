@@ -137,6 +137,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE,
              "state_rank": integer(0), "state_values": boolean, "state_moves": boolean,
              "state_hard_every": integer(0), "state_resets": boolean,
+             "state_hard_forward": boolean,
              "state_anneal": lambda v: None if v is None else fraction_pair(v),
              "memory_chunk": POSITIVE},
 }

@@ -51,6 +51,15 @@ Decisions (our own; the paper's abstract is silent on non-abelian state):
   comes from whichever row is visited. The maps stay maps, so the scan is unchanged.
   Measured (RESULTS.md): on modular_arithmetic_simple, seed 0, 38.1% validation against 82.3%
   without resets: off by default.
+* **The exact automaton forward, the values backward** (``hard_forward``, config
+  ``state_hard_forward``, off by default). While the values are on, the model is trained as a
+  linear RNN that evaluation never runs: the readout can lean on the inputs ``c_t`` (a
+  modular_arithmetic_simple model answers about 90% of its training prompts with them while its
+  exact automaton answers 30%). With ``hard_forward`` the forward pass is always the one-hot
+  automaton of the maps (what evaluation runs) and the valued states serve only as the
+  straight-through surrogate of its gradient, ``p_t + (x_t - sg(x_t))``: the maps still get the
+  values' gradient over every row, and the readout never sees anything but the exact states.
+  At ``λ = 0`` both are the same. The recurrent mode (decoding, in evaluation) runs ``λ = 0``.
 * **Reads are embeddings of the state** (``E``), not memory cells: the state head is a register
   of ``log2 S`` bits that the controller can branch on at the next layer.
 * **Valued states** (``values``, config ``state_values``, off by default). The one-hot state's
@@ -91,7 +100,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pntm.ops.state_maps import affine_states, hard_state_path, logit_map_states, soft_states
+from pntm.ops.state_maps import (affine_states, hard_state_path, hard_states, logit_map_states,
+                                 soft_states)
 
 
 class StateHeads(nn.Module):
@@ -99,10 +109,11 @@ class StateHeads(nn.Module):
 
     def __init__(self, d_ff: int, heads: int, states: int, width: int, stay_bias: float,
                  values: bool = False, anneal: tuple[float, float] | None = None,
-                 rank: int = 0, hard_every: int = 0, resets: bool = False):
+                 rank: int = 0, hard_every: int = 0, resets: bool = False,
+                 hard_forward: bool = False):
         super().__init__()
         self.heads, self.states, self.width, self.rank = heads, states, width, rank
-        self.anneal, self.hard_every = anneal, hard_every
+        self.anneal, self.hard_every, self.hard_forward = anneal, hard_every, hard_forward
         self.value_weight = 1.0  # λ in training (set_training_progress); evaluation: see weight()
         # full maps: S x S logits per token; low-rank maps: a query of `rank` numbers per state
         self.to_maps = nn.Linear(d_ff, heads * states * (rank or states))
@@ -193,7 +204,12 @@ class StateHeads(nn.Module):
                 scales, inputs = self.values(h)
                 if temperature != 1.0:
                     logits = logits / temperature
-                return logit_map_states(logits, scales, inputs)
+                valued = logit_map_states(logits, scales, inputs)
+                if self.hard_forward and self.weight() > 0:
+                    # the exact automaton forward, the values' gradient backward
+                    exact = F.one_hot(hard_states(logits.argmax(-1)), self.states).to(valued)
+                    return exact + (valued - valued.detach())
+                return valued
             return affine_states(*self.affine(h, hard, temperature))
         matrices = self.matrices(h, temperature)
         return hard_state_path(matrices) if hard else soft_states(matrices)
