@@ -256,6 +256,15 @@ def test_hard_every_trains_the_exact_automaton_on_its_steps():
     torch.testing.assert_close(states, torch.nn.functional.one_hot(hard_states(maps), 8).float())
     heads.set_training_progress(0.45)  # no step given (a caller without steps): the schedule
     assert heads.weight() == pytest.approx(0.5)
+    # without an anneal the values are on at every other step (λ = 1), not only until the first
+    # step without them
+    unannealed = StateHeads(d_ff=12, heads=2, states=8, width=4, stay_bias=2.0, values=True,
+                            hard_every=2)
+    seen = []
+    for step in range(1, 6):
+        unannealed.set_training_progress(step / 5, step)
+        seen.append(unannealed.weight())
+    assert seen == [1.0, 0.0, 1.0, 0.0, 1.0]
 
 
 def test_a_reset_sends_every_state_to_one_and_starts_as_no_reset():

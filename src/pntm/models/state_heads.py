@@ -167,11 +167,13 @@ class StateHeads(nn.Module):
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
         """``λ`` at this point of training: 1 before ``anneal[0]``, 0 from ``anneal[1]`` on;
         with ``hard_every = k`` also 0 at every step that ``k`` divides."""
+        weight = 1.0
         if self.anneal is not None:
             start, end = self.anneal
-            self.value_weight = 1.0 - min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
+            weight = 1.0 - min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
         if self.hard_every and step is not None and step % self.hard_every == 0:
-            self.value_weight = 0.0
+            weight = 0.0
+        self.value_weight = weight
 
     def weight(self) -> float:
         """``λ`` now: the schedule's in training; at evaluation 0 with ``anneal``, else 1."""
