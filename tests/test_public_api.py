@@ -39,7 +39,8 @@ def test_signatures():
     assert params(pntm.PNTMLayer.forward) == ["self", "u"]
     assert params(pntm.PNTMLayer.init_state) == ["self", "batch_size", "max_length", "device"]
     assert params(pntm.PNTMLayer.step) == ["self", "u", "state"]
-    assert params(pntm.PNTMLayer.set_training_progress) == ["self", "fraction"]
+    # `step` is optional (state_hard_every): one-argument calls, as below, keep working
+    assert params(pntm.PNTMLayer.set_training_progress) == ["self", "fraction", "step"]
     assert params(pntm.build_model) == ["name", "vocab_size", "sep_id", "config"]
 
 
