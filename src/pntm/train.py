@@ -48,7 +48,7 @@ def learning_rate(step: int, train_cfg: dict) -> float:
         return lr * step / warmup
     if train_cfg["lr_schedule"] == "constant":
         return lr
-    start = max(warmup, train_cfg.get("lr_decay_start", 0.0) * total)
+    start = max(warmup, train_cfg["lr_decay_start"] * total)
     if step <= start:
         return lr
     progress = min(1.0, (step - start) / max(1, total - start))
