@@ -21,26 +21,18 @@ import torch
 
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
+from mas_automaton import walk  # beside this script
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 model.eval()
 task = get_task("modular_arithmetic_simple")
 rng = np.random.default_rng(5)
-OPS, B, n = "+-*", 400, 16
+B, n = 400, 16
 
 rows, truth = [], []  # truth[b][k] = (value, term, factors in the term) after digit k
 for b in range(B):
     digits, ops = rng.integers(0, 5, n), rng.integers(0, 3, n - 1)
-    value = term = int(digits[0]); factors = 1
-    tokens, states = [str(digits[0])], [(value % 5, term % 5, 1)]
-    for k in range(n - 1):
-        d = int(digits[k + 1])
-        if ops[k] == 0: value, term, factors = value + d, d, 1
-        elif ops[k] == 1: value, term, factors = value - d, -d, 1
-        else: value, term, factors = value - term + term * d, term * d, factors + 1
-        tokens += [OPS[ops[k]], str(d)]
-        states.append((value % 5, term % 5, factors))
-    assert task.solve(tokens) == (str(states[-1][0]),)  # the task's own definition agrees
+    tokens, states = walk(digits, ops, task)
     rows.append([vocab.bos_id, *vocab.encode(tokens), vocab.sep_id])
     truth.append(states)
 

@@ -12,30 +12,21 @@ import numpy as np
 from pntm.decoding import greedy_decode
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
+from mas_automaton import OPS, walk  # beside this script
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 task = get_task("modular_arithmetic_simple")
 rng = np.random.default_rng(11)
-OPS = "+-*"; B, n = 600, 16
+B, n = 600, 16
 digits = rng.integers(0, 5, (B, n)); ops = rng.integers(0, 3, (B, n - 1))
 
 # the automaton the transitions are named by: state after digit k = (total, signed term)
 states = np.zeros((B, n, 2), dtype=int)
 prompts = []  # prompts[b * n + k]: digits 0..k of expression b with their operators
 for b in range(B):
-    total = term = int(digits[b, 0])
-    states[b, 0] = (total % 5, term % 5)
-    tokens = [str(digits[b, 0])]
-    prompts.append(tuple(tokens))
-    for k in range(n - 1):
-        o, d = ops[b, k], int(digits[b, k + 1])
-        if o == 0: total, term = total + d, d
-        elif o == 1: total, term = total - d, -d
-        else: total, term = total - term + term * d, term * d
-        states[b, k + 1] = (total % 5, term % 5)
-        tokens += [OPS[o], str(d)]
-        prompts.append(tuple(tokens))
-    assert task.solve(tokens) == (str(states[b, -1, 0]),)  # the task's own definition agrees
+    tokens, walked = walk(digits[b], ops[b], task)
+    states[b] = [s[:2] for s in walked]
+    prompts += [tuple(tokens[:2 * k + 1]) for k in range(n)]
 
 answers = greedy_decode(model, vocab, prompts, 1)
 pred = np.array([vocab.decode(a)[0] for a in answers]).reshape(B, n)
