@@ -125,9 +125,11 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.to_key = nn.Linear(d_ff, memory_width) if self.match_keys else None
         reads = self.read_heads + content_heads
         self.machine = (StateHeads(d_ff, state_heads, config.states, memory_width,
-                                   config.stay_bias, config.state_values, config.state_anneal,
-                                   config.state_rank, config.state_hard_every,
-                                   config.state_resets, config.state_hard_forward)
+                                   config.stay_bias, values=config.state_values,
+                                   anneal=config.state_anneal, rank=config.state_rank,
+                                   hard_every=config.state_hard_every,
+                                   resets=config.state_resets,
+                                   hard_forward=config.state_hard_forward)
                         if state_heads else None)
         self.out = nn.Linear(d_ff + reads * (memory_width + self.address_width)
                              + state_heads * memory_width, d_model)
