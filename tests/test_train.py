@@ -183,6 +183,30 @@ def test_learning_rate_schedules_by_hand():
     assert train_lib.learning_rate(110, late) == pytest.approx(0.1)
 
 
+def test_adam_beta2_reaches_the_optimizer_and_bounds_a_step_after_a_quiet_stretch():
+    cfg = config_lib.build_config("parity", "lstm", sets=["train.adam_beta2=0.95"])
+    model = torch.nn.Linear(3, 1)
+    for beta2 in (0.999, 0.95):
+        # Adam's bias corrections after 2,001 steps: 1 - β^2001 (≈ 0.86 for 0.999, 1 for 0.95)
+        most = 0.1 / ((1 - beta2) / (1 - beta2 ** 2001)) ** 0.5
+        optimizer = train_lib.make_optimizer(model, {**cfg["train"], "adam_beta2": beta2,
+                                                     "weight_decay": 0.0, "lr": 1.0})
+        assert all(g["betas"] == (0.9, beta2) for g in optimizer.param_groups)
+        # 2,000 steps of zero gradient, then one of size 1: the step is (1 - β1)/sqrt(1 - β2),
+        # 3.2 (2.9 with the correction) times the rate at 0.999, 0.45 at 0.95
+        before = model.weight.detach().clone()
+        for step in range(2001):
+            for p in model.parameters():
+                p.grad = torch.ones_like(p) if step == 2000 else torch.zeros_like(p)
+            if step == 2000:
+                before = model.weight.detach().clone()
+            optimizer.step()
+        moved = (before - model.weight.detach()).abs()
+        assert torch.allclose(moved, torch.full_like(moved, most), rtol=2e-3)
+    assert cfg["train"]["adam_beta2"] == 0.95
+    assert config_lib.build_config("parity", "lstm", sets=[])["train"]["adam_beta2"] == 0.999
+
+
 def test_lr_decay_start_out_of_range_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--task", "parity", "--model", "lstm", "--out", str(out),

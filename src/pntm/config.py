@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "min_lr_ratio": 0.1,          # cosine decays to lr * min_lr_ratio
         "lr_decay_start": 0.0,        # cosine: the rate stays at lr until this fraction of steps
         "weight_decay": 0.01,         # on matrices only, as in nanoGPT
+        "adam_beta2": 0.999,          # AdamW's second-moment decay (PyTorch's default)
         "grad_clip": 1.0,             # max gradient norm; 0 disables clipping
         "warmup_steps": 100,
         "train_lengths": list(tasks.DEFAULT_TRAIN_LENGTHS),  # [min, max], both included
