@@ -194,7 +194,6 @@ def test_adam_beta2_reaches_the_optimizer_and_bounds_a_step_after_a_quiet_stretc
         assert all(g["betas"] == (0.9, beta2) for g in optimizer.param_groups)
         # 2,000 steps of zero gradient, then one of size 1: the step is (1 - β1)/sqrt(1 - β2),
         # 3.2 (2.9 with the correction) times the rate at 0.999, 0.45 at 0.95
-        before = model.weight.detach().clone()
         for step in range(2001):
             for p in model.parameters():
                 p.grad = torch.ones_like(p) if step == 2000 else torch.zeros_like(p)
