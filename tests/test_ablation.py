@@ -74,7 +74,7 @@ def test_the_block_replaces_its_markers_and_keeps_the_prose(tmp_path):
     write_ablation(variants, base, out, command="cmd")  # appended: another folder's markers
     write_ablation(variants, base, out, command="cmd")  # replaced, not appended twice
     text = out.read_text()
-    assert text.count(f"<!-- ablation {variants} -->") == 1 and "old" in text
+    assert text.count(f"<!-- ablation {variants} vs {base} -->") == 1 and "old" in text
     assert "| no-state-heads | `state_heads 2 → 0` | 1/2, val 100.0%, 100.0% (16) | — | 150 |" in text
     assert "| one-layer | `layers 2 → 1` | — | 0/1, val 75.0%, 25.0% (0) | 100 |" in text
     assert "| base | — | 1/2, val 100.0%, 100.0% (16) | 1/1, val 100.0%, 100.0% (16) | 133 |" in text
@@ -104,17 +104,34 @@ def test_config_changes_list_every_differing_key():
                                              "periods [] → [2, 3]"]
 
 
-def test_bad_folders_are_one_line_errors(tmp_path, capsys):
+def test_bad_folders_are_one_line_errors(tmp_path, capsys, monkeypatch):
     variants, base = folders(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a failure to fail must not write the checkout's RESULTS.md
     assert_user_error(capsys, ["ablation", str(tmp_path / "nope"), "--base", str(base)],
                       "no such variants folder")
     (tmp_path / "empty").mkdir()
     assert_user_error(capsys, ["ablation", str(tmp_path / "empty"), "--base", str(base)],
                       "no variant folder with finished runs")
-    make_run(variants / "no-state-heads", "copy", 5, 1.0, 1.0, state_heads=0)
-    assert_user_error(capsys, ["ablation", str(variants), "--base", str(base)],
-                      "no base run", "copy-pntm-s5")
+    make_run(tmp_path / "other", "parity", 9, 1.0, 1.0)
+    assert_user_error(capsys, ["ablation", str(variants), "--base", str(tmp_path / "other")],
+                      "no variant run", "to be compared with")
     assert not (variants / "ablation.json").exists()  # nothing written
+
+
+def test_runs_without_a_base_twin_are_left_out_and_listed(tmp_path):
+    variants, base = folders(tmp_path)
+    make_run(variants / "no-state-heads", "copy", 5, 1.0, 1.0, state_heads=0)  # base: copy s0
+    make_run(variants / "other-base", "parity", 7, 1.0, 1.0, layers=3)  # nothing comparable
+    ablation = build_ablation(str(variants), str(base), "c")
+    rows = {row["name"]: row for row in ablation["rows"]}
+    assert "other-base" not in rows
+    assert "copy" not in rows["no-state-heads"]["tasks"]  # seed 5 has no base run
+    assert rows["no-state-heads"]["tasks"]["parity"]["seeds"] == [0, 1]
+    assert ablation["without_base_run"] == ["no-state-heads/copy-pntm-s5",
+                                            "other-base/parity-pntm-s7"]
+    out = tmp_path / "R.md"
+    block = write_ablation(variants, base, out, command="cmd")["block"]
+    assert ("(left out): no-state-heads/copy-pntm-s5, other-base/parity-pntm-s7." in block)
 
 
 def test_cli_prints_the_table(tmp_path, capsys):

@@ -4,14 +4,20 @@ What is each general bias of a config worth? ``VARIANTS_DIR`` holds one folder p
 a ``pntm sweep`` output made with one ``--set`` change (e.g. ``results/ablation/no-state-heads``
 from ``--set model_config.state_heads=0``); ``BASE_DIR`` is the sweep of the unchanged config.
 The report writes one markdown table, variants × tasks, between the markers
-``<!-- ablation VARIANTS_DIR -->`` and ``<!-- /ablation VARIANTS_DIR -->`` of ``--out``, and its
+``<!-- ablation VARIANTS_DIR vs BASE_DIR -->`` and ``<!-- /ablation VARIANTS_DIR vs
+BASE_DIR -->`` of ``--out``, and its
 data to ``--json`` (default ``VARIANTS_DIR/ablation.json``).
 
 Decisions:
 
 - **Equal seeds.** For each task, the base row counts only the base runs whose seeds the
   variants ran for that task (the union over variants), so a variant is never compared with a
-  base that had more chances.
+  base that had more chances. A variant's run with no base run at its task and seed is left out
+  of the table and listed below it (so one folder of variants can be compared with more than
+  one base, e.g. before and after a change of the shipped config); a variant with no such run
+  left is listed there too.
+- **One block per variants folder and base**, between ``<!-- ablation VARIANTS_DIR vs
+  BASE_DIR -->`` and its closing marker.
 - **What changed is read, not typed.** A variant's label is the variant folder's name; its
   *change* column is computed from the ``config.yaml`` files: every ``model_config`` or ``train``
   key whose value differs from the base run of the same task and seed (``key base → variant``).
@@ -93,34 +99,40 @@ def build_ablation(variants_dir: str, base_dir: str, command: str) -> dict:
         raise PntmError(f"no variant folder with finished runs (*/eval.json) in {variants_dir}")
     base_runs = _records(bdir)
     base_by = {(r["task"], r["model"], r["seed"]): r for r in base_runs}
-    models = {r["model"] for r in base_runs}
-    variants, wanted = [], set()
+    variants, wanted, unmatched = [], set(), []
     for folder in folders:
-        runs = [r for r in _records(folder) if r["model"] in models]
-        changes: list[str] = []
-        missing_base = []
-        for r in runs:
+        runs, changes = [], []
+        for r in _records(folder):
             twin = base_by.get((r["task"], r["model"], r["seed"]))
             if twin is None:
-                missing_base.append(r["run"])
+                unmatched.append(f"{folder.name}/{r['run']}")
                 continue
+            runs.append(r)
             wanted.add((r["task"], r["model"], r["seed"]))
             for c in config_changes(_config(bdir, twin["run"]), _config(folder, r["run"])):
                 if c not in changes:
                     changes.append(c)
-        if missing_base:
-            raise PntmError(f"{folder.name}: no base run in {base_dir} for "
-                            f"{', '.join(missing_base)}")
+        if not runs:
+            continue
         variants.append({"name": folder.name, "changes": changes,
                          "tasks": _aggregates(runs), "mean_steps": _mean_steps(runs),
                          "unfinished_runs": report_data.unfinished_runs(folder)})
+    if not variants:
+        raise PntmError(f"no variant run in {variants_dir} has a run of {base_dir} at its task "
+                        "and seed to be compared with")
     base = [r for r in base_runs if (r["task"], r["model"], r["seed"]) in wanted]
     base_row = {"name": BASE_LABEL, "changes": [], "tasks": _aggregates(base),
                 "mean_steps": _mean_steps(base), "unfinished_runs": []}
     tasks = sorted({t for v in variants for t in v["tasks"]}, key=report_data.task_key)
     return {"generated_by": provenance(command), "variants_dir": variants_dir,
             "base_dir": base_dir, "tasks": tasks, "rows": [base_row] + variants,
+            "without_base_run": unmatched,
             "threshold": report_data.THRESHOLD, "selection": "validation"}
+
+
+def block_key(variants_dir: str, base_dir: str) -> str:
+    """What the block's markers name: the variants folder and the base it is compared with."""
+    return f"{variants_dir} vs {base_dir}"
 
 
 def _cell(a: dict | None) -> str:
@@ -153,7 +165,11 @@ def render(ablation: dict) -> str:
                   for run in row["unfinished_runs"]]
     if unfinished:
         lines += ["", "Unfinished (left out): " + ", ".join(unfinished) + "."]
-    start, end = report_tables.markers(ablation["variants_dir"], "ablation")
+    if ablation["without_base_run"]:
+        lines += ["", f"No run of `{ablation['base_dir']}` at the same task and seed (left out): "
+                  + ", ".join(ablation["without_base_run"]) + "."]
+    start, end = report_tables.markers(block_key(ablation["variants_dir"],
+                                                 ablation["base_dir"]), "ablation")
     return "\n".join([start, *lines, end])
 
 
@@ -172,5 +188,7 @@ def write_ablation(variants_dir: str | Path, base_dir: str | Path,
     text = out.read_text() if out.exists() else ""
     block = render(ablation)
     atomic_write_json(json_path, ablation)
-    atomic_write_text(out, report.replace_block(text, block, variants_dir, "ablation"))
+    atomic_write_text(out, report.replace_block(text, block,
+                                                           block_key(variants_dir, base_dir),
+                                                           "ablation"))
     return {"ablation": ablation, "block": block}
