@@ -213,3 +213,58 @@ def test_lr_decay_start_out_of_range_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "train.lr_decay_start" in err
     assert not out.exists()
+
+
+def scripted_checks(monkeypatch, scores):
+    """Early-stop checks that return ``scores`` in turn (every length at that accuracy)."""
+    it = iter(scores)
+
+    def check(model, task, vocab, lengths, *args, **kwargs):
+        score = next(it)
+        return [{"length": n, "samples": 1, "token_accuracy": score, "sequence_accuracy": score}
+                for n in lengths]
+
+    monkeypatch.setattr(train_lib, "evaluate_lengths", check)
+
+
+RESTORE = ["train.lr_schedule=constant", "train.curriculum=0", "train.early_stop.every=10",
+           "train.early_stop.restore_best=true"]
+
+
+def test_restore_best_evaluates_the_best_checks_weights(tmp_path, monkeypatch):
+    """Checks at steps 10..40 score 0.5, 0.9, 0.9, 0.3: the weights evaluated and left in
+    model.safetensors are those of step 30 (the latest of the equal best), which a run of 30
+    steps ends with (a constant rate and no curriculum: the budget changes nothing before)."""
+    scripted_checks(monkeypatch, [0.5, 0.9, 0.9, 0.3])
+    report = train(tiny_config(40, *RESTORE), tmp_path / "a", quiet=True)
+    assert report["restored_from_step"] == 30 and report["steps"] == 40
+    scripted_checks(monkeypatch, [0.0, 0.0, 0.0])
+    train(tiny_config(30, *RESTORE[:2], "train.early_stop.every=10"), tmp_path / "b", quiet=True)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    state = torch.load(tmp_path / "a" / "train_state.pt", weights_only=True)
+    assert state["step"] == 40 and state["best_check"]["step"] == 30  # training goes on from 40
+    assert not torch.equal(state["model"]["to_logits.weight"], weights(tmp_path / "b")["to_logits.weight"])
+
+
+def test_restore_best_survives_a_resume(tmp_path, monkeypatch):
+    """Stopped at step 30, after the best check (step 20), and resumed: the same weights are
+    restored as in an uninterrupted run."""
+    scores = [0.5, 0.9, 0.3, 0.4]
+    cfg = tiny_config(40, *RESTORE)
+    scripted_checks(monkeypatch, scores)
+    start_run(tmp_path / "a", cfg)
+    assert train_run(tmp_path / "a", stop_at=30, quiet=True) is None
+    scripted_checks(monkeypatch, scores[3:])
+    assert train_run(tmp_path / "a", quiet=True)["restored_from_step"] == 20
+    scripted_checks(monkeypatch, scores)
+    train(cfg, tmp_path / "b", quiet=True)
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_restore_best_without_checks_is_one_line(tmp_path, capsys):
+    from helpers import assert_user_error
+    assert_user_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--out",
+                               str(tmp_path / "run"), "--set", "train.early_stop.every=0",
+                               "--set", "train.early_stop.restore_best=true"],
+                      "train.early_stop.restore_best", "every > 0")
+    assert not (tmp_path / "run").exists()

@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
             "samples": 32,
             "patience": 2,            # stop after this many checks in a row at 100%
             "seed": 4321,             # its own examples, distinct from the eval set
+            "restore_best": False,    # evaluate the weights of the best check, not the last
         },
         "eval_at_end": True,
         "tensorboard": False,         # also log metrics to RUN_DIR/tensorboard (optional extra)

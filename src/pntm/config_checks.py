@@ -122,6 +122,8 @@ def _check_values(cfg: dict) -> None:
         _require(es[key] >= 1, f"train.early_stop.{key}", "must be a positive integer")
     _require(es["samples"] <= MAX_SAMPLES, "train.early_stop.samples", f"must be <= {MAX_SAMPLES}")
     _check_seed(es["seed"], "train.early_stop.seed")
+    _require(not es["restore_best"] or es["every"] > 0, "train.early_stop.restore_best",
+             "needs the checks it chooses among: train.early_stop.every > 0")
     if es["lengths"] is not None:
         outside = [n for n in lengths_from(es["lengths"], "train.early_stop.lengths")
                    if not lo_hi[0] <= n <= lo_hi[1]]

@@ -10,6 +10,16 @@ A run on the user's JSONL data (``config["data"]``, see pntm.data) draws each st
 uniformly among the lengths present in its file (within the curriculum's current range) and a
 batch of that length from the file; early stopping checks examples of the file.
 
+With ``train.early_stop.restore_best`` the weights evaluated at the end (and left in
+``model.safetensors``) are those of the early-stop check with the highest mean greedy sequence
+accuracy on the training lengths (the latest of equals), not the last step's. Decision: the
+check is the one early stopping already makes, on examples of the training distribution drawn
+from its own seed, so neither the validation nor the test split takes part; it is off by
+default, and every committed run so far evaluates its last step. Why it exists: runs that find
+most of a task and then lose it in a few steps (RESULTS.md, modular_arithmetic_simple) report
+what was left, not what was found. The best weights travel in the training state, so a resumed
+run restores the same ones.
+
 Entry points: ``start_run(out_dir, config)`` creates a run directory, ``train_run(out_dir)``
 trains it (from scratch or from its last checkpoint), ``train(config, out_dir)`` does both.
 """
@@ -214,6 +224,7 @@ class Trainer:
         self.data_rng = tasks.train_generator(cfg["seed"])
         self.step, self.elapsed, self.streak, self.early_stopped = 0, 0.0, 0, False
         self.saved_step = 0  # the step of the last checkpoint on disk
+        self.best: dict | None = None  # restore_best: score, step and weights of the best check
         self.metrics: list[dict] = []
         self.tty = sys.stderr.isatty()
         self.tensorboard = None  # opened by fit(), once the step to resume from is known
@@ -231,6 +242,7 @@ class Trainer:
             self.step, self.elapsed = state["step"], state["elapsed_seconds"]
             self.saved_step = self.step
             self.streak, self.early_stopped = state["early_stop_streak"], state["early_stopped"]
+            self.best = state.get("best_check")  # absent from states saved before the option
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise RunDirError(f"{self.run.file(TRAIN_STATE)} is corrupt or from another "
                               f"version: {type(err).__name__}: {err}") from None
@@ -253,6 +265,7 @@ class Trainer:
             why = " (early stop)" if self.early_stopped else ""
             self.log(f"{self.run}: training already finished at step {self.step}{why}")
             if self.tcfg["eval_at_end"] and self.run.load_eval() is None:
+                self.restore_best()
                 return self.evaluate()
             return None
         if self.step:
@@ -304,6 +317,7 @@ class Trainer:
             return None
         why = " (early stop: 100% on ID lengths)" if self.early_stopped else ""
         self.log(f"{self.run}: training finished at step {self.step}{why} in {self.elapsed:.1f}s")
+        self.restore_best()
         return self.evaluate() if self.tcfg["eval_at_end"] else None
 
     def train_step(self) -> dict | None:
@@ -369,6 +383,10 @@ class Trainer:
                                    self.device)
         worst = min(r["sequence_accuracy"] for r in rows)
         mean = sum(r["sequence_accuracy"] for r in rows) / len(rows)
+        if es["restore_best"] and (self.best is None or mean >= self.best["score"]):
+            self.best = {"score": mean, "step": self.step,
+                         "model": {k: v.detach().cpu().clone()
+                                   for k, v in self.model.state_dict().items()}}
         self.streak = self.streak + 1 if worst == 1.0 else 0
         self.early_stopped = self.streak >= es["patience"]
         self.log(f"step {self.step}: ID greedy seq acc {mean:.3f} (worst {worst:.3f}), "
@@ -387,15 +405,31 @@ class Trainer:
             "elapsed_seconds": self.elapsed,
             "early_stop_streak": self.streak,
             "early_stopped": self.early_stopped,
+            "best_check": self.best,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "data_rng": self.data_rng.bit_generator.state,
             "rng": rng_state(),
         })
 
+    def restore_best(self) -> None:
+        """With ``restore_best``: put the best check's weights in the model and in
+        ``model.safetensors`` (metadata ``restored_from_step``); the training state keeps the
+        last step's, so a run continued with more steps goes on from there."""
+        if not self.tcfg["early_stop"]["restore_best"] or self.best is None:
+            return
+        self.model.load_state_dict(self.best["model"])
+        self.run.save_weights(self.model, self.step, self.cfg, {
+            "train_seconds": round(self.elapsed, 3), "early_stopped": self.early_stopped,
+            "restored_from_step": self.best["step"]})
+        self.log(f"{self.run}: evaluating the weights of step {self.best['step']}, the best "
+                 f"check (ID greedy seq acc {self.best['score']:.3f})")
+
     def evaluate(self) -> dict:
         extra = {"steps": self.step, "train_seconds": round(self.elapsed, 3),
                  "early_stopped": self.early_stopped}
+        if self.tcfg["early_stop"]["restore_best"] and self.best is not None:
+            extra["restored_from_step"] = self.best["step"]
         # validation first (a built-in task's run), eval.json (test) last: see pntm.splits
         return evaluate_splits(self.run.path, model=self.model, device=self.device,
                                command=self.command, extra=extra, quiet=self.quiet,
