@@ -139,3 +139,13 @@ def test_cli_prints_the_table(tmp_path, capsys):
     assert main(["ablation", str(variants), "--base", str(base),
                  "--out", str(tmp_path / "R.md")]) == 0
     assert "| one-layer |" in capsys.readouterr().out
+
+
+def test_bookkeeping_keys_are_not_changes(tmp_path):
+    variants, base = folders(tmp_path)
+    cfg_path = variants / "one-layer" / "copy-pntm-s0" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["train"].update(snapshot_every=50, checkpoint_every=7, log_every=3)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    rows = {row["name"]: row for row in build_ablation(str(variants), str(base), "c")["rows"]}
+    assert rows["one-layer"]["changes"] == ["layers 2 → 1"]

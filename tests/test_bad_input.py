@@ -61,6 +61,7 @@ BAD_CONFIGS = [  # (model, --set items or flags, a fragment of the one error lin
     ("lstm", ["--set", "train.weight_decay=.inf"], "train.weight_decay"),
     ("lstm", ["--set", "train.grad_clip=.nan"], "train.grad_clip"),
     ("lstm", ["--set", "train.adam_beta2=1"], "train.adam_beta2"),
+    ("lstm", ["--set", "train.snapshot_every=-1"], "train.snapshot_every"),
     ("lstm", ["--set", "train.batch_size=1e9"], "GiB"),
     ("lstm", ["--set", "train.train_lengths=[1,1000000]"], "GiB"),
     ("lstm", ["--set", "train.train_lengths=[1,2000000]"], "train.train_lengths"),

@@ -268,3 +268,16 @@ def test_restore_best_without_checks_is_one_line(tmp_path, capsys):
                                "--set", "train.early_stop.restore_best=true"],
                       "train.early_stop.restore_best", "every > 0")
     assert not (tmp_path / "run").exists()
+
+
+def test_snapshots_keep_every_nth_steps_weights_and_change_nothing(tmp_path):
+    fixed = ["train.lr_schedule=constant", "train.curriculum=0", "train.eval_at_end=false"]
+    train(tiny_config(30, *fixed, "train.snapshot_every=10"), tmp_path / "a", quiet=True)
+    names = sorted(p.name for p in (tmp_path / "a" / "snapshots").iterdir())
+    assert names == ["step-000010.safetensors", "step-000020.safetensors",
+                     "step-000030.safetensors"]
+    train(tiny_config(30, *fixed), tmp_path / "b", quiet=True)  # no snapshots: same training
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+    train(tiny_config(20, *fixed), tmp_path / "c", quiet=True)
+    snapshot = load_file(tmp_path / "a" / "snapshots" / "step-000020.safetensors")
+    assert all(torch.equal(snapshot[k], v) for k, v in weights(tmp_path / "c").items())

@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "curriculum": 0.0,            # fraction of steps over which max length ramps up; 0 = off
         "log_every": 50,
         "checkpoint_every": 500,
+        "snapshot_every": 0,          # also keep the weights every N steps in snapshots/; 0 = off
         "early_stop": {
             "every": 500,             # check every N steps; 0 disables early stopping
             "lengths": None,          # a spec within train_lengths; None = all of them

@@ -110,6 +110,7 @@ def _check_values(cfg: dict) -> None:
                  f"got {train[key]!r}")
     _require(train["lr"] * train["weight_decay"] <= 1, "train.weight_decay",
              "times train.lr must be at most 1 (each step shrinks the weights by that fraction)")
+    _require(train["snapshot_every"] >= 0, "train.snapshot_every", "must be >= 0 (0: off)")
     _require(train["lr_schedule"] in ("constant", "cosine"), "train.lr_schedule",
              "must be 'constant' or 'cosine'")
     lo_hi = train["train_lengths"]

@@ -234,16 +234,18 @@ class RunDir:
 
     # weights -------------------------------------------------------------------------
     def save_weights(self, model: SequenceModel, step: int, cfg: dict | None = None,
-                     facts: dict | None = None) -> None:
+                     facts: dict | None = None, name: str = WEIGHTS) -> None:
         """The weights, with ``step``, the run's identity (task, model, vocabulary digest, from
-        ``cfg``) and ``facts`` (training time, early stop) as safetensors metadata."""
+        ``cfg``) and ``facts`` (training time, early stop) as safetensors metadata, in ``name``
+        (a path inside the run folder; its folder is made)."""
         # clone: safetensors refuses tensors that share memory (e.g. tied embeddings)
         tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         metadata = {"step": str(step)}
         if cfg is not None:
             metadata.update(task=cfg["task"], model=cfg["model"], vocab=vocab_digest(cfg["vocab"]))
         metadata.update({k: json.dumps(v) for k, v in (facts or {}).items()})
-        atomic_write(self.file(WEIGHTS), save_safetensors(tensors, metadata=metadata))
+        self.file(name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.file(name), save_safetensors(tensors, metadata=metadata))
 
     def weights_metadata(self, cfg: dict | None = None) -> dict:
         """The metadata of model.safetensors (read from its header only), checked against

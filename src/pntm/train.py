@@ -10,6 +10,10 @@ A run on the user's JSONL data (``config["data"]``, see pntm.data) draws each st
 uniformly among the lengths present in its file (within the curriculum's current range) and a
 batch of that length from the file; early stopping checks examples of the file.
 
+With ``train.snapshot_every = N`` the weights of every ``N``-th step are also kept, in
+``snapshots/step-NNNNNN.safetensors`` (for analysis of how training went; nothing reads them
+back, and training is the same with or without them).
+
 With ``train.early_stop.restore_best`` the weights evaluated at the end (and left in
 ``model.safetensors``) are those of the early-stop check with the highest mean greedy sequence
 accuracy on the training lengths (the latest of equals), not the last step's. Decision: the
@@ -45,6 +49,8 @@ from pntm.errors import ConfigError, PntmError, RunDirError
 from pntm.metrics import evaluate_groups, evaluate_lengths
 from pntm.models import SequenceModel, build_model
 from pntm.runs import TRAIN_STATE, WEIGHTS, RunDir, load_model_state
+
+SNAPSHOTS = "snapshots"  # train.snapshot_every: the weights of every N-th step, for analysis
 
 
 def learning_rate(step: int, train_cfg: dict) -> float:
@@ -304,6 +310,10 @@ class Trainer:
                     self.log(f"step {self.step}/{total} loss {row['loss']:.4f} "
                              f"token_acc {row['token_accuracy']:.3f} length {row['length']} "
                              f"lr {row['lr']:.2e} {self.elapsed:.0f}s")
+            snapshot = self.tcfg["snapshot_every"]
+            if snapshot and self.step % snapshot == 0:
+                self.run.save_weights(self.model, self.step, self.cfg,
+                                      name=f"{SNAPSHOTS}/step-{self.step:06d}.safetensors")
             every = self.tcfg["early_stop"]["every"]
             if every and self.step % every == 0:
                 self.early_stop_check()

@@ -21,7 +21,9 @@ Decisions:
 - **What changed is read, not typed.** A variant's label is the variant folder's name; its
   *change* column is computed from the ``config.yaml`` files: every ``model_config`` or ``train``
   key whose value differs from the base run of the same task and seed (``key base → variant``).
-  A variant whose runs differ from the base in different ways lists every difference. Keys
+  A variant whose runs differ from the base in different ways lists every difference.
+  Bookkeeping keys (``BOOKKEEPING``: how often to log, checkpoint or keep snapshots) are not
+  changes: they alter no number of a run. Keys
   renamed since a run was made are compared under their current names (the configs are read
   as ``RunDir.load_config`` validates them), so a rename is not a change.
 - **Each cell** is what the benchmark report shows for a (task, model), under the same protocol
@@ -49,6 +51,9 @@ from pntm.tools import report, report_data, report_tables
 BASE_LABEL = "base"
 JSON_FILE = "ablation.json"
 COMPARED = ("model_config", "train")
+# keys that change no number of a run (what is logged or kept, not what is trained or evaluated)
+BOOKKEEPING = {"train.log_every", "train.checkpoint_every", "train.snapshot_every",
+               "train.tensorboard", "train.eval_at_end"}
 
 
 def _config(runs_dir: Path, run: str) -> dict:
@@ -56,7 +61,8 @@ def _config(runs_dir: Path, run: str) -> dict:
     renamed since the run was made under their current names, missing ones at their
     defaults), as ``section.key``."""
     cfg = RunDir(runs_dir / run).load_config()
-    return {f"{section}.{k}": v for section in COMPARED for k, v in cfg[section].items()}
+    return {f"{section}.{k}": v for section in COMPARED for k, v in cfg[section].items()
+            if f"{section}.{k}" not in BOOKKEEPING}
 
 
 def config_changes(base: dict, variant: dict) -> list[str]:
