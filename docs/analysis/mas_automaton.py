@@ -5,6 +5,9 @@ the value so far and the signed last term: ``+ d`` adds ``d`` and starts the ter
 ``- d`` subtracts it and starts it at ``-d``, ``* d`` replaces the term ``t`` by ``t d`` (so the
 value gains ``t (d - 1)``). An analysis aid, not part of the package."""
 
+import collections
+import math
+
 OPS = "+-*"
 
 
@@ -24,3 +27,13 @@ def walk(digits, ops, task):
         states.append((value % 5, term % 5, factors))
     assert task.solve(tokens) == (str(states[-1][0]),)  # the task's own definition agrees
     return tokens, states
+
+
+def conditional_entropy(pairs):
+    """H(Y | X) in bits, plug-in, from (x, y) pairs."""
+    by_x = collections.defaultdict(collections.Counter)
+    for x, y in pairs:
+        by_x[x][y] += 1
+    total = len(pairs)
+    return sum(sum(c.values()) / total * -sum(v / sum(c.values()) * math.log2(v / sum(c.values()))
+                                              for v in c.values()) for c in by_x.values())

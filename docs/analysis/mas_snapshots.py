@@ -16,8 +16,6 @@ state head is its exact automaton) and prints, per snapshot:
   norm.
 
 An analysis aid, not part of the package (RESULTS.md quotes its output)."""
-import collections
-import math
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from safetensors.torch import load_file
 
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
-from mas_automaton import walk  # beside this script
+from mas_automaton import conditional_entropy, walk  # beside this script
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 first, last = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (0, 10 ** 9)
@@ -49,15 +47,6 @@ caught = []
 for layer in model.layers:
     layer.machine.register_forward_hook(lambda module, args, out: caught.append(out.detach()))
 
-
-def conditional_entropy(pairs):
-    """H(Y | X) in bits, plug-in, from (x, y) pairs."""
-    by_x = collections.defaultdict(collections.Counter)
-    for x, y in pairs:
-        by_x[x][y] += 1
-    total = len(pairs)
-    return sum(sum(c.values()) / total * -sum(v / sum(c.values()) * math.log2(v / sum(c.values()))
-                                              for v in c.values()) for c in by_x.values())
 
 
 def snapshot_step(path: Path) -> int:

@@ -12,7 +12,6 @@ positions), over all digits and over the digits that end a term of two or more f
 3-token window no longer holds the term). Plug-in estimates from 6,400 states: with at most
 S = 32 states their bias is about 0.02 bits. An analysis aid, not part of the package
 (RESULTS.md quotes its output)."""
-import collections
 import math
 import sys
 
@@ -21,7 +20,7 @@ import torch
 
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
-from mas_automaton import walk  # beside this script
+from mas_automaton import conditional_entropy, walk  # beside this script
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 model.eval()
@@ -42,15 +41,6 @@ for layer in model.layers:
 with torch.no_grad():
     model(torch.tensor(rows))
 
-
-def conditional_entropy(pairs):
-    """H(Y | X) in bits, plug-in, from (x, y) pairs."""
-    by_x = collections.defaultdict(collections.Counter)
-    for x, y in pairs:
-        by_x[x][y] += 1
-    total = len(pairs)
-    return sum(sum(c.values()) / total * -sum(v / sum(c.values()) * math.log2(v / sum(c.values()))
-                                              for v in c.values()) for c in by_x.values())
 
 
 print(f"{run.path}: H(· | state) in bits; log2 5 = {math.log2(5):.2f}")
