@@ -136,6 +136,9 @@ def test_decode_tiny(tmp_path):
     (["--set", "model_config.memory_width=-3"], "memory_width"),
     (["--models", "lstm", "--set", "model_config.memory_width=8"], "P-NTM"),
     (["--scan", "--set", "model_config.memory_width=8"], "P-NTM"),
+    (["--models", "pntm+fast"], "+fast"),
+    (["--models", "pntm+cudagraph"], "CUDA graphs"),
+    (["--decode", "--models", "pntm+compile"], "--decode"),
 ])
 def test_user_errors_are_one_line(capsys, argv, fragment):
     assert main(["bench", "--device", "cpu", *argv]) == 2
@@ -229,3 +232,39 @@ def test_cpu_peak_memory_is_each_measurement_own():
         sizes[mib] = peak.bytes / 2**20
     assert 240 < sizes[256] < 300 and 56 < sizes[64] < 100
     assert "VmHWM" in bench.peak_memory_kind(cpu)
+
+
+def test_step_modes_name_the_model_and_how_its_step_runs():
+    assert bench.split_step_mode("pntm-write+cudagraph") == ("pntm-write", "cudagraph")
+    assert bench.split_step_mode("lstm") == ("lstm", "eager")
+    assert bench.parse_models("pntm,pntm+compile") == ["pntm", "pntm+compile"]
+    assert bench.bench_config("pntm-write+compile") == bench.bench_config("pntm-write")
+
+
+def test_a_compiled_step_is_timed_after_its_compilation(tmp_path):
+    """``NAME+compile``: the first call (compilation) is untimed and reported on its own; the
+    compiled step computes what the eager one does (same loss from the same weights)."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "lstm,lstm+compile", "--lengths", "6", "--device", "cpu",
+                 *TINY, "--json", str(out)]) == 0
+    report = load(out)
+    eager, compiled = report["results"]
+    assert compiled["model"] == "lstm+compile" and compiled["prepare_seconds"] > 0
+    assert "prepare_seconds" not in eager and compiled["step_seconds"] > 0
+    assert set(report["provenance"]["step_modes"]) == {"compile"}
+
+
+def test_a_step_that_cannot_be_prepared_is_reported_not_raised(monkeypatch):
+    """A compiler or capture failure is a measurement: the row keeps its error line and the
+    model's longer lengths are skipped, the other models still run."""
+    def broken(step, mode, device, capture_warmup=3):
+        if mode != "eager":
+            raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        return step, None
+
+    monkeypatch.setattr(bench, "prepare_step", broken)
+    rows = bench.bench_training(["lstm+compile", "lstm"], [4, 8], 2, torch.device("cpu"), 1, 0,
+                                60.0, log=lambda message: None)
+    assert [r.get("skipped", False) for r in rows] == [True, True, False, False]
+    assert rows[0]["error"] == "RuntimeError: operation not permitted when stream is capturing"
+    assert rows[1]["skip_reason"] == "its step failed at length 4"

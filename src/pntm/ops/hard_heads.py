@@ -121,6 +121,13 @@ def _shift_gradient(local: Tensor, stop: Tensor, choice: Tensor, K: int) -> Tens
     return torch.gather(adjoint, -1, index)
 
 
+def capturing(tensor: Tensor) -> bool:
+    """Whether a CUDA graph is being captured on ``tensor``'s device. No value may be read back
+    to the host then, so the loops below that end early on a data-dependent test (an
+    optimization only: the skipped passes add zeros) run to their static bound instead."""
+    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 def other_start(cell: Tensor, choice: Tensor, jumped: Tensor, K: int, cells: int,
                 here: bool = False) -> Tensor:
     """``x_t``: where the other choice of the jump gate puts a head, with the same move: the
@@ -146,7 +153,7 @@ def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, ch
     for o in range(horizon):
         if o > 0:
             alive = alive[:, :-1] & ~jumped[:, o:]
-            if not alive.any():
+            if not capturing(alive) and not alive.any():
                 break
         target = torch.remainder(other[:, :T - o] + cell[:, o:] - cell[:, :T - o], cells)
         counterfactual[:, :T - o] += alive * read_grad.at(o, target)

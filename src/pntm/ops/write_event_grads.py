@@ -27,7 +27,8 @@ import math
 import torch
 from torch import Tensor
 
-from pntm.ops.hard_heads import _segment_ends, _segment_sums, _shift_gradient, other_start
+from pntm.ops.hard_heads import (_segment_ends, _segment_sums, _shift_gradient, capturing,
+                                 other_start)
 from pntm.ops.write_event_list import _Events, _times
 
 
@@ -100,7 +101,8 @@ def _jump_gradient(head_grad, own_now: Tensor, cell: Tensor, choice: Tensor, jum
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     end = torch.minimum(stop, steps + horizon)  # each t sums over t <= τ < end_t
     own = _segment_sums(own_now, end)
-    longest = int((end - steps).max())
+    # the longest sum; under CUDA graph capture its static bound (the extra offsets add zeros)
+    longest = min(horizon, T) if capturing(end) else int((end - steps).max())
     block = max(1, QUERY_BUDGET // (B * T * H * head_grad.width))
     counterfactual = torch.zeros_like(own)
     for first in range(0, longest, block):

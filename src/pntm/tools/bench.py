@@ -85,6 +85,19 @@ VARIANTS: dict[str, tuple[str, dict, float]] = {
                                             "relax": [0.5, 0.9]}, 0.0),
 }
 
+# How a model's training step runs, named as a suffix of its bench name (``pntm+cudagraph``);
+# no suffix: eager PyTorch. They ask whether P-NTM's launch-bound GPU step (many small kernels)
+# gets faster when its kernels are fused or replayed without the host in the loop. The first
+# call at each length (compilation or capture) is untimed and reported as ``prepare_seconds``.
+STEP_MODES: dict[str, str] = {
+    "compile": "torch.compile(model, dynamic=False): Inductor's fused kernels, one compilation "
+               "per length",
+    "reduce-overhead": "torch.compile(model, mode='reduce-overhead', dynamic=False): the "
+                       "same, its kernels replayed as CUDA graphs",
+    "cudagraph": "the whole step (forward, backward, AdamW with capturable=True) captured once "
+                 "per length in one CUDA graph, then replayed; CUDA only",
+}
+
 DEFAULT_MODELS = "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm"
 DEFAULT_DECODE_MODELS = "pntm,transformer,mamba,deltanet,slstm"
 DEFAULT_LENGTHS = "64,256,1024"
@@ -95,14 +108,28 @@ SCAN_HEADS = 2  # P-NTM with one read and one write head
 
 # --------------------------------------------------------------------------- model lists
 
-def parse_models(text: str) -> list[str]:
-    """``"pntm,ntm"`` -> model names in the given order; an unknown one is a ConfigError."""
+def split_step_mode(name: str) -> tuple[str, str]:
+    """``"pntm-write+cudagraph"`` -> ``("pntm-write", "cudagraph")``; no suffix: ``"eager"``."""
+    model, _, mode = name.partition("+")
+    return model, mode or "eager"
+
+
+def parse_models(text: str, device: torch.device | None = None) -> list[str]:
+    """``"pntm,ntm+compile"`` -> bench names in the given order: a model or variant, optionally
+    with a step mode (``STEP_MODES``); an unknown one, or ``+cudagraph`` off CUDA, is a
+    PntmError."""
     names = [name.strip() for name in text.split(",")]
     if not all(names):
         raise PntmError(f"bad --models '{text}': expected comma-separated model names, "
                         "e.g. pntm,ntm")
     for name in names:
-        get_model_class(VARIANTS[name][0] if name in VARIANTS else name)  # one-line ConfigError
+        model, mode = split_step_mode(name)
+        get_model_class(VARIANTS[model][0] if model in VARIANTS else model)  # one-line error
+        if mode != "eager" and mode not in STEP_MODES:
+            raise PntmError(f"bad --models entry '{name}': unknown step mode '+{mode}' "
+                            f"(known: {', '.join('+' + m for m in STEP_MODES)})")
+        if mode == "cudagraph" and device is not None and device.type != "cuda":
+            raise PntmError(f"--models {name}: CUDA graphs need --device cuda")
     return list(dict.fromkeys(names))
 
 
@@ -245,12 +272,14 @@ def random_tokens(batch: int, length: int, generator: torch.Generator) -> torch.
 def bench_config(name: str, pntm_sets: dict | None = None) -> dict:
     """The model_config overrides a model or variant is benchmarked with; ``pntm_sets`` (the
     command line's ``--set model_config.KEY=VALUE``) go over those of P-NTM and its variants."""
+    name = split_step_mode(name)[0]
     base, overrides, _ = VARIANTS.get(name, (name, {}, 1.0))
     sets = (pntm_sets or {}) if base == "pntm" else {}
     return {**BENCH_CONFIGS.get(base, {}), **overrides, **sets}
 
 
 def bench_model(name: str, pntm_sets: dict | None = None) -> torch.nn.Module:
+    name = split_step_mode(name)[0]
     base, _, progress = VARIANTS.get(name, (name, {}, 1.0))
     model = build_model(base, VOCAB_SIZE, SEP_ID, bench_config(name, pntm_sets))
     model.set_training_progress(progress)
@@ -266,40 +295,88 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
     generator = torch.Generator().manual_seed(0)
     for name in models:
         torch.manual_seed(0)
+        mode = split_step_mode(name)[1]
         model = bench_model(name, pntm_sets).to(device).train()
         params = parameter_count(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        over_limit = False
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4,
+                                      capturable=mode == "cudagraph")
+        forward = model
+        if mode in ("compile", "reduce-overhead"):
+            forward = torch.compile(model, dynamic=False,
+                                    mode="reduce-overhead" if mode == "reduce-overhead" else None)
+        skip_reason = None
         for length in lengths:
             row = {"model": name, "length": length, "batch": batch}
-            if over_limit:
+            if skip_reason is not None:
                 results.append({**row, "step_seconds": None, "tokens_per_second": None,
-                                "peak_memory_bytes": None, "parameters": params, "skipped": True})
-                log(f"bench: {name} T={length}: skipped "
-                    f"(an earlier step exceeded {time_limit:g} s)")
+                                "peak_memory_bytes": None, "parameters": params, "skipped": True,
+                                "skip_reason": skip_reason})
+                log(f"bench: {name} T={length}: skipped ({skip_reason})")
                 continue
             tokens = random_tokens(batch, length + 1, generator).to(device)
             inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
             def step():
                 optimizer.zero_grad(set_to_none=True)
-                logits = model(inputs)
+                logits = forward(inputs)
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
                 loss.backward()
                 optimizer.step()
 
             with PeakMemory(device) as peak:
-                seconds, over_limit, timed = time_call(step, device, warmup, repeats,
+                try:
+                    run, prepare_seconds = prepare_step(step, mode, device)
+                except Exception as err:  # a compiler or capture failure is a finding: kept
+                    error = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
+                    results.append({**row, "step_seconds": None, "tokens_per_second": None,
+                                    "peak_memory_bytes": None, "parameters": params,
+                                    "skipped": True, "error": error})
+                    log(f"bench: {name} T={length}: failed to prepare the step: {error}")
+                    skip_reason = f"its step failed at length {length}"
+                    continue
+                seconds, over_limit, timed = time_call(run, device, warmup, repeats,
                                                        time_limit)
+            if over_limit:
+                skip_reason = f"an earlier step exceeded {time_limit:g} s"
             results.append({**row, "step_seconds": seconds,
                             "tokens_per_second": batch * length / seconds,
                             "peak_memory_bytes": peak.bytes, "parameters": params,
-                            "timed_steps": timed})
+                            "timed_steps": timed,
+                            **({"prepare_seconds": prepare_seconds} if mode != "eager" else {})})
             log(f"bench: {name} T={length}: {seconds * 1e3:.1f} ms/step")
         del model, optimizer
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def prepare_step(step: Callable[[], None], mode: str, device: torch.device,
+                 capture_warmup: int = 3) -> tuple[Callable[[], object], float | None]:
+    """The callable that runs one training step in ``mode`` (``STEP_MODES``; ``eager``: ``step``
+    itself) and the seconds its preparation took: for the compile modes, a first call (the
+    compilation); for ``cudagraph``, ``capture_warmup`` steps on a side stream (as PyTorch's
+    whole-network capture asks: lazy state such as AdamW's is made outside the graph), then
+    the capture of one step, whose replay is the step (same tensors, inputs fixed)."""
+    if mode == "eager":
+        return step, None
+    synchronize(device)
+    start = time.perf_counter()
+    if mode == "cudagraph":
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(capture_warmup):
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        run = graph.replay
+    else:
+        step()
+        run = step
+    synchronize(device)
+    return run, time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- scan methods

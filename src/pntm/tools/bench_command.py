@@ -12,9 +12,10 @@ from pntm.errors import PntmError
 from pntm.provenance import cpu_name, provenance
 from pntm.runs import atomic_write_json
 from pntm.config import merge, parse_set
-from pntm.tools.bench import (DEFAULT_CONTEXTS, DEFAULT_DECODE_MODELS, DEFAULT_MODELS, VARIANTS,
-                              bench_config, bench_decode, bench_model, bench_scan,
-                              bench_training, default_models, parse_models, peak_memory_kind)
+from pntm.tools.bench import (DEFAULT_CONTEXTS, DEFAULT_DECODE_MODELS, DEFAULT_MODELS, STEP_MODES,
+                              VARIANTS, bench_config, bench_decode, bench_model, bench_scan,
+                              bench_training, default_models, parse_models, peak_memory_kind,
+                              split_step_mode)
 
 
 def parse_int_list(text: str, flag: str) -> list[int]:
@@ -172,6 +173,9 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                  "threads": torch.get_num_threads()})
     if mode != "scan":
         prov["model_configs"] = {name: bench_config(name, pntm_sets) for name in models}
+        modes = {split_step_mode(name)[1] for name in models} - {"eager"}
+        if modes:
+            prov["step_modes"] = {mode: STEP_MODES[mode] for mode in sorted(modes)}
     report = {"device": device_name(device), "provenance": prov, "results": results}
     print(table)
     if json_path is not None:
@@ -200,7 +204,11 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
             raise PntmError("--scan times the linear_scan methods, not models: drop --models")
         models = []
     elif model_spec is not None:
-        models = parse_models(model_spec)
+        models = parse_models(model_spec, resolve_device(device))
+        moded = [name for name in models if split_step_mode(name)[1] != "eager"]
+        if mode == "decode" and moded:
+            raise PntmError(f"--models {moded[0]}: step modes are for the training step, "
+                            "not --decode")
     else:
         models = default_models(DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS,
                                 log=lambda message: print(message, file=sys.stderr))
@@ -228,7 +236,8 @@ def parse_pntm_sets(sets: list[str], models: list[str]) -> dict:
             raise PntmError(f"bad --set '{item}': bench takes only model_config.KEY=VALUE "
                             "(applied to the P-NTM models)")
         overrides = merge(overrides, parsed["model_config"])
-    pntm_models = [name for name in models if VARIANTS.get(name, (name,))[0] == "pntm"]
+    pntm_models = [name for name in models
+                   if VARIANTS.get(split_step_mode(name)[0], (name,))[0] == "pntm"]
     if not pntm_models:
         raise PntmError("--set applies to the P-NTM models (pntm and its variants), and none "
                         "is benchmarked")
