@@ -351,6 +351,23 @@ def test_speed_tables_are_rendered_from_bench_json(tmp_path):
     assert out.read_text() == text                               # the block is replaced
 
 
+def test_step_modes_follow_their_model_and_a_failed_step_says_so(tmp_path):
+    from pntm.tools.bench_report import render
+
+    rows = [{"model": m, "length": 64, "batch": 4, "step_seconds": s, "parameters": 10}
+            for m, s in [("lstm+cudagraph", 0.001), ("ntm", 0.05), ("pntm+cudagraph", 0.002),
+                         ("pntm", 0.01), ("lstm", 0.004)]]
+    rows.append({"model": "pntm-relaxed+cudagraph", "length": 64, "batch": 4,
+                 "step_seconds": None, "parameters": 10, "skipped": True,
+                 "error": "RuntimeError: capture failed"})
+    text = render(json.loads(bench_file(tmp_path, "train", rows).read_text()), "x.json")
+    assert text.splitlines()[0] == ("| length | pntm | pntm+cudagraph | pntm-relaxed+cudagraph "
+                                    "| ntm | lstm | lstm+cudagraph | NTM / P-NTM |")
+    assert "| 64 | 10.0 | 2.0 | failed | 50.0 | 4.0 | 1.0 | 5.0× |" in text
+    assert ("pntm-relaxed+cudagraph: the step could not be prepared (RuntimeError: capture "
+            "failed).") in text
+
+
 def test_peak_memory_is_rendered_only_when_each_measurement_had_its_own(tmp_path):
     from pntm.tools.bench_report import render
 

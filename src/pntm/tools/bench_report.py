@@ -50,8 +50,13 @@ def _ms(seconds: float | None) -> str:
 
 
 def _models(results: list[dict]) -> list[str]:
-    names = {r["model"] for r in results}
-    return [m for m in MODEL_ORDER if m in names] + sorted(names - set(MODEL_ORDER))
+    """Models in ``MODEL_ORDER``, then the others by name; each step mode (``pntm+cudagraph``)
+    right after its model."""
+    def key(name: str) -> tuple:
+        base, _, mode = name.partition("+")
+        rank = MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER)
+        return rank, base, mode
+    return sorted({r["model"] for r in results}, key=key)
 
 
 # The CPU peak of bench files made before each measurement had its own (the growth of one
@@ -62,6 +67,7 @@ UNRELIABLE_PEAK = "cpu: growth of the process RSS high-water mark"
 def train_table(results: list[dict], peak_kind: str | None = None) -> str:
     models = _models(results)
     step = {(r["model"], r["length"]): r.get("step_seconds") for r in results}
+    failed = {(r["model"], r["length"]) for r in results if r.get("error")}
     lengths = sorted({r["length"] for r in results})
     has_ratio = {"pntm", "ntm"} <= set(models)
     reference = next((t for t in lengths if t >= REFERENCE_LENGTH and step.get(("pntm", t))),
@@ -73,7 +79,8 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
         header.append(f"P-NTM time per token vs {reference}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for t in lengths:
-        row = [str(t), *(_ms(step.get((m, t))) for m in models)]
+        row = [str(t), *("failed" if (m, t) in failed else _ms(step.get((m, t)))
+                         for m in models)]
         pntm, ntm = step.get(("pntm", t)), step.get(("ntm", t))
         if has_ratio:
             row.append(f"{ntm / pntm:.1f}×" if pntm and ntm else "–")
@@ -86,6 +93,9 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
     lines.append("Milliseconds per training step (forward, backward, AdamW) at batch "
                  f"{results[0]['batch']}, median of the timed steps. Parameters: "
                  + ", ".join(f"{m} {params[m]:,}" for m in models) + ".")
+    errors = {r["model"]: r["error"] for r in results if r.get("error")}
+    for m, error in errors.items():
+        lines += ["", f"{m}: the step could not be prepared ({error})."]
     if peak_kind is not None and not peak_kind.startswith(UNRELIABLE_PEAK):
         peak = {(r["model"], r["length"]): r.get("peak_memory_bytes") for r in results}
         lines += ["", "| length | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
