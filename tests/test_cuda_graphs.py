@@ -6,7 +6,6 @@ backward (``pntm.ops.hard_heads.capturing``) run to their static bound under cap
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from pntm.tools import bench
 
@@ -26,16 +25,10 @@ def test_captured_step_equals_eager_steps(name):
         model = bench.bench_model(name).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2,
                                       capturable=mode == "cudagraph")
-        record = []
+        record, one_step = [], bench.training_step(model, optimizer, inputs, targets)
 
         def step():
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(inputs)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            loss.backward()
-            optimizer.step()
-            record.append(loss.detach())
-            return loss
+            record.append(one_step().detach())
 
         run, _ = bench.prepare_step(step, mode, device, capture_warmup=3)
         if mode == "eager":

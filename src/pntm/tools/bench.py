@@ -316,13 +316,7 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
             tokens = random_tokens(batch, length + 1, generator).to(device)
             inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
-            def step():
-                optimizer.zero_grad(set_to_none=True)
-                logits = forward(inputs)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-                loss.backward()
-                optimizer.step()
-
+            step = training_step(forward, optimizer, inputs, targets)
             with PeakMemory(device) as peak:
                 try:
                     run, prepare_seconds = prepare_step(step, mode, device)
@@ -348,6 +342,21 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def training_step(forward: Callable[[torch.Tensor], torch.Tensor],
+                  optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """One step on fixed tokens: forward, cross-entropy on every position, backward, optimizer
+    step; it returns the loss as a tensor (nothing is read back to the host)."""
+    def step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        logits = forward(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
 
 
 def prepare_step(step: Callable[[], None], mode: str, device: torch.device,
