@@ -97,6 +97,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         mask = [relaxed_reads > 0 and not self.content_over_writes] * int(not tape_writer) + [
             i < relaxed_reads for i in range(read_heads)]
         self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
+        self.relaxed_list = tuple(mask)  # the same on the host: tests on it read no tensor back
         self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
         self.window = config.window  # how many previous inputs the controller sees
@@ -183,7 +184,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
     # ---- heads, shared by both modes -------------------------------------------------------
     def relaxing(self) -> bool:
         """Whether some heads run soft now (training, inside the relax phase)."""
-        return self.training and self.relaxed and bool(self.relaxed_mask.any())
+        return self.training and self.relaxed and any(self.relaxed_list)
 
     def uses_positions(self) -> bool:
         """Whether every head is hard now, so heads can be carried as integer positions."""
@@ -349,7 +350,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         with a hard writer (content heads keep it hard), instead of the chunked memory scan."""
         return (not self.tape_writer and self.memory_path == "auto" and self.hard
                 and self.head_path == "auto" and self.relaxing()
-                and not bool(self.relaxed_mask[0]))
+                and not self.relaxed_list[0])
 
     def head_spectra(self, ctl: dict[str, Tensor], cells: int,
                      heads: slice | Tensor = slice(None)) -> Tensor:

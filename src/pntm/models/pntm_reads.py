@@ -160,11 +160,13 @@ class LayerReads:
         (``pntm.ops.write_events.soft_reads_over_writes``). The same reads as the whole
         memory scan (``memory_path: scan``, tested); the difference is in the writer's
         straight-through gradient, which comes from the hard reads and the follower only."""
-        soft = self.relaxed_mask[1:]  # the read heads with moves of their own, then the
-        if self.writer_reads:         # one tied to the (hard) writer
-            soft = torch.cat([soft, soft.new_zeros(1)])
-        hard_heads = (~soft).nonzero().flatten() + 1
-        soft_heads = soft.nonzero().flatten() + 1
+        # the read heads with moves of their own, then the one tied to the (hard) writer
+        soft = list(self.relaxed_list[1:]) + [False] * int(self.writer_reads)
+        device = self.relaxed_mask.device
+        hard_heads = torch.tensor([i + 1 for i, s in enumerate(soft) if not s], device=device,
+                                  dtype=torch.long)
+        soft_heads = torch.tensor([i + 1 for i, s in enumerate(soft) if s], device=device,
+                                  dtype=torch.long)
         contents, tags, written = self.write_events(ctl, cells, hard_heads, True)
         rows, _, cell = written
         weights = torch.fft.irfft(self.head_spectra(ctl, cells, soft_heads), n=cells,
