@@ -12,6 +12,9 @@ state head is its exact automaton) and prints, per snapshot:
   differs from the previous snapshot's, and ``H(value|state)``, the conditional entropy in bits
   of the true value so far (mod 5, at the token after each digit; log2 5 = 2.32: the state
   says nothing about it, 0: it determines it);
+* per state head ``m50`` and ``m10``: the median and the 10th percentile, over the positions,
+  of the margin of the transition it took (the map logits of the row of the state it was in,
+  the largest minus the second largest): how far its hard choices are from flipping;
 * the three weight tensors that changed most since the previous snapshot, relative to their
   norm.
 
@@ -43,9 +46,23 @@ for b in range(B):
     answers.append(vocab.encode([str(states[-1][0])])[0])
 inputs, answers = torch.tensor(rows), torch.tensor(answers)
 
-caught = []
+caught, map_logits = [], []
 for layer in model.layers:
     layer.machine.register_forward_hook(lambda module, args, out: caught.append(out.detach()))
+    layer.machine.to_maps.register_forward_hook(
+        lambda module, args, out: map_logits.append(out.detach()))
+
+
+def margins(logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """Top-1 minus top-2 map logit of the row each head was in before each token: logits
+    (B, T, H·S·S) of one layer, states (B, T, H) that layer's states after each token."""
+    B, T, H = states.shape
+    S = int(round((logits.shape[-1] / H) ** 0.5))
+    before = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
+    rows = logits.view(B, T, H, S, S).gather(
+        3, before[..., None, None].expand(B, T, H, 1, S)).squeeze(3)
+    top = rows.topk(2, dim=-1).values
+    return top[..., 0] - top[..., 1]
 
 
 
@@ -61,8 +78,10 @@ for path in sorted(run.file("snapshots").glob("step-*.safetensors"), key=snapsho
     weights = load_file(str(path))
     model.load_state_dict(weights)
     caught.clear()
+    map_logits.clear()
     with torch.no_grad():
         logits = model(inputs)
+    gaps = torch.cat([margins(l, c.argmax(-1)) for l, c in zip(map_logits, caught)], dim=-1)
     right = (logits[:, -1].argmax(-1) == answers).float().mean().item()
     states = torch.cat([s.argmax(-1) for s in caught], dim=-1)  # (B, T, all heads)
     heads_per_layer = caught[0].shape[2]
@@ -71,8 +90,10 @@ for path in sorted(run.file("snapshots").glob("step-*.safetensors"), key=snapsho
         moved = ("   -  " if previous_states is None
                  else f"{(states[..., h] != previous_states[..., h]).float().mean().item():.3f}")
         pairs = [(int(states[b, 2 + 2 * k, h]), values[b][k]) for b in range(B) for k in range(n)]
+        gap = gaps[:, 1:, h].flatten()  # the positions after BOS
         cells.append(f"{h // heads_per_layer}.{h % heads_per_layer} moved {moved} "
-                     f"H {conditional_entropy(pairs):.2f}")
+                     f"H {conditional_entropy(pairs):.2f} "
+                     f"m50 {gap.median().item():.2f} m10 {gap.quantile(0.1).item():.2f}")
     change = ""
     if previous_weights is not None:
         rel = {k: ((weights[k] - previous_weights[k]).norm() / (previous_weights[k].norm() + 1e-12)
