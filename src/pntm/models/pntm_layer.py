@@ -98,6 +98,18 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             i < relaxed_reads for i in range(read_heads)]
         self.register_buffer("relaxed_mask", torch.tensor(mask), persistent=False)
         self.relaxed_list = tuple(mask)  # the same on the host: tests on it read no tensor back
+        # For relaxed_reads_over_writes (a learned writer, head 0): the read heads that stay
+        # hard (the one tied to the writer, last, among them) and those that relax, as head
+        # indices, and the order that puts their reads back in head order. Fixed by the
+        # config, so made once here rather than at every step.
+        soft = [] if tape_writer else list(mask[1:]) + [False] * int(self.writer_reads)
+        hard_index = [i + 1 for i, relaxes in enumerate(soft) if not relaxes]
+        soft_index = [i + 1 for i, relaxes in enumerate(soft) if relaxes]
+        both = hard_index + soft_index
+        order = sorted(range(len(both)), key=both.__getitem__)
+        for name, index in (("hard_read_index", hard_index), ("soft_read_index", soft_index),
+                            ("read_order", order)):
+            self.register_buffer(name, torch.tensor(index, dtype=torch.long), persistent=False)
         self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
         self.window = config.window  # how many previous inputs the controller sees

@@ -160,22 +160,15 @@ class LayerReads:
         (``pntm.ops.write_events.soft_reads_over_writes``). The same reads as the whole
         memory scan (``memory_path: scan``, tested); the difference is in the writer's
         straight-through gradient, which comes from the hard reads and the follower only."""
-        # the read heads with moves of their own, then the one tied to the (hard) writer
-        soft = list(self.relaxed_list[1:]) + [False] * int(self.writer_reads)
-        device = self.relaxed_mask.device
-        hard_heads = torch.tensor([i + 1 for i, s in enumerate(soft) if not s], device=device,
-                                  dtype=torch.long)
-        soft_heads = torch.tensor([i + 1 for i, s in enumerate(soft) if s], device=device,
-                                  dtype=torch.long)
+        hard_heads, soft_heads = self.hard_read_index, self.soft_read_index
         contents, tags, written = self.write_events(ctl, cells, hard_heads, True)
         rows, _, cell = written
         weights = torch.fft.irfft(self.head_spectra(ctl, cells, soft_heads), n=cells,
                                   dim=-1)                                    # (B, T, H_soft, N)
         soft_contents = soft_reads_over_writes(weights, rows, cell, self.initial_memory)
         # back in head order: hard heads' reads, then the soft ones', permuted
-        order = torch.cat([hard_heads, soft_heads]).argsort()
-        contents = torch.cat([contents, soft_contents], 2)[:, :, order]
-        tags = torch.cat([tags, self.tags(weights)], 2)[:, :, order]
+        contents = torch.cat([contents, soft_contents], 2)[:, :, self.read_order]
+        tags = torch.cat([tags, self.tags(weights)], 2)[:, :, self.read_order]
         return self.residual(u, ctl, contents, tags, self.writes_source(written))
 
     def write_events(self, ctl: dict[str, Tensor], cells: int, read_heads: Tensor, follow: bool
