@@ -242,8 +242,8 @@ def test_step_modes_name_the_model_and_how_its_step_runs():
 
 
 def test_a_compiled_step_is_timed_after_its_compilation(tmp_path):
-    """``NAME+compile``: the first call (compilation) is untimed and reported on its own; the
-    compiled step computes what the eager one does (same loss from the same weights)."""
+    """``NAME+compile``: the first call (compilation) is untimed and reported on its own, and
+    the provenance says what the mode is."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--models", "lstm,lstm+compile", "--lengths", "6", "--device", "cpu",
                  *TINY, "--json", str(out)]) == 0

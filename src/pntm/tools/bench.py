@@ -307,10 +307,10 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
         skip_reason = None
         for length in lengths:
             row = {"model": name, "length": length, "batch": batch}
+            not_timed = {**row, "step_seconds": None, "tokens_per_second": None,
+                         "peak_memory_bytes": None, "parameters": params, "skipped": True}
             if skip_reason is not None:
-                results.append({**row, "step_seconds": None, "tokens_per_second": None,
-                                "peak_memory_bytes": None, "parameters": params, "skipped": True,
-                                "skip_reason": skip_reason})
+                results.append({**not_timed, "skip_reason": skip_reason})
                 log(f"bench: {name} T={length}: skipped ({skip_reason})")
                 continue
             tokens = random_tokens(batch, length + 1, generator).to(device)
@@ -322,9 +322,7 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
                     run, prepare_seconds = prepare_step(step, mode, device)
                 except Exception as err:  # a compiler or capture failure is a finding: kept
                     error = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
-                    results.append({**row, "step_seconds": None, "tokens_per_second": None,
-                                    "peak_memory_bytes": None, "parameters": params,
-                                    "skipped": True, "error": error})
+                    results.append({**not_timed, "error": error})
                     log(f"bench: {name} T={length}: failed to prepare the step: {error}")
                     skip_reason = f"its step failed at length {length}"
                     continue

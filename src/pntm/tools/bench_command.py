@@ -199,12 +199,13 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
         raise PntmError("--contexts is only for --decode (use --lengths for the training step)")
     if not (time_limit > 0 and math.isfinite(time_limit)):
         raise PntmError(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
+    target = resolve_device(device)
     if mode == "scan":
         if model_spec is not None:
             raise PntmError("--scan times the linear_scan methods, not models: drop --models")
         models = []
     elif model_spec is not None:
-        models = parse_models(model_spec, resolve_device(device))
+        models = parse_models(model_spec, target)
         moded = [name for name in models if split_step_mode(name)[1] != "eager"]
         if mode == "decode" and moded:
             raise PntmError(f"--models {moded[0]}: step modes are for the training step, "
@@ -218,7 +219,7 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
     if plot_path is not None:
         check_plot_available()
     return run_bench(mode, models=models, lengths=lengths, contexts=contexts,
-                     batch=batch, device=resolve_device(device), repeats=repeats, warmup=warmup,
+                     batch=batch, device=target, repeats=repeats, warmup=warmup,
                      time_limit=time_limit, json_path=json_path, plot_path=plot_path,
                      command=command, pntm_sets=pntm_sets)
 
