@@ -14,7 +14,6 @@ Of the wrong answers it also gives the share that are the digit of a near key (`
 against the share expected if the wrong digit were drawn at random from the other pairs'
 digits (``by chance``). An analysis aid, not part of the package (RESULTS.md quotes its
 output)."""
-import collections
 import sys
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
+from answers import accuracy_by, answer_guesses  # beside this script
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 model.eval()
@@ -42,22 +42,13 @@ for n in pair_counts:
         q = keys.index(query)
         close = [i for i, k in enumerate(keys) if i != q and sum(a == b for a, b in zip(k, query)) == 2]
         near.append(len(close))
-        where.append(min(4, 5 * q // n))
+        where.append(5 * q // n)  # q < n: 0..4
         near_digits.append({digits[i] for i in close})
         other_digits.append([digits[i] for i in range(n) if i != q])
-    chunk = max(1, 25600 // len(rows[0]))
-    with torch.no_grad():
-        logits = torch.cat([model(torch.tensor(rows[i:i + chunk]))[:, -1]
-                            for i in range(0, B, chunk)])
-    guess = logits.argmax(-1)
+    guess = answer_guesses(model, rows, max(1, 25600 // len(rows[0])))
     right = (guess == torch.tensor(answers)).numpy()
-    line = [f"{n} pairs ({4 * n + 4} tokens): answer {right.mean():.3f}"]
-    for name, feature in (("near", [min(k, 3) for k in near]), ("where", where)):
-        groups = collections.defaultdict(list)
-        for f, r in zip(feature, right):
-            groups[f].append(r)
-        line.append(f"{name}: " + " ".join(f"{k}:{np.mean(v):.2f}({len(v)})"
-                                           for k, v in sorted(groups.items())))
+    line = [f"{n} pairs ({4 * n + 4} tokens): answer {right.mean():.3f}",
+            accuracy_by("near", [min(k, 3) for k in near], right), accuracy_by("where", where, right)]
     wrong = [b for b in range(B) if not right[b]]
     if wrong:
         said = [vocab.decode([int(guess[b])])[0] for b in wrong]

@@ -13,7 +13,6 @@ accuracy without its EOS), overall and by two features of the expression:
 A failure that grows with ``longest`` at a fixed length points at a bounded-depth product,
 one that grows with the length at a fixed ``longest`` at errors per token. An analysis aid, not
 part of the package (RESULTS.md quotes its output)."""
-import collections
 import sys
 
 import numpy as np
@@ -21,7 +20,8 @@ import torch
 
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
-from mas_automaton import walk  # beside this script
+from answers import accuracy_by, answer_guesses  # beside this script
+from mas_automaton import walk
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 model.eval()
@@ -44,14 +44,8 @@ for n in digit_counts:
         answers.append(vocab.encode([str(states[-1][0])])[0])
         longest.append(max(s[2] for s in states))
         last.append(states[-1][2])
-    with torch.no_grad():
-        logits = torch.cat([model(torch.tensor(rows[i:i + 100]))[:, -1] for i in range(0, B, 100)])
-    right = (logits.argmax(-1) == torch.tensor(answers)).numpy()
-    line = [f"{n} digits ({2 * n - 1} tokens): answer {right.mean():.3f}"]
-    for name, feature in (("longest", longest), ("last", last)):
-        groups = collections.defaultdict(list)
-        for f, r in zip(feature, right):
-            groups[bucket(f)].append(r)
-        line.append(f"{name}: " + " ".join(f"{k}:{np.mean(v):.2f}({len(v)})"
-                                           for k, v in sorted(groups.items())))
+    right = (answer_guesses(model, rows, 100) == torch.tensor(answers)).numpy()
+    line = [f"{n} digits ({2 * n - 1} tokens): answer {right.mean():.3f}",
+            accuracy_by("longest", [bucket(k) for k in longest], right),
+            accuracy_by("last", [bucket(k) for k in last], right)]
     print(" | ".join(line), flush=True)
