@@ -299,7 +299,9 @@ def test_content_head_reads_the_cell_whose_content_matches_its_query():
                                        {"content_match": "key"},
                                        {"content_match": "context", "window": 2},
                                        {"content_match": "context", "window": 1,
-                                        "hard": False}])
+                                        "hard": False},
+                                       {"content_codes": 4}, {"content_codes": 2, "hard": False},
+                                       {"content_codes": 8, "content_match": "key"}])
 def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
     # Hard content heads with the memory scan are left out: its weightings carry float noise
     # of ~1e-7, which breaks the exact ties of repeated random tokens differently in each mode.
@@ -308,6 +310,36 @@ def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
     with torch.no_grad():
         torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_group_codes_are_one_hots_of_each_groups_maximum_with_the_softmax_gradient():
+    from pntm.ops.content_addressing import group_codes
+    x = torch.tensor([[0.1, 0.9, 0.2, 0.3, 5.0, 1.0, 2.0, 3.0]], requires_grad=True)
+    codes = group_codes(x, 2)
+    assert torch.equal(codes.detach(), torch.tensor([[0.0, 1, 0, 0, 1, 0, 0, 0]]))
+    weights = torch.arange(8.0)
+    (codes * weights).sum().backward()
+    y = x.detach().clone().requires_grad_(True)
+    (y.unflatten(-1, (2, 4)).softmax(-1).flatten(-2) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)
+    assert torch.equal(group_codes(x, 8).detach(), torch.ones(1, 8))  # groups of one: all ones
+
+
+def test_content_codes_pick_the_key_whose_every_group_agrees_over_a_closer_near_miss():
+    # Width 4, two groups of two. The query's codes are (1 0 | 0 1). The near miss agrees in
+    # the first group (1 0 | 1 0) but lies closer to the query as a vector; the exact key's
+    # codes equal the query's. Cosine picks the near miss, codes pick the key: scores 1/2, 1.
+    from pntm.ops.content_addressing import content_weights
+    query = torch.tensor([1.0, 0.9, 0.0, 1.0]).view(1, 1, 1, 4)
+    near, exact = [1.0, 0.9, 0.3, 0.2], [0.2, 0.0, -1.0, 0.5]
+    keys = torch.tensor([near, exact]).view(1, 2, 4)
+    strength = torch.full((1, 1, 1), 2.0)
+    kwargs = {"causal": False, "strictly_earlier": False, "temperature": 1.0}
+    assert content_weights(query, strength, keys, hard=True, **kwargs)[0, 0, 0].argmax() == 0
+    hard = content_weights(query, strength, keys, hard=True, codes=2, **kwargs)[0, 0, 0]
+    assert torch.equal(hard, torch.tensor([0.0, 1.0]))
+    soft = content_weights(query, strength, keys, hard=False, codes=2, **kwargs)[0, 0, 0]
+    torch.testing.assert_close(soft, torch.softmax(torch.tensor([1.0, 2.0]), 0))
 
 
 def test_context_head_reads_the_cell_after_the_same_context():
@@ -345,6 +377,8 @@ def test_content_heads_config_rules():
         make_model(tape_writer=True, content_heads=1, content_strength=0.0)
     with pytest.raises(ConfigError, match="needs a window"):
         make_model(tape_writer=True, content_heads=1, content_match="context")
+    with pytest.raises(ConfigError, match="content_codes 3 must divide memory_width 8"):
+        make_model(tape_writer=True, content_heads=1, content_codes=3)
 
 
 def test_state_heads_run_the_automaton_their_maps_choose():

@@ -71,6 +71,7 @@ class PNTMConfig:
     #                                 key: with a key written with each cell;
     #                                 context: cells whose preceding inputs match
     content_strength: float = 0.69  # initial strength β of content heads (softplus(0))
+    content_codes: int = 0       # g > 0: match discrete codes, one per group of W/g numbers
     state_heads: int = 0         # finite-state heads per layer (maps on `states` states)
     states: int = 16             # S: states of each state head
     stay_bias: float = 2.0       # initial logit of a state head keeping its state
@@ -134,6 +135,9 @@ class PNTMConfig:
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")
+        if cfg["content_codes"] and cfg["memory_width"] % cfg["content_codes"]:
+            raise ConfigError(f"pntm model_config.content_codes {cfg['content_codes']} must "
+                              f"divide memory_width {cfg['memory_width']} (groups of equal size)")
         if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["window"]:
             raise ConfigError("pntm model_config.content_match 'context' needs a window (the "
                               "context is the window of inputs before each token)")

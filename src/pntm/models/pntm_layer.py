@@ -87,6 +87,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.content_heads = content_heads
         self.match_keys = content_heads > 0 and config.content_match == "key"
         self.match_context = content_heads > 0 and config.content_match == "context"
+        self.content_codes = config.content_codes  # groups of the discrete codes (0: none)
         self.learned_heads = 1 + read_heads - int(tape_writer)  # heads with their own moves
         # Which learned heads the relax phase softens: a learned write head and the first
         # ``relaxed_heads`` read heads (all of them when None); the rest stay hard throughout.

@@ -74,7 +74,7 @@ class LayerReads:
         return content_addressing.content_weights(
             ctl["query"], ctl["strength"], keys, causal, strictly_earlier=self.match_context,
             temperature=self.temperature if relaxing else 1.0, hard=self.hard and not relaxing,
-            allowed=allowed)
+            allowed=allowed, codes=self.content_codes)
 
     def content_reads(self, ctl: dict[str, Tensor], rows: Tensor, keys: Tensor, causal: bool,
                       tags: Tensor | None = None, allowed: Tensor | None = None

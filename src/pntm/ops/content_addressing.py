@@ -26,6 +26,21 @@ last write), by cosine similarity scaled by a strength, as the NTM's content add
   construction and training only has to learn what to write and how to use the read (the
   prototype comparison of the three choices is in docs/measurements.md).
 
+**Discrete codes** (``content_codes: g``, optional, any ``content_match``): two learned
+functions (the query and the key) agree only approximately, and among hundreds of cells an
+approximate match loses to a near miss (associative recall's wrong answers are keys one letter
+from the query, RESULTS.md). With codes, query and key are each cut into ``g`` groups of
+``W/g`` numbers and every group is replaced by the one-hot of its largest entry (forward), with
+the gradient of its softmax (straight-through)::
+
+    code(x)_{g,i} = [i = argmax_k x_{g,k}],   cos(code(q), code(k)) = (groups that agree) / g
+
+so a query matches a key exactly once their largest entries agree group by group, however far
+apart their values are, and a key that differs in one group scores ``1/g`` less at any length.
+The magnitudes below a group's maximum do not move the match, so a cell's content can hold a
+value beside its code. A general bias (a learned discrete hash, as in product quantization),
+not a fact about a task; untrained, the codes of a query and of its key are unrelated.
+
 The layer (``pntm.models.pntm``) computes queries, strengths and keys, and gathers the reads.
 """
 
@@ -38,9 +53,19 @@ from torch import Tensor
 from pntm.ops.fourier_heads import straight_through
 
 
+def group_codes(x: Tensor, groups: int) -> Tensor:
+    """``x`` (…, W) with each of its ``groups`` groups of ``W / groups`` numbers replaced by the
+    one-hot of the group's largest entry, with the gradient of the group's softmax
+    (straight-through); the discrete codes of the module docstring."""
+    grouped = x.unflatten(-1, (groups, x.shape[-1] // groups))
+    soft = grouped.softmax(-1)
+    hard = F.one_hot(grouped.argmax(-1), grouped.shape[-1]).to(soft)
+    return straight_through(soft, hard).flatten(-2)
+
+
 def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
                     strictly_earlier: bool, temperature: float, hard: bool,
-                    allowed: Tensor | None = None) -> Tensor:
+                    allowed: Tensor | None = None, codes: int = 0) -> Tensor:
     """Weightings (B, T, H, J) of queries (B, T, H, W) with strengths (B, T, H) over the ``J``
     cells whose ``keys`` (B, J, W), or per head (B, J, H, W), are given: a softmax of
     strength × cosine at ``temperature``, or with ``hard`` its argmax, straight-through.
@@ -49,7 +74,11 @@ def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
     context query equals its own cell's key; cell 0 at ``t = 0``), in parallel mode; otherwise
     it sees all ``J`` (a step: the caller passes the cells it may see). ``allowed`` (B, T, J),
     when given, also hides the cells it marks False (a learned writer's overwritten or unwritten
-    cells, ``pntm.ops.write_events.live_writes``); every row must allow at least one cell."""
+    cells, ``pntm.ops.write_events.live_writes``); every row must allow at least one cell.
+    ``codes`` > 0: compare the discrete codes of query and keys in that many groups
+    (``group_codes``) rather than the vectors."""
+    if codes:
+        query, keys = group_codes(query, codes), group_codes(keys, codes)
     keys = F.normalize(keys, dim=-1)
     query = F.normalize(query, dim=-1)
     pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
