@@ -301,7 +301,7 @@ def test_content_head_reads_the_cell_whose_content_matches_its_query():
                                        {"content_match": "context", "window": 1,
                                         "hard": False},
                                        {"content_codes": 4}, {"content_codes": 2, "hard": False},
-                                       {"content_codes": 8, "content_match": "key"}])
+                                       {"content_codes": 4, "content_match": "key"}])
 def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
     # Hard content heads with the memory scan are left out: its weightings carry float noise
     # of ~1e-7, which breaks the exact ties of repeated random tokens differently in each mode.
@@ -312,24 +312,38 @@ def test_content_heads_parallel_and_recurrent_modes_agree(overrides):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_group_codes_are_one_hots_of_each_groups_maximum_with_the_softmax_gradient():
+def test_group_codes_are_each_groups_softmax_centred():
     from pntm.ops.content_addressing import group_codes
-    x = torch.tensor([[0.1, 0.9, 0.2, 0.3, 5.0, 1.0, 2.0, 3.0]], requires_grad=True)
-    codes = group_codes(x, 2)
-    assert torch.equal(codes.detach(), torch.tensor([[0.0, 1, 0, 0, 1, 0, 0, 0]]))
-    weights = torch.arange(8.0)
-    (codes * weights).sum().backward()
-    y = x.detach().clone().requires_grad_(True)
-    (y.unflatten(-1, (2, 4)).softmax(-1).flatten(-2) * weights).sum().backward()
-    torch.testing.assert_close(x.grad, y.grad)
-    assert torch.equal(group_codes(x, 8).detach(), torch.ones(1, 8))  # groups of one: all ones
+    x = torch.tensor([[0.1, 0.9, 0.2, 0.3, 5.0, 1.0, 2.0, 3.0]])
+    soft = (x.unflatten(-1, (2, 4)) / 0.5).softmax(-1).flatten(-2)
+    torch.testing.assert_close(group_codes(x, 2, temperature=0.5), soft - 0.25)
+    # A flat group is the zero code (no preference); groups of one carry nothing.
+    assert torch.equal(group_codes(torch.zeros(1, 4), 1), torch.zeros(1, 4))
+    assert torch.equal(group_codes(x, 8), torch.zeros(1, 8))
+
+
+def test_hard_code_similarity_counts_the_agreeing_groups_with_the_soft_gradient():
+    from pntm.ops.content_addressing import code_similarity, group_codes
+    # Width 6, three groups of two: the query's largest entries are (first, second, first).
+    query = torch.tensor([2.0, 1.0, 0.0, 3.0, 1.0, -1.0]).view(1, 1, 1, 6).requires_grad_(True)
+    keys = torch.tensor([[5.0, 0.0, 0.0, 1.0, 0.0, 2.0],     # agrees in groups 1, 2: A = 2
+                         [0.0, 1.0, 1.0, 0.0, 0.0, 1.0],     # A = 0
+                         [1.0, 0.0, -2.0, -1.0, 7.0, 6.0]]).view(1, 3, 6)   # A = 3
+    hard = code_similarity(query, keys, 3, 1.0, hard=True)[0, 0, 0]
+    # cos = (A - g/n) / (g - g/n), g = 3, n = 2: A = 2, 0, 3 give 1/3, -1, 1.
+    assert torch.equal(hard.detach(), torch.tensor([1 / 3, -1.0, 1.0]))
+    hard.sum().backward()
+    q = query.detach().clone().requires_grad_(True)
+    soft = F.cosine_similarity(group_codes(q[0, 0], 3), group_codes(keys[0], 3), dim=-1)
+    soft.sum().backward()
+    torch.testing.assert_close(query.grad, q.grad)
 
 
 def test_content_codes_pick_the_key_whose_every_group_agrees_over_a_closer_near_miss():
-    # Width 4, two groups of two. The query's codes are (1 0 | 0 1). The near miss agrees in
-    # the first group (1 0 | 1 0) but lies closer to the query as a vector; the exact key's
-    # codes equal the query's. Cosine picks the near miss, codes pick the key: scores 1/2, 1.
-    from pntm.ops.content_addressing import content_weights
+    # Width 4, two groups of two. The query's largest entries are (first | second). The near
+    # miss agrees in the first group only, but lies closer to the query as a vector; the exact
+    # key agrees in both. Cosine picks the near miss; hard codes pick the key (cosines 0 and 1).
+    from pntm.ops.content_addressing import content_weights, group_codes
     query = torch.tensor([1.0, 0.9, 0.0, 1.0]).view(1, 1, 1, 4)
     near, exact = [1.0, 0.9, 0.3, 0.2], [0.2, 0.0, -1.0, 0.5]
     keys = torch.tensor([near, exact]).view(1, 2, 4)
@@ -338,8 +352,11 @@ def test_content_codes_pick_the_key_whose_every_group_agrees_over_a_closer_near_
     assert content_weights(query, strength, keys, hard=True, **kwargs)[0, 0, 0].argmax() == 0
     hard = content_weights(query, strength, keys, hard=True, codes=2, **kwargs)[0, 0, 0]
     assert torch.equal(hard, torch.tensor([0.0, 1.0]))
+    # Soft: a softmax of strength × the cosine of the soft codes.
+    cos = F.cosine_similarity(group_codes(query[0, 0], 2), group_codes(keys[0], 2), dim=-1)
     soft = content_weights(query, strength, keys, hard=False, codes=2, **kwargs)[0, 0, 0]
-    torch.testing.assert_close(soft, torch.softmax(torch.tensor([1.0, 2.0]), 0))
+    torch.testing.assert_close(soft, torch.softmax(2.0 * cos, 0))
+    assert cos[1] > cos[0]
 
 
 def test_context_head_reads_the_cell_after_the_same_context():

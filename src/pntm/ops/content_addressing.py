@@ -30,16 +30,22 @@ last write), by cosine similarity scaled by a strength, as the NTM's content add
 functions (the query and the key) agree only approximately, and among hundreds of cells an
 approximate match loses to a near miss (associative recall's wrong answers are keys one letter
 from the query, RESULTS.md). With codes, query and key are each cut into ``g`` groups of
-``W/g`` numbers and every group is replaced by the one-hot of its largest entry (forward), with
-the gradient of its softmax (straight-through)::
+``n = W/g`` numbers, and every group becomes a centred code: while the heads relax, the
+group's softmax at their temperature, which sharpens as the temperature falls; when the head is
+hard, the one-hot of its largest entry::
 
-    code(x)_{g,i} = [i = argmax_k x_{g,k}],   cos(code(q), code(k)) = (groups that agree) / g
+    code(x)_{g,i} = softmax_k(x_{g,k} / τ)_i - 1/n    (soft),   [i = argmax_k x_{g,k}] - 1/n    (hard)
 
-so a query matches a key exactly once their largest entries agree group by group, however far
-apart their values are, and a key that differs in one group scores ``1/g`` less at any length.
-The magnitudes below a group's maximum do not move the match, so a cell's content can hold a
-value beside its code. A general bias (a learned discrete hash, as in product quantization),
-not a fact about a task; untrained, the codes of a query and of its key are unrelated.
+Two hard codes have cosine ``(A - g/n) / (g - g/n)`` for ``A`` groups whose largest entries
+agree; it is computed from the count ``A`` (exact, so equal matches tie exactly in every mode)
+with the gradient of the soft codes' cosine at temperature 1 (straight-through). So a query
+matches a key exactly once their largest entries agree group by group,
+however far apart their values are, and a key one group off scores less at any length; the
+magnitudes below a group's maximum do not move the match, so a cell's content can hold a value
+beside its code. Centring makes a flat soft code the zero vector (no preference) rather than
+one that matches every other, so the soft phase learns the match as a plain cosine does. A
+general bias (a learned discrete hash, as in product quantization), not a fact about a task;
+untrained, the codes of a query and of its key are unrelated.
 
 The layer (``pntm.models.pntm``) computes queries, strengths and keys, and gathers the reads.
 """
@@ -53,14 +59,32 @@ from torch import Tensor
 from pntm.ops.fourier_heads import straight_through
 
 
-def group_codes(x: Tensor, groups: int) -> Tensor:
-    """``x`` (…, W) with each of its ``groups`` groups of ``W / groups`` numbers replaced by the
-    one-hot of the group's largest entry, with the gradient of the group's softmax
-    (straight-through); the discrete codes of the module docstring."""
+def group_codes(x: Tensor, groups: int, temperature: float = 1.0) -> Tensor:
+    """``x`` (…, W) with each of its ``groups`` groups of ``n = W / groups`` numbers replaced by
+    its soft centred code (module docstring): the group's softmax at ``temperature``, minus
+    ``1/n``."""
     grouped = x.unflatten(-1, (groups, x.shape[-1] // groups))
-    soft = grouped.softmax(-1)
-    hard = F.one_hot(grouped.argmax(-1), grouped.shape[-1]).to(soft)
-    return straight_through(soft, hard).flatten(-2)
+    return ((grouped / temperature).softmax(-1) - 1.0 / grouped.shape[-1]).flatten(-2)
+
+
+def code_similarity(query: Tensor, keys: Tensor, groups: int, temperature: float, hard: bool
+                    ) -> Tensor:
+    """Cosines (B, T, H, J) of the codes of queries (B, T, H, W) and keys (B, J, W) or
+    (B, J, H, W), in ``groups`` groups (module docstring): of the soft codes at
+    ``temperature``; with ``hard``, of the one-hot codes, from the count of groups that agree,
+    with the soft codes' gradient."""
+    pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
+    soft = torch.einsum(pattern, F.normalize(group_codes(query, groups, temperature), dim=-1),
+                        F.normalize(group_codes(keys, groups, temperature), dim=-1))
+    if not hard:
+        return soft
+    n = query.shape[-1] // groups
+
+    def one_hots(x: Tensor) -> Tensor:
+        return F.one_hot(x.unflatten(-1, (groups, n)).argmax(-1), n).flatten(-2).to(soft)
+
+    agree = torch.einsum(pattern, one_hots(query), one_hots(keys))   # whole numbers, exact
+    return straight_through(soft, (agree - groups / n) / (groups - groups / n))
 
 
 def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
@@ -75,14 +99,14 @@ def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
     it sees all ``J`` (a step: the caller passes the cells it may see). ``allowed`` (B, T, J),
     when given, also hides the cells it marks False (a learned writer's overwritten or unwritten
     cells, ``pntm.ops.write_events.live_writes``); every row must allow at least one cell.
-    ``codes`` > 0: compare the discrete codes of query and keys in that many groups
-    (``group_codes``) rather than the vectors."""
+    ``codes`` > 0: compare the centred codes of query and keys in that many groups
+    (``code_similarity``, soft or hard as the weightings) rather than the vectors."""
     if codes:
-        query, keys = group_codes(query, codes), group_codes(keys, codes)
-    keys = F.normalize(keys, dim=-1)
-    query = F.normalize(query, dim=-1)
-    pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
-    scores = strength[..., None] * torch.einsum(pattern, query, keys)
+        similarity = code_similarity(query, keys, codes, temperature if not hard else 1.0, hard)
+    else:
+        pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
+        similarity = torch.einsum(pattern, F.normalize(query, dim=-1), F.normalize(keys, dim=-1))
+    scores = strength[..., None] * similarity
     if causal:
         T, J = scores.shape[1], scores.shape[-1]
         future = torch.ones(T, J, dtype=torch.bool, device=keys.device).triu(
