@@ -39,8 +39,10 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
    **Content reads** (``content_heads`` per layer, optional): a content head compares a query
    with every written cell (its content, ``content_match: content``; with the tape writer also
    a key written with it, ``key``, or the inputs before it, ``context``, an induction head) and
-   reads ``[M[j], A[j]]`` with the resulting weighting like a location head. The equations and
-   the choice of ``context`` are in ``pntm.ops.content_addressing``. Nothing feeds back into
+   reads ``[M[j], A[j]]`` with the resulting weighting like a location head; with
+   ``content_codes`` it compares discrete codes of query and key instead of the vectors (an
+   option, not in the shipped config; RESULTS.md has what it gave). The equations and the
+   choice of ``context`` are in ``pntm.ops.content_addressing``. Nothing feeds back into
    the heads or the memory, so it is causal attention over the written cells: O(T²) in
    training and O(t) per decoded token, the only part of a layer whose cost grows with the
    context. Under a learned (hard) writer the written cells are its writes not yet
