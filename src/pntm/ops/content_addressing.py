@@ -39,10 +39,9 @@ hard, the one-hot of its largest entry::
 Two hard codes have cosine ``(A - g/n) / (g - g/n)`` for ``A`` groups whose largest entries
 agree; it is computed from the count ``A`` (exact, so equal matches tie exactly in every mode)
 with the gradient of the soft codes' cosine at temperature 1 (straight-through). So a query
-matches a key exactly once their largest entries agree group by group,
-however far apart their values are, and a key one group off scores less at any length; the
-magnitudes below a group's maximum do not move the match, so a cell's content can hold a value
-beside its code. Centring makes a flat soft code the zero vector (no preference) rather than
+matches a key exactly once their largest entries agree group by group, however far apart their
+values are, and a key one group off scores less at any length; the magnitudes below a group's
+maximum do not move the match, so a cell's content can hold a value beside its code. Centring makes a flat soft code the zero vector (no preference) rather than
 one that matches every other, so the soft phase learns the match as a plain cosine does. A
 general bias (a learned discrete hash, as in product quantization), not a fact about a task;
 untrained, the codes of a query and of its key are unrelated.
