@@ -34,17 +34,19 @@ from the query, RESULTS.md). With codes, query and key are each cut into ``g`` g
 group's softmax at their temperature, which sharpens as the temperature falls; when the head is
 hard, the one-hot of its largest entry::
 
-    code(x)_{g,i} = softmax_k(x_{g,k} / τ)_i - 1/n    (soft),   [i = argmax_k x_{g,k}] - 1/n    (hard)
+    code(x)_{g,i} = softmax_k(x_{g,k} / τ)_i - 1/n      (soft)
+    code(x)_{g,i} = [i = argmax_k x_{g,k}] - 1/n        (hard)
 
 Two hard codes have cosine ``(A - g/n) / (g - g/n)`` for ``A`` groups whose largest entries
 agree; it is computed from the count ``A`` (exact, so equal matches tie exactly in every mode)
 with the gradient of the soft codes' cosine at temperature 1 (straight-through). So a query
 matches a key exactly once their largest entries agree group by group, however far apart their
 values are, and a key one group off scores less at any length; the magnitudes below a group's
-maximum do not move the match, so a cell's content can hold a value beside its code. Centring makes a flat soft code the zero vector (no preference) rather than
-one that matches every other, so the soft phase learns the match as a plain cosine does. A
-general bias (a learned discrete hash, as in product quantization), not a fact about a task;
-untrained, the codes of a query and of its key are unrelated.
+maximum do not move the match, so a cell's content can hold a value beside its code. Centring
+makes a flat soft code the zero vector (no preference) rather than one that matches every
+other, so the soft phase learns the match as a plain cosine does. A general bias (a learned
+discrete hash, as in product quantization), not a fact about a task; untrained, the codes of a
+query and of its key are unrelated.
 
 The layer (``pntm.models.pntm``) computes queries, strengths and keys, and gathers the reads.
 """
@@ -56,6 +58,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pntm.ops.fourier_heads import straight_through
+
+
+def _dots(query: Tensor, keys: Tensor) -> Tensor:
+    """Dot products (B, T, H, J) of queries (B, T, H, W) with keys (B, J, W) or (B, J, H, W)."""
+    pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
+    return torch.einsum(pattern, query, keys)
+
+
+def _cosines(query: Tensor, keys: Tensor) -> Tensor:
+    """Cosine similarities (B, T, H, J), shaped as ``_dots``."""
+    return _dots(F.normalize(query, dim=-1), F.normalize(keys, dim=-1))
 
 
 def group_codes(x: Tensor, groups: int, temperature: float = 1.0) -> Tensor:
@@ -72,9 +85,7 @@ def code_similarity(query: Tensor, keys: Tensor, groups: int, temperature: float
     (B, J, H, W), in ``groups`` groups (module docstring): of the soft codes at
     ``temperature``; with ``hard``, of the one-hot codes, from the count of groups that agree,
     with the soft codes' gradient."""
-    pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
-    soft = torch.einsum(pattern, F.normalize(group_codes(query, groups, temperature), dim=-1),
-                        F.normalize(group_codes(keys, groups, temperature), dim=-1))
+    soft = _cosines(group_codes(query, groups, temperature), group_codes(keys, groups, temperature))
     if not hard:
         return soft
     n = query.shape[-1] // groups
@@ -82,7 +93,7 @@ def code_similarity(query: Tensor, keys: Tensor, groups: int, temperature: float
     def one_hots(x: Tensor) -> Tensor:
         return F.one_hot(x.unflatten(-1, (groups, n)).argmax(-1), n).flatten(-2).to(soft)
 
-    agree = torch.einsum(pattern, one_hots(query), one_hots(keys))   # whole numbers, exact
+    agree = _dots(one_hots(query), one_hots(keys))   # whole numbers, exact
     return straight_through(soft, (agree - groups / n) / (groups - groups / n))
 
 
@@ -100,11 +111,8 @@ def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
     cells, ``pntm.ops.write_events.live_writes``); every row must allow at least one cell.
     ``codes`` > 0: compare the centred codes of query and keys in that many groups
     (``code_similarity``, soft or hard as the weightings) rather than the vectors."""
-    if codes:
-        similarity = code_similarity(query, keys, codes, temperature if not hard else 1.0, hard)
-    else:
-        pattern = "bthw,bjhw->bthj" if keys.dim() == 4 else "bthw,bjw->bthj"
-        similarity = torch.einsum(pattern, F.normalize(query, dim=-1), F.normalize(keys, dim=-1))
+    similarity = (code_similarity(query, keys, codes, temperature if not hard else 1.0, hard)
+                  if codes else _cosines(query, keys))
     scores = strength[..., None] * similarity
     if causal:
         T, J = scores.shape[1], scores.shape[-1]
