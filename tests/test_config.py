@@ -9,7 +9,7 @@ from pntm.errors import ConfigError
 
 def test_defaults_include_the_model_and_packaged_config():
     cfg = config_lib.build_config("parity", "lstm")
-    assert cfg["model_config"] == {"d_model": 128, "num_layers": 2}
+    assert cfg["model_config"] == {"d_model": 256, "num_layers": 1}
     assert cfg["train"]["train_lengths"] == [1, 40]
     assert cfg["eval"]["lengths"] == config_lib.DEFAULT_EVAL_LENGTHS
     assert cfg["eval"]["samples"] == 128 and cfg["eval"]["eval_seed"] == 1234
@@ -56,7 +56,7 @@ def test_layers_in_order(tmp_path):
     assert cfg["seed"] == 3                # from the file
     assert cfg["train"]["lr"] == 0.02      # --set beats the file
     assert cfg["train"]["steps"] == 9      # --steps beats both
-    assert cfg["train"]["batch_size"] == 32  # untouched default
+    assert cfg["train"]["batch_size"] == 128  # untouched: the packaged config's
 
 
 def test_task_and_model_may_come_from_the_file(tmp_path):
