@@ -13,9 +13,10 @@ where L_max grows from 1 to 40 over 70% of the steps (the P-NTM's curriculum). T
 
 * ``valued`` (the shipped config's): hard maps (straight-through) with values annealed away
   over [0.3, 0.6] of training (``state_values``, ``state_anneal``);
-* ``soft``: each row of a map a softmax at a temperature falling linearly from 1 to 0.3 over
-  the first 70% of the steps, then hard (straight-through), as ``state_values: false`` heads
-  follow the relax phase.
+* ``soft``: each row of a map a softmax at a temperature falling linearly from 1 to a floor
+  (``--floor``, 0.3) over the first 70% of the steps, then hard (straight-through) from
+  ``--hard-from`` (0.7) on, as ``state_values: false`` heads follow the relax phase; with
+  ``--hard-from 1`` the maps train soft to the end and only evaluation runs them hard.
 
 Evaluation runs the exact automaton (hard maps, no values) on 128 examples at each length 41,
 45, ..., 61 (``modular_arithmetic_simple``: digits 0-4 and ``+ - *`` with precedence, mod 5;
@@ -40,6 +41,10 @@ parser.add_argument("--heads", type=int, default=2)
 parser.add_argument("--states", type=int, default=32)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=4000)
+parser.add_argument("--hard-from", type=float, default=0.7,
+                    help="soft maps: the fraction of training from which they train hard "
+                         "(1: soft to the end, at the temperature floor)")
+parser.add_argument("--floor", type=float, default=0.3, help="soft maps: the temperature floor")
 args = parser.parse_args()
 torch.manual_seed(args.seed)
 torch.set_num_threads(1)
@@ -112,7 +117,8 @@ for step in range(args.steps):
     if args.maps == "valued":
         logits = model(tokens, hard=True)
     else:
-        logits = model(tokens, hard=progress > 0.7, temperature=max(0.3, 1 - progress))
+        logits = model(tokens, hard=progress > args.hard_from,
+                       temperature=max(args.floor, 1 - progress))
     loss = F.cross_entropy(logits, answers)
     optimizer.zero_grad()
     loss.backward()
