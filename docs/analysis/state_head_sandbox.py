@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pntm.models.state_heads import StateHeads
+from pntm.tasks import get_task
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--task", default="mas", choices=["mas", "parity", "cycle"])
@@ -49,6 +50,7 @@ args = parser.parse_args()
 torch.manual_seed(args.seed)
 torch.set_num_threads(1)
 VOCAB, ANSWERS = 8, {"mas": 5, "parity": 2, "cycle": 5}[args.task]
+MAS = get_task("modular_arithmetic_simple")  # its length rule, symbols and answers
 
 
 def examples(n: int, length: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,17 +61,13 @@ def examples(n: int, length: int, gen: torch.Generator) -> tuple[torch.Tensor, t
     if args.task == "cycle":
         tokens = torch.randint(0, 3, (n, length), generator=gen)
         return tokens, torch.where(tokens == 2, -1, tokens).sum(1) % 5
-    size = length if length % 2 else length - 1  # modular_arithmetic_simple's length rule
+    size = MAS.prompt_size(length)
     digits = torch.randint(0, 5, (n, (size + 1) // 2), generator=gen)
     ops = torch.randint(0, 3, (n, size // 2), generator=gen)  # 0: +, 1: -, 2: *
     tokens = torch.empty(n, size, dtype=torch.long)
-    tokens[:, 0::2], tokens[:, 1::2] = digits, ops + 5
-    total, term = torch.zeros(n, dtype=torch.long), digits[:, 0].clone()
-    for i in range(size // 2):
-        times, d = ops[:, i] == 2, digits[:, i + 1]
-        total = torch.where(times, total, total + term)
-        term = torch.where(times, term * d, torch.where(ops[:, i] == 0, d, -d)) % 5
-    return tokens, (total + term) % 5
+    tokens[:, 0::2], tokens[:, 1::2] = digits, ops + 5  # ids index MAS.symbols
+    answers = [int(MAS.solve([MAS.symbols[i] for i in row])[0]) for row in tokens.tolist()]
+    return tokens, torch.tensor(answers)
 
 
 class Sandbox(nn.Module):
