@@ -215,6 +215,53 @@ def test_lr_decay_start_out_of_range_is_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_schedule_steps_by_hand():
+    """The curriculum and the model's progress span ``schedule_steps`` (0: ``steps``); after it
+    every length is drawn and the progress stays at 1."""
+    cfg = {"train_lengths": [1, 41], "curriculum": 0.5, "steps": 400, "schedule_steps": 0}
+    assert train_lib.current_length_range(100, cfg) == (1, 21)   # half of the ramp of 200
+    assert train_lib.training_progress(100, cfg) == 0.25
+    cfg["schedule_steps"] = 200
+    assert train_lib.current_length_range(50, cfg) == (1, 21)    # half of the ramp of 100
+    assert train_lib.current_length_range(100, cfg) == (1, 41)
+    assert train_lib.training_progress(100, cfg) == 0.5
+    assert train_lib.training_progress(300, cfg) == 1.0
+
+
+PNTM_TINY = ["model_config.d_model=16", "model_config.d_ff=16", "model_config.memory_width=8",
+             "model_config.states=4", "train.batch_size=4", "train.train_lengths=[1,8]",
+             "train.log_every=5", "train.checkpoint_every=5", "train.warmup_steps=2",
+             "train.early_stop.every=0", "train.eval_at_end=false"]
+
+
+def test_a_run_extended_past_its_schedule_equals_the_shorter_run_up_to_there(tmp_path):
+    """P-NTM's relax phase, value annealing and length curriculum over 20 steps, trained to 40
+    (a cosine held until step 20, then decaying), stopped at 20: the same weights and metrics as
+    a 20-step run at a constant rate. So an early-stopped run is the same under either budget."""
+    short = config_lib.build_config("parity", "pntm", sets=[*PNTM_TINY, "train.curriculum=0.7",
+                                                           "train.lr_schedule=constant"], steps=20)
+    extended = config_lib.build_config(
+        "parity", "pntm", steps=40, sets=[*PNTM_TINY, "train.curriculum=0.7",
+                                          "train.lr_schedule=cosine", "train.lr_decay_start=0.5",
+                                          "train.schedule_steps=20"])
+    train(short, tmp_path / "short", quiet=True)
+    start_run(tmp_path / "long", extended)
+    assert train_run(tmp_path / "long", stop_at=20, quiet=True) is None
+    assert_same_weights(tmp_path / "short", tmp_path / "long")
+    assert metrics_without_time(tmp_path / "short") == metrics_without_time(tmp_path / "long")
+    train_run(tmp_path / "long", quiet=True)  # and it trains on to 40, at progress 1
+    assert torch.load(tmp_path / "long" / "train_state.pt", weights_only=True)["step"] == 40
+
+
+def test_schedule_steps_beyond_steps_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "parity", "--model", "lstm", "--out", str(out),
+                 "--steps", "100", "--set", "train.schedule_steps=200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.schedule_steps" in err
+    assert not out.exists()
+
+
 def scripted_checks(monkeypatch, scores):
     """Early-stop checks that return ``scores`` in turn (every length at that accuracy)."""
     it = iter(scores)

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "model_config": {},
     "train": {
         "steps": 10000,
+        "schedule_steps": 0,          # steps the fractional schedules span; 0 = steps (below)
         "batch_size": 32,
         "lr": 1e-3,
         "lr_schedule": "cosine",      # or "constant"; both after the linear warm-up

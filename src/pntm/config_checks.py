@@ -103,6 +103,9 @@ def _check_values(cfg: dict) -> None:
     _require(0 < train["lr"] <= MAX_LR, "train.lr",
              f"must be in (0, {MAX_LR:g}] (AdamW's step size), got {train['lr']!r}")
     _require(0 <= train["min_lr_ratio"] <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+    _require(0 <= train["schedule_steps"] <= train["steps"], "train.schedule_steps",
+             f"must be in [0, train.steps = {train['steps']}] (0: train.steps), "
+             f"got {train['schedule_steps']!r}")
     _require(0 <= train["lr_decay_start"] < 1, "train.lr_decay_start", "must be in [0, 1)")
     _require(0 < train["adam_beta2"] < 1, "train.adam_beta2", "must be in (0, 1)")
     for key in ("weight_decay", "grad_clip", "warmup_steps"):

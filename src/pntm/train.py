@@ -72,12 +72,32 @@ def learning_rate(step: int, train_cfg: dict) -> float:
     return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def schedule_span(train_cfg: dict) -> int:
+    """The steps over which the fractional schedules run: the curriculum and the model's own
+    (``set_training_progress``: P-NTM's relax phase and state-value annealing).
+    ``train.schedule_steps``, or ``train.steps`` when it is 0.
+
+    With ``schedule_steps = S < steps`` training goes on after the schedules have ended (the
+    model at progress 1, every length in the curriculum): the first ``S`` steps are exactly
+    those of a run of ``S`` steps whose learning rate agrees with this one there (a constant
+    rate, or a cosine held until ``lr_decay_start * steps >= S``), so a run that stops early
+    before step ``S`` is the same run under either budget. The learning-rate schedule spans
+    ``steps``, as it always has."""
+    return train_cfg["schedule_steps"] or train_cfg["steps"]
+
+
+def training_progress(step: int, train_cfg: dict) -> float:
+    """``step`` as a fraction of ``schedule_span``, at most 1."""
+    return min(1.0, step / schedule_span(train_cfg))
+
+
 def current_length_range(step: int, train_cfg: dict) -> tuple[int, int]:
     """Training lengths at ``step``: ``train_lengths``, or with ``curriculum = f > 0`` a range
-    whose maximum grows linearly from ``min`` to ``max`` over the first ``f`` of the steps (every
-    length stays within ``train_lengths``, so nothing longer is ever seen)."""
+    whose maximum grows linearly from ``min`` to ``max`` over the first ``f`` of
+    ``schedule_span`` (every length stays within ``train_lengths``, so nothing longer is ever
+    seen)."""
     lo, hi = train_cfg["train_lengths"]
-    ramp = train_cfg["curriculum"] * train_cfg["steps"]
+    ramp = train_cfg["curriculum"] * schedule_span(train_cfg)
     if ramp <= 0 or step >= ramp:
         return lo, hi
     return lo, lo + math.ceil((hi - lo) * step / ramp)
@@ -345,7 +365,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        self.model.set_training_progress(self.step / self.tcfg["steps"], self.step)
+        self.model.set_training_progress(training_progress(self.step, self.tcfg), self.step)
         logits = self.model(batch.inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
                                ignore_index=tasks.IGNORE_INDEX)
