@@ -17,12 +17,12 @@ def run_recurrent(model, tokens):
     return torch.stack(logits, 1)
 
 
-def brute_force_jump_gradient(G, shift, jump, cell, cells, horizon, here=False):
+def brute_force_jump_gradient(G, shift, jump, cell, cells, horizon, here=False, landing=None):
     """The hard jump gate's straight-through gradient summed by brute force:
     ``±Σ_{o<h, no jump in (t, t+o]} (G_{t+o}[x_t + c_{t+o} - c_t] - G_{t+o}[c_{t+o}])`` for dense
     weight gradients ``G`` (B, T, H, N), one-hot ``shift`` (B, T, H, 2K+1), gates ``jump`` and the
     heads' cells ``cell`` (B, T, H); ``x_t`` is where the other choice of the gate puts the head
-    (a jump lands on the origin, or with ``here`` on cell ``t``)."""
+    (a jump lands on the origin, with ``here`` on cell ``t``, or on the cells ``landing``)."""
     B, T, H = cell.shape
     K = (shift.shape[-1] - 1) // 2
     jumped = jump > 0.5
@@ -32,7 +32,8 @@ def brute_force_jump_gradient(G, shift, jump, cell, cells, horizon, here=False):
             for t in range(T):
                 k = shift[b, t, h].argmax().item() - K
                 before = cell[b, t - 1, h].item() if t else cells - 1
-                other = (before + k) if jumped[b, t, h] else k + (t if here else 0)
+                land = landing[b, t, h].item() if landing is not None else (t if here else 0)
+                other = (before + k) if jumped[b, t, h] else k + land
                 total = 0.0
                 for o in range(horizon):
                     tau = t + o

@@ -539,9 +539,10 @@ def test_a_jump_here_lands_on_the_tape_writers_cell():
     assert cells_at.tolist() == [15, 15, 15, 4, 4, 4, 7, 7, 7]  # cell -1 is cell 15
 
 
+@pytest.mark.parametrize("jump_to", ["here", "content"])
 @pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"window": 2, "content_heads": 1}])
-def test_jump_here_parallel_and_recurrent_modes_agree(overrides):
-    model = make_model(tape_writer=True, head_path="fourier", jump_to="here", jump_bias=0.0,
+def test_jump_here_parallel_and_recurrent_modes_agree(overrides, jump_to):
+    model = make_model(tape_writer=True, head_path="fourier", jump_to=jump_to, jump_bias=0.0,
                        **overrides)
     tokens = random_tokens(3, 120)
     with torch.no_grad():
@@ -549,10 +550,53 @@ def test_jump_here_parallel_and_recurrent_modes_agree(overrides):
                                    atol=1e-4, rtol=1e-4)
 
 
+def test_a_content_jump_lands_on_the_cell_its_query_picks():
+    """With jump_to: content a jump at token t lands on the cell its landing weighting puts it
+    on (here given by hand: cell 2 at token 3, cell 5 at token 6), then the shift applies; a
+    soft landing weighting lands as a mixture of cells, shifted."""
+    layer = make_model(tape_writer=True, head_path="fourier", jump_to="content").layers[0]
+    T, cells, K = 9, 16, layer.shift_range
+    shift = torch.zeros(1, T, 1, 2 * K + 1)
+    shift[..., K] = 1.0                       # stay
+    shift[0, [3, 6], 0] = F.one_hot(torch.tensor(K + 1), 2 * K + 1).float()
+    jump = torch.zeros(1, T, 1)
+    jump[0, [3, 6], 0] = 1.0
+    landing = torch.zeros(1, T, 1, T)
+    landing[0, :, 0, 8] = 1.0                 # unused where the head does not jump
+    landing[0, 3, 0] = F.one_hot(torch.tensor(2), T).float()
+    landing[0, 6, 0] = F.one_hot(torch.tensor(5), T).float()
+    ctl = {"shift": shift, "jump": jump, "landing": landing}
+    weights = torch.fft.irfft(layer.head_spectra(ctl, cells), n=cells, dim=-1)[0, :, 0]
+    assert weights.argmax(-1).tolist() == [15, 15, 15, 3, 3, 3, 6, 6, 6]  # cell -1 is cell 15
+    landing[0, 6, 0] = torch.tensor([0.0, 0.25, 0.0, 0.75] + [0.0] * (T - 4))
+    weights = torch.fft.irfft(layer.head_spectra(ctl, cells), n=cells, dim=-1)[0, :, 0]
+    torch.testing.assert_close(weights[6, [2, 4]], torch.tensor([0.25, 0.75]))
+    torch.testing.assert_close(weights[6].sum(), torch.tensor(1.0))
+
+
+def test_content_landings_follow_the_heads_queries_over_the_tape():
+    """The landing weighting is a causal softmax of strength × cosine between each head's own
+    query and the tape cells m_0 + v_j (j ≤ t), one-hot when hard; the tape writer's is zero."""
+    layer = make_model(tape_writer=True, jump_to="content", read_heads=3).layers[0]
+    u = torch.randn(2, 12, 32)
+    ctl = layer.parallel_controls(u)
+    rows = layer.initial_memory + layer.tape_values(ctl)
+    cos = F.cosine_similarity(ctl["landing_query"][:, :, :, None], rows[:, None, None], dim=-1)
+    scores = ctl["landing_strength"][..., None] * cos
+    scores = scores.masked_fill(~torch.ones(12, 12, dtype=torch.bool).tril()[None, :, None],
+                                float("-inf"))
+    assert ctl["landing"].shape == (2, 12, 4, 12)
+    assert (ctl["landing"][:, :, 0] == 0).all()
+    expected = F.one_hot(scores.argmax(-1), 12).float()
+    torch.testing.assert_close(ctl["landing"][:, :, 1:], expected)
+
+
 def test_jump_here_needs_the_tape():
     from pntm.errors import ConfigError
     with pytest.raises(ConfigError, match="jump_to 'here' needs"):
         make_model(jump_to="here", head_path="fourier")
+    with pytest.raises(ConfigError, match="jump_to 'content' needs"):
+        make_model(jump_to="content")
     with pytest.raises(ConfigError, match="jump_to"):
         make_model(jump_to="there")
 

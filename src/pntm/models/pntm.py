@@ -23,7 +23,15 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
        ŝ_t[f] = Σ_k s_t[k] exp(-2πi f k / N),                   f = 0..N/2
 
    an element-wise complex linear recurrence, computed by ``pntm.ops.scan.linear_scan``;
-   ``w_t = irfft(ŵ_t)``.
+   ``w_t = irfft(ŵ_t)``. With ``jump_to: content`` (an option; tape writer only) a jump lands
+   where the head's own content query points, as the NTM's content-then-location addressing::
+
+       w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t w^c_t),   w^c_t = softmax_{j ≤ t}(β_t cos(q_t, M[j]))
+
+   still affine in ``w_{t-1}`` (``ŵ^c_t`` replaces the origin's spectrum); hard, ``w^c_t`` is the
+   straight-through argmax and its gradient the adjoint where the head would have landed
+   (``pntm.ops.hard_heads``). So a head can find a marked cell and walk on from it with moves
+   that look only at the current token.
 
 3. **Memory as an element-wise linear scan.** The write head's weighting ``w_t``, an erase
    vector ``e_t = σ(W_e h_t) ∈ (0, 1)^W`` and an add vector ``a_t = tanh(W_a h_t)`` give::

@@ -90,8 +90,10 @@ class PNTMConfig:
     writer_reads: bool = False   # one more read head, on the write head's cell (after its
     #                              write), as a Turing machine's head reads where it writes
     jump_bias: float = -2.0
-    jump_to: str = "origin"      # where a jump lands: origin (cell 0) or here (the tape writer's
-    #                              cell of this token; tape writer only)
+    jump_to: str = "origin"      # where a jump lands: origin (cell 0), here (the tape writer's
+    #                              cell of this token) or content (the tape cell its own
+    #                              content query picks, as the NTM's content addressing);
+    #                              here and content: tape writer only
     scan_method: str = "auto"
 
     def __post_init__(self):
@@ -129,9 +131,9 @@ class PNTMConfig:
             raise ConfigError("pntm model_config.content_heads with a learned write head "
                               "(tape_writer: false) need hard: true and content_match: content "
                               "(they read the cells a hard writer has written)")
-        if cfg["jump_to"] == "here" and not cfg["tape_writer"]:
-            raise ConfigError("pntm model_config.jump_to 'here' needs tape_writer: true (a "
-                              "learned writer's paths jump to the origin only)")
+        if cfg["jump_to"] != "origin" and not cfg["tape_writer"]:
+            raise ConfigError(f"pntm model_config.jump_to '{cfg['jump_to']}' needs tape_writer: "
+                              "true (a learned writer's paths jump to the origin only)")
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")

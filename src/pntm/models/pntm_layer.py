@@ -19,11 +19,13 @@ from pntm.models.pntm_config import PNTMConfig
 from pntm.models.pntm_reads import LayerReads
 from pntm.models.pntm_recurrent import RecurrentMode
 from pntm.models.state_heads import StateHeads
-from pntm.ops import fourier_heads
+from pntm.ops import content_addressing, fourier_heads
 from pntm.ops.fourier_heads import straight_through
-from pntm.ops.hard_heads import hard_cells, tape_read
+from pntm.ops.hard_heads import hard_cells, is_cells, tape_read
 from pntm.ops.memory_chunks import chunked_memory_reads
 from pntm.ops.scan import linear_scan
+
+LANDING_TIE = 1e-4  # content landings' scores this close to the largest count as tied
 
 
 @dataclass
@@ -82,7 +84,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.memory_path = config.memory_path
         self.head_path = config.head_path
         self.jump_horizon = config.jump_horizon
-        self.jump_to = config.jump_to  # origin: cell 0; here: the tape writer's cell now
+        self.jump_to = config.jump_to  # origin: cell 0; here: the tape writer's cell now;
+        #                               content: the tape cell a head's content query picks
         self.memory_chunk = config.memory_chunk  # tokens per chunk of a soft learned writer's scan
         self.content_heads = content_heads
         self.match_keys = content_heads > 0 and config.content_match == "key"
@@ -155,6 +158,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.state_to_moves = (nn.Parameter(torch.zeros(self.learned_heads * (n_shift + 1),
                                                         state_heads * memory_width))
                                if config.state_moves else None)
+        # jump_to content: each learned head's landing query and strength (created last, so
+        # every other weight of a seed is the same with and without it)
+        self.to_landing = (nn.Linear(d_ff, self.learned_heads * (memory_width + 1))
+                           if self.jump_to == "content" else None)
 
         with torch.no_grad():
             # A learned write head starts as a tape head (one cell forward per token). Read heads
@@ -166,6 +173,9 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             self.to_jump.bias.fill_(config.jump_bias)
             if content_heads:  # strength β = softplus(bias) = content_strength at the start
                 self.to_strength.bias.fill_(math.log(math.expm1(config.content_strength)))
+            if self.to_landing is not None:  # the landings' strengths start the same way
+                self.to_landing.bias.view(self.learned_heads, -1)[:, -1].fill_(
+                    math.log(math.expm1(config.content_strength)))
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -269,19 +279,55 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             ctl["strength"] = F.softplus(self.to_strength(h))
         if self.match_keys:
             ctl["key"] = self.to_key(h)
+        if self.to_landing is not None:
+            landing = self.to_landing(h).unflatten(-1, (self.learned_heads, self.width + 1))
+            ctl["landing_query"] = landing[..., :-1]
+            ctl["landing_strength"] = F.softplus(landing[..., -1])
         return ctl
+
+    def landing_weights(self, ctl: dict[str, Tensor], rows: Tensor, causal: bool) -> Tensor:
+        """``jump_to: content``: where each head's jump would land, a content weighting
+        ``w^c_t = softmax_j(β_t cos(q_t, M[j]))`` over the tape ``rows`` (B, J, W) (cells
+        ``j ≤ t`` when ``causal``, else all ``J``), with the head's own query ``q_t`` and
+        strength ``β_t`` (``pntm.ops.content_addressing``): (B, T, heads, J), zero for the tape
+        writer (head 0, which never jumps). Soft for the relaxed heads while relaxing, at their
+        temperature; otherwise one-hot, straight-through (with the held temperature's gradient
+        for the relaxed heads, as their moves), on the earliest cell whose score is within
+        ``1e-4`` of the largest: equal tokens in equal contexts write equal cells, whose
+        scores the two modes round differently, so such ties must not be left to the last bit.
+        Without gradients and with every head hard: those cells themselves (B, T, heads)
+        (long), found a chunk of queries at a time (no (B, T, heads, J) weightings)."""
+        query, strength = ctl["landing_query"], ctl["landing_strength"]
+        if self.training and self.temperature != 1.0:
+            strength = strength / torch.where(self.relaxed_mask, self.temperature, 1.0)
+        if self.hard and not self.relaxing() and not torch.is_grad_enabled():
+            cells = content_addressing.nearest_cells(query, strength, rows, causal, LANDING_TIE)
+            return torch.cat([torch.zeros_like(cells[:, :, :1]), cells], dim=2)
+        scores = content_addressing.content_scores(query, strength, rows, causal)
+        weights = scores.softmax(-1)
+        if self.hard:
+            first = content_addressing.first_near_max(scores, LANDING_TIE)
+            hard = straight_through(weights, F.one_hot(first, weights.shape[-1]).to(weights))
+            weights = (torch.where(self.relaxed_mask[:, None], weights, hard)
+                       if self.relaxing() else hard)
+        return torch.cat([torch.zeros_like(weights[:, :, :1]), weights], dim=2)
 
     def location_coefficients(self, ctl: dict[str, Tensor], cells: int,
                               first: int = 0) -> tuple[Tensor, Tensor]:
         """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head: (B, T, H, F) each
         (``pntm.ops.fourier_heads``), for the tokens ``first, first + 1, ...``: with ``jump_to:
-        here`` a jump lands on the tape writer's cell of its token, ``t``."""
+        here`` a jump lands on the tape writer's cell of its token, ``t``; with ``content`` on
+        the heads' landing weightings ``ctl["landing"]``."""
         device = ctl["shift"].device
         phases = fourier_heads.shift_phases(self.shift_range, cells, device)
         targets = None
         if self.jump_to == "here":
             tokens = torch.arange(first, first + ctl["shift"].shape[1], device=device)
-            targets = fourier_heads.cell_phases(tokens, cells)
+            targets = fourier_heads.cell_phases(tokens, cells)[:, None, :]
+        elif self.jump_to == "content":  # the spectrum of each head's landing weighting
+            landing = ctl["landing"]
+            targets = (fourier_heads.cell_phases(landing, cells) if is_cells(landing) else
+                       torch.fft.rfft(F.pad(landing, (0, cells - landing.shape[-1])), dim=-1))
         return fourier_heads.location_coefficients(ctl["shift"], ctl["jump"], phases, targets)
 
     def memory_coefficients(self, ctl: dict[str, Tensor], write: Tensor) -> tuple[Tensor, Tensor]:
@@ -303,7 +349,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 contents, tags = tape_read(
                     ctl["shift"][:, :, 1:], ctl["jump"][:, :, 1:], self.tape_values(ctl),
                     self.address_table(u.device), self.initial_memory, cells, self.jump_horizon,
-                    self.jump_to == "here")
+                    self.jump_to == "here", self.read_landing(ctl))
                 return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
             # hard learned writer: write events, with a read that follows the writer for
             # content heads (the values its writes left)
@@ -337,7 +383,15 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         (``ctl["states"]``, (B, T, H_state, S)) when the layer has them."""
         T = u.shape[1]
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.window + 1)]
-        return self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
+        ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
+        if self.to_landing is not None:  # over the tape: cell j holds m_0 + v_j from step j
+            ctl["landing"] = self.landing_weights(
+                ctl, self.initial_memory + self.tape_values(ctl), True)
+        return ctl
+
+    def read_landing(self, ctl: dict[str, Tensor]) -> Tensor | None:
+        """The read heads' landing weightings (B, T, H_read, J) under ``jump_to: content``."""
+        return ctl["landing"][:, :, 1:] if "landing" in ctl else None
 
     def machine_states(self, h: Tensor, before: Tensor | None = None) -> Tensor:
         """State heads' states (B, T, H_state, S) for controller outputs ``h``: by the scan
@@ -369,7 +423,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                      heads: slice | Tensor = slice(None)) -> Tensor:
         """``ŵ_t`` of the heads ``heads`` (an index along the heads: a slice, or a tensor of
         head numbers) by the Fourier scan (B, T, H_heads, N//2+1)."""
-        scanned = {"shift": ctl["shift"][:, :, heads], "jump": ctl["jump"][:, :, heads]}
+        scanned = {key: ctl[key][:, :, heads] for key in ("shift", "jump", "landing")
+                   if key in ctl}
         a, b = self.location_coefficients(scanned, cells)
         start = self.start_spectrum(cells, a.device).expand_as(b[:, 0])
         return linear_scan(a, b, start, method=self.scan_method)
@@ -396,7 +451,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         cells = self.num_cells(u.shape[1])
         ctl = self.parallel_controls(u)
         if self.carries_positions():
-            positions = hard_cells(ctl["shift"], ctl["jump"], cells, self.jump_to == "here")
+            positions = hard_cells(ctl["shift"], ctl["jump"], cells, self.jump_to == "here",
+                                   ctl.get("landing"))
             weights = F.one_hot(positions, cells).to(ctl["add"])
         else:
             spectra = self.head_spectra(ctl, cells, slice(int(self.tape_writer), None))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from pntm.models.pntm_reads import ContentSource
+from pntm.ops.hard_heads import landing_cells
 from pntm.ops.scan import scan_step
 
 
@@ -33,6 +34,9 @@ class LayerState:
     machine: Tensor | None = None  # (B, H_state, S): state heads' distributions (one-hot if hard)
     written_at: Tensor | None = None  # (B, N) long: when a learned writer last wrote each cell
     #                                   (-1: never), for content heads
+    tape: Tensor | None = None  # (B, N, W): the tape's cells m_0 + v_j as the parallel mode
+    #                             computes them, for content landings (jump_to: content): an
+    #                             argmax between equal cells must see them exactly equal
 
 
 class RecurrentMode:
@@ -56,14 +60,15 @@ class RecurrentMode:
                    else None)
         written_at = (torch.full((batch_size, cells), -1, device=device)
                       if self.content_over_writes else None)
+        tape = torch.zeros_like(memory) if self.to_landing is not None else None
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
             return LayerState(head_spectra=None, memory=memory, previous=previous,
                               positions=positions, keys=keys, machine=machine,
-                              written_at=written_at)
+                              written_at=written_at, tape=tape)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
         return LayerState(head_spectra=spectra, memory=memory, previous=previous, keys=keys,
-                          machine=machine, written_at=written_at)
+                          machine=machine, written_at=written_at, tape=tape)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """Recurrent mode, one token: ``u`` is (B, 1, d_model); returns the output (B, 1,
@@ -71,6 +76,9 @@ class RecurrentMode:
         the memory is updated in place: the old state is consumed)."""
         cells = state.memory.shape[1]
         ctl = self.controls(u, state.previous[:, None], state.machine)
+        if state.tape is not None:  # over the tape so far, this token's cell included
+            state.tape[:, state.length] = self.initial_memory + self.tape_values(ctl)[:, 0]
+            ctl["landing"] = self.landing_weights(ctl, state.tape[:, :state.length + 1], False)
         if state.positions is not None:
             return self.position_step(u, ctl, state)
         a, b = self.location_coefficients(ctl, cells, state.length)
@@ -85,7 +93,7 @@ class RecurrentMode:
         return out, LayerState(head_spectra=spectra, memory=memory,
                                previous=self.remember(u, state), length=state.length + 1,
                                keys=state.keys, machine=self.machine_state(ctl),
-                               written_at=state.written_at)
+                               written_at=state.written_at, tape=state.tape)
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -97,6 +105,8 @@ class RecurrentMode:
         moves = ctl["shift"][:, 0].argmax(-1) - self.shift_range          # (B, H)
         jumped = ctl["jump"][:, 0] > 0.5
         landing = state.length if self.jump_to == "here" else 0  # the tape writer's cell
+        if "landing" in ctl:  # jump_to content: the cell each head's content query picks
+            landing = landing_cells(ctl["landing"][:, 0])
         positions = torch.remainder(moves + torch.where(jumped, landing, state.positions), cells)
         rows = torch.arange(memory.shape[0], device=memory.device)
         write = positions[:, 0]
@@ -113,7 +123,8 @@ class RecurrentMode:
         return out, LayerState(head_spectra=None, memory=memory,
                                previous=self.remember(u, state), positions=positions,
                                length=state.length + 1, keys=state.keys,
-                               machine=self.machine_state(ctl), written_at=state.written_at)
+                               machine=self.machine_state(ctl), written_at=state.written_at,
+                               tape=state.tape)
 
     @staticmethod
     def mark_written(state: LayerState, cell: Tensor) -> None:

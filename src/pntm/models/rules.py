@@ -133,7 +133,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "content_strength": number(0, low_open=True), "content_codes": integer(0),
              "write_bias": FINITE,
              "tape_writer": boolean, "writer_reads": boolean, "jump_bias": FINITE,
-             "jump_to": choice("origin", "here"),
+             "jump_to": choice("origin", "here", "content"),
              "scan_method": scan_method,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE,
              "state_rank": integer(0), "state_values": boolean, "state_moves": boolean,

@@ -97,6 +97,52 @@ def code_similarity(query: Tensor, keys: Tensor, groups: int, temperature: float
     return straight_through(soft, (agree - groups / n) / (groups - groups / n))
 
 
+def content_scores(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
+                   strictly_earlier: bool = False, allowed: Tensor | None = None,
+                   first: int = 0) -> Tensor:
+    """Scores ``β cos(q, k_j)`` (B, T, H, J) of queries (B, T, H, W) with strengths (B, T, H)
+    against keys (B, J, W), or per head (B, J, H, W), ``-inf`` on the cells a query may not see
+    (``content_weights``' arguments); ``first``: the time of the first query (a chunk)."""
+    scores = strength[..., None] * _cosines(query, keys)
+    return _masked(scores, causal, strictly_earlier, allowed, first)
+
+
+def _masked(scores: Tensor, causal: bool, strictly_earlier: bool, allowed: Tensor | None,
+            first: int = 0) -> Tensor:
+    """``scores`` (B, T, H, J) with ``-inf`` on the cells hidden from each query."""
+    if causal:
+        T, J = scores.shape[1], scores.shape[-1]
+        times = torch.arange(first, first + T, device=scores.device)[:, None]
+        cells = torch.arange(J, device=scores.device)[None, :]
+        future = cells >= times if strictly_earlier else cells > times
+        future[:, 0] &= times[:, 0] > 0  # cell 0 stays visible at t = 0
+        scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed[:, :, None, :], float("-inf"))
+    return scores
+
+
+def first_near_max(scores: Tensor, tolerance: float) -> Tensor:
+    """The earliest cell (long, (B, T, H)) whose score is within ``tolerance`` of the largest:
+    an argmax whose ties, and near-ties that rounding made, go to the earliest cell."""
+    near = scores >= scores.amax(-1, keepdim=True) - tolerance
+    return near.to(torch.uint8).argmax(-1)  # argmax returns the first of equal values
+
+
+def nearest_cells(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
+                  tolerance: float, chunk: int = 128) -> Tensor:
+    """``first_near_max`` of ``content_scores`` (B, T, H), a chunk of ``chunk`` queries at a
+    time: a hard content weighting's cells without its (B, T, H, J) weightings (no
+    gradient)."""
+    cells = []
+    for t in range(0, query.shape[1], chunk):
+        seen = keys[:, :t + chunk] if causal else keys  # a causal chunk sees no later cell
+        cells.append(first_near_max(content_scores(query[:, t:t + chunk],
+                                                   strength[:, t:t + chunk], seen, causal,
+                                                   first=t), tolerance))
+    return torch.cat(cells, dim=1)
+
+
 def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
                     strictly_earlier: bool, temperature: float, hard: bool,
                     allowed: Tensor | None = None, codes: int = 0) -> Tensor:
@@ -113,15 +159,7 @@ def content_weights(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
     (``code_similarity``, soft or hard as the weightings) rather than the vectors."""
     similarity = (code_similarity(query, keys, codes, temperature if not hard else 1.0, hard)
                   if codes else _cosines(query, keys))
-    scores = strength[..., None] * similarity
-    if causal:
-        T, J = scores.shape[1], scores.shape[-1]
-        future = torch.ones(T, J, dtype=torch.bool, device=keys.device).triu(
-            0 if strictly_earlier else 1)
-        future[0, 0] = False
-        scores = scores.masked_fill(future[None, :, None, :], float("-inf"))
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed[:, :, None, :], float("-inf"))
+    scores = _masked(strength[..., None] * similarity, causal, strictly_earlier, allowed)
     weights = (scores / temperature).softmax(-1)
     if hard:
         one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights)

@@ -10,6 +10,9 @@ jump gate back to the origin cell::
     ŵ_t[f] = ŝ_t[f] (1 - g_t) ŵ_{t-1}[f] + ŝ_t[f] g_t,  ŝ_t[f] = Σ_k s_t[k] exp(-2πi f k / N)
     M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ) + w_t a_tᵀ
 
+A jump may land elsewhere than the origin (``jump_to``): on the tape writer's cell of its token,
+or on a content weighting ``w^c_t`` over the tape (``w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t
+w^c_t)``, the NTM's content-then-location addressing; still affine in ``w_{t-1}``).
 ``location_coefficients`` and ``memory_coefficients`` give the ``(a_t, b_t)`` of the two
 recurrences for ``pntm.ops.scan.linear_scan``; ``tape_closed_form_reads`` is the memory scan
 solved in closed form for a write head that is a tape (token ``j`` on cell ``j``, each cell written
@@ -60,13 +63,14 @@ def location_coefficients(shift: Tensor, jump: Tensor, phases: Tensor,
                           targets: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Fourier-domain recurrence ``ŵ_t = a_t ŵ_{t-1} + b_t`` per head, from shift distributions
     (B, T, H, 2K+1), jump gates (B, T, H) and ``shift_phases``: (B, T, H, F) each. A jump goes
-    to the origin, ``δ_0``, or with ``targets`` (T, F), ``cell_phases`` of a cell per token, to
-    that token's cell: ``b_t = ŝ_t g_t δ̂_{c_t}``."""
+    to the origin, ``δ_0``, or with ``targets`` (broadcast to (B, T, H, F)), the spectra of
+    where each jump lands: ``b_t = ŝ_t g_t ŵ^c_t``: ``cell_phases`` of a cell per token
+    (``jump_to: here``), or the ``rfft`` of a content weighting (``jump_to: content``)."""
     spectrum = torch.einsum("bthk,kf->bthf", shift.to(torch.complex64), phases)
     gate = jump[..., None]
     landing = spectrum * gate
     if targets is not None:
-        landing = landing * targets[:, None, :]
+        landing = landing * targets
     return spectrum * (1 - gate), landing
 
 

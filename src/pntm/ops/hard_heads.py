@@ -34,6 +34,16 @@ head, so it has no short recurrence: summed exactly over the whole segment it co
 learns from the reads its choice changes within ``h`` tokens. ``None`` is the exact reference
 gradient (O(T²) for a head that never jumps; tests use it). The forward pass and all other
 gradients are exact either way.
+
+**Content landings** (``jump_to: content``). A jump may land on a cell chosen per token, the
+argmax ``l_t`` of a content weighting ``w^c_t`` over the tape (straight-through, one-hot in the
+forward pass): ``w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t w^c_t)``, still affine in ``w_{t-1}``.
+Its gradient is the adjoint at the cell the head would have landed on::
+
+    ∂L/∂w^c_t[j] = j_t λ_t[j + k_t],    λ_t[y] = Σ_{τ = t..e_t} G_τ[y + c_τ - c_t]
+
+over the same ``horizon`` as the gate's (exact with ``None``), from the dense ``G`` (B, T, H, N),
+one product of the read gradients with the tape.
 """
 
 from __future__ import annotations
@@ -49,47 +59,70 @@ def _steps(like: Tensor) -> Tensor:
 
 
 def head_positions(shift_index: Tensor, jump: Tensor, start: int = -1,
-                   here: bool = False) -> Tensor:
+                   here: bool = False, landing: Tensor | None = None) -> Tensor:
     """Integer positions ``p_t = k_t + (1 - j_t) p_{t-1} + j_t l_t``, ``p_0 = start`` (before
     the first token), along dim 1: a jump lands on ``l_t = 0``, the origin, or with ``here`` on
-    ``l_t = t``, the tape writer's cell of that token (``jump_to: here``). ``shift_index``
+    ``l_t = t``, the tape writer's cell of that token (``jump_to: here``), or on the cells
+    ``landing`` (long, ``shift_index``'s shape; ``jump_to: content``). ``shift_index``
     holds the moves ``k_t`` (long), ``jump`` the 0/1 gates (bool); any trailing shape."""
     moves = torch.cumsum(shift_index, dim=1)
     before = moves - shift_index  # Σ_{σ<t} k_σ
     steps = _steps(shift_index)
     last_jump = torch.where(jump, steps, -1).cummax(dim=1).values
-    # After a jump at s the position is l_s + Σ_{s≤σ≤t} k_σ; before any: start + Σ k.
-    origin = torch.gather(before, 1, last_jump.clamp(min=0))
     if here:
-        origin = origin - last_jump
+        landing = steps
+    # After a jump at s the position is l_s + Σ_{s≤σ≤t} k_σ; before any: start + Σ k.
+    origin = torch.gather(before if landing is None else before - landing, 1,
+                          last_jump.clamp(min=0))
     return torch.where(last_jump >= 0, moves - origin, moves + start)
 
 
-def hard_cells(shift: Tensor, jump: Tensor, cells: int, here: bool = False) -> Tensor:
+def is_cells(landing: Tensor) -> bool:
+    """Whether content landings are given as cells (long, (B, T, H)) rather than one-hot
+    weightings (B, T, H, J) (``jump_to: content``; cells when no gradient is needed)."""
+    return not landing.is_floating_point()
+
+
+def landing_cells(landing: Tensor | None) -> Tensor | None:
+    """The cells content landings put a jump on: ``landing`` itself, or its one-hot's argmax."""
+    if landing is None or is_cells(landing):
+        return landing
+    return landing.argmax(-1)
+
+
+def hard_cells(shift: Tensor, jump: Tensor, cells: int, here: bool = False,
+               landing: Tensor | None = None) -> Tensor:
     """The cells (long, (B, T, ...)) of hard heads whose one-hot shifts ``shift`` (..., 2K+1)
-    and 0/1 gates ``jump`` are given: ``head_positions`` of their moves, modulo ``cells``."""
+    and 0/1 gates ``jump`` are given: ``head_positions`` of their moves, modulo ``cells``;
+    ``landing``: content landings (``landing_cells``), where a jump lands."""
     K = (shift.shape[-1] - 1) // 2
-    return torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5, here=here), cells)
+    landed = landing_cells(landing)
+    return torch.remainder(head_positions(shift.argmax(-1) - K, jump > 0.5, here=here,
+                                          landing=landed), cells)
 
 
 class _TapeRead(torch.autograd.Function):
     """Reads of hard heads on a write-once tape (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx, shift, jump, values, table, initial, cells, horizon, here):
+    def forward(ctx, shift, jump, values, table, initial, cells, horizon, here, landing):
         K = (shift.shape[-1] - 1) // 2
         choice = shift.argmax(-1)                     # (B, T, H) in 0..2K
         jumped = jump > 0.5
-        cell = torch.remainder(head_positions(choice - K, jumped, here=here), cells)
+        landed = landing_cells(landing)
+        cell = torch.remainder(head_positions(choice - K, jumped, here=here, landing=landed),
+                               cells)
         contents = initial + _tape_rows(values, cell) * _written(cell)[..., None]
         tags = table[cell % table.shape[0]]
-        ctx.save_for_backward(values, table, choice, jumped, cell)
+        ctx.save_for_backward(values, table, choice, jumped, cell, landed)
         ctx.initial, ctx.cells, ctx.horizon, ctx.K, ctx.here = initial, cells, horizon, K, here
+        ctx.landing_cells = (None if landing is None or is_cells(landing)
+                             else landing.shape[-1])
         return contents, tags
 
     @staticmethod
     def backward(ctx, grad_contents, grad_tags):
-        values, table, choice, jumped, cell = ctx.saved_tensors
+        values, table, choice, jumped, cell, landed = ctx.saved_tensors
         B, T, H = cell.shape
         W = values.shape[-1]
         K, cells = ctx.K, ctx.cells
@@ -109,8 +142,12 @@ class _TapeRead(torch.autograd.Function):
         grad_shift = _shift_gradient(local, stop, choice, K)
         horizon = T if ctx.horizon is None else min(int(ctx.horizon), T)
         grad_jump = _jump_gradient(read_grad, local[..., 2 * K], cell, choice, jumped, stop, K,
-                                   cells, horizon, ctx.here)
-        return grad_shift, grad_jump, grad_values, grad_table, None, None, None, None
+                                   cells, horizon, ctx.here, landed)
+        grad_landing = None
+        if ctx.landing_cells is not None and ctx.needs_input_grad[8]:
+            grad_landing = _landing_gradient(read_grad, cell, choice, jumped, K, cells, horizon,
+                                             ctx.landing_cells)
+        return grad_shift, grad_jump, grad_values, grad_table, None, None, None, None, grad_landing
 
 
 def _shift_gradient(local: Tensor, stop: Tensor, choice: Tensor, K: int) -> Tensor:
@@ -129,23 +166,25 @@ def capturing(tensor: Tensor) -> bool:
 
 
 def other_start(cell: Tensor, choice: Tensor, jumped: Tensor, K: int, cells: int,
-                here: bool = False) -> Tensor:
+                here: bool = False, landing: Tensor | None = None) -> Tensor:
     """``x_t``: where the other choice of the jump gate puts a head, with the same move: the
     continued walk ``c_{t-1} + k_t`` where it jumped, else the landing ``l_t + k_t`` (``l_t``:
-    the origin, or ``t`` with ``here``)."""
+    the origin, ``t`` with ``here``, or the cells ``landing``)."""
     previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
     moved = choice - K
     landed = moved + _steps(moved) if here else moved
+    if landing is not None:
+        landed = moved + landing
     return torch.remainder(torch.where(jumped, previous + moved, landed), cells)
 
 
 def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, choice: Tensor,
                    jumped: Tensor, stop: Tensor, K: int, cells: int, horizon: int,
-                   here: bool = False) -> Tensor:
+                   here: bool = False, landing: Tensor | None = None) -> Tensor:
     """``∂L/∂g_t = ±(λ_t[x_t] - λ_t[c_t])`` summed over ``horizon`` steps: the other choice's
     future (starting at ``x_t``, making the same moves) against the head's own."""
     T = cell.shape[1]
-    other = other_start(cell, choice, jumped, K, cells, here)
+    other = other_start(cell, choice, jumped, K, cells, here, landing)
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     own = _segment_sums(own_now, torch.minimum(stop, steps + horizon))
     counterfactual = torch.zeros_like(own)
@@ -161,6 +200,27 @@ def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, ch
     return sign * (counterfactual - own)
 
 
+def _landing_gradient(read_grad: "_ReadGradient", cell: Tensor, choice: Tensor,
+                      jumped: Tensor, K: int, cells: int, horizon: int, tape: int) -> Tensor:
+    """``∂L/∂w^c_t[j] = j_t λ_t[j + k_t]`` for the ``tape`` cells ``j`` (B, T, H, tape), summed
+    over ``horizon`` steps as the gate's (module docstring): the future of a head that landed
+    on ``j`` and made the same moves."""
+    T = cell.shape[1]
+    dense = read_grad.dense(cells)                                   # G_τ[y]: (B, T, H, N)
+    start = torch.arange(tape, device=cell.device) + (choice - K)[..., None]  # j + k_t
+    grad = torch.zeros(*cell.shape, tape, dtype=dense.dtype, device=cell.device)
+    alive = torch.ones_like(cell, dtype=torch.bool)  # no jump yet between t and t + o
+    for o in range(horizon):
+        if o > 0:
+            alive = alive[:, :-1] & ~jumped[:, o:]
+            if not capturing(alive) and not alive.any():
+                break
+        target = torch.remainder(start[:, :T - o] + (cell[:, o:] - cell[:, :T - o])[..., None],
+                                 cells)
+        grad[:, :T - o] += alive[..., None] * torch.gather(dense[:, o:], 3, target)
+    return grad * jumped[..., None]
+
+
 class _ReadGradient:
     """``G_{t+o}[y_t]``: the loss gradient of the read weight of cell ``y_t`` at time ``t + o``."""
 
@@ -168,6 +228,17 @@ class _ReadGradient:
         self.grad_contents, self.values, self.initial = grad_contents, values, initial
         self.tag_scores = grad_tags @ table.T                # (B, T, H, L): ⟨∂L/∂tag, A[r]⟩
         self.constant = initial * grad_contents.sum(-1)      # every cell holds m_0 too
+
+    def dense(self, cells: int) -> Tensor:
+        """``G_τ[y]`` for every time and every cell ``y < cells`` (B, T, H, cells)."""
+        T = self.values.shape[1]
+        content = torch.einsum("bthw,bjw->bthj", self.grad_contents, self.values)
+        content = content * torch.ones(T, T, dtype=torch.bool,
+                                       device=content.device).tril()[None, :, None]
+        content = torch.nn.functional.pad(content, (0, cells - T))
+        L = self.tag_scores.shape[-1]
+        tags = self.tag_scores[..., torch.arange(cells, device=content.device) % L]
+        return content + tags + self.constant[..., None]
 
     def at(self, o: int, y: Tensor) -> Tensor:
         """``y``: cells (B, T - o, H, *extra) for times ``o..T-1``; returns the same shape."""
@@ -226,14 +297,17 @@ def _segment_sums(x: Tensor, stop: Tensor) -> Tensor:
 
 
 def tape_read(shift: Tensor, jump: Tensor, values: Tensor, table: Tensor, initial: float,
-              cells: int, horizon: int | None = None, here: bool = False
-              ) -> tuple[Tensor, Tensor]:
+              cells: int, horizon: int | None = None, here: bool = False,
+              landing: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Contents (B, T, H, W) and address tags (B, T, H, A) read by hard heads.
 
     ``shift`` (B, T, H, 2K+1) and ``jump`` (B, T, H) are the straight-through one-hot shifts
     and 0/1 gates (their values must be exactly hard); ``values`` (B, T, W) the tape, token ``j``
     on cell ``j``; ``table`` (L, A) the address tag of each residue mod ``L`` (``L`` divides
     ``cells``); ``initial`` the constant initial memory; ``horizon`` the jump gradient's horizon;
-    ``here``: jumps land on the tape writer's cell of their token, not the origin.
+    ``here``: jumps land on the tape writer's cell of their token, not the origin;
+    ``landing`` (B, T, H, J), ``J ≤ cells``: straight-through one-hot content weightings over
+    the first ``J`` cells, whose argmax a jump lands on (``jump_to: content``), or those cells
+    (B, T, H) (long; no gradient).
     """
-    return _TapeRead.apply(shift, jump, values, table, initial, cells, horizon, here)
+    return _TapeRead.apply(shift, jump, values, table, initial, cells, horizon, here, landing)
