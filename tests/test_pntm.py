@@ -524,17 +524,23 @@ def test_steered_heads_agree_across_modes_after_training():
 
 # --------------------------------------------------------------------------- jump_to: here
 
-def test_a_jump_here_lands_on_the_tape_writers_cell():
-    """With jump_to: here a jump at token t lands on cell t (the cell the tape writer writes
-    now), then the shift applies: jumps at tokens 3 and 6 with shift +1, stays elsewhere."""
-    layer = make_model(tape_writer=True, head_path="fourier", jump_to="here").layers[0]
-    T, cells, K = 9, 16, layer.shift_range
+def stays_and_two_jumps(T, K):
+    """One head's moves (B = 1): it stays, except at tokens 3 and 6, where it jumps and
+    shifts +1."""
     shift = torch.zeros(1, T, 1, 2 * K + 1)
     shift[..., K] = 1.0                       # stay
     shift[0, [3, 6], 0] = F.one_hot(torch.tensor(K + 1), 2 * K + 1).float()
     jump = torch.zeros(1, T, 1)
     jump[0, [3, 6], 0] = 1.0
-    spectra = layer.head_spectra({"shift": shift, "jump": jump}, cells)
+    return {"shift": shift, "jump": jump}
+
+
+def test_a_jump_here_lands_on_the_tape_writers_cell():
+    """With jump_to: here a jump at token t lands on cell t (the cell the tape writer writes
+    now), then the shift applies: jumps at tokens 3 and 6 with shift +1, stays elsewhere."""
+    layer = make_model(tape_writer=True, head_path="fourier", jump_to="here").layers[0]
+    T, cells, K = 9, 16, layer.shift_range
+    spectra = layer.head_spectra(stays_and_two_jumps(T, K), cells)
     cells_at = torch.fft.irfft(spectra, n=cells, dim=-1)[0, :, 0].argmax(-1)
     assert cells_at.tolist() == [15, 15, 15, 4, 4, 4, 7, 7, 7]  # cell -1 is cell 15
 
@@ -556,16 +562,12 @@ def test_a_content_jump_lands_on_the_cell_its_query_picks():
     soft landing weighting lands as a mixture of cells, shifted."""
     layer = make_model(tape_writer=True, head_path="fourier", jump_to="content").layers[0]
     T, cells, K = 9, 16, layer.shift_range
-    shift = torch.zeros(1, T, 1, 2 * K + 1)
-    shift[..., K] = 1.0                       # stay
-    shift[0, [3, 6], 0] = F.one_hot(torch.tensor(K + 1), 2 * K + 1).float()
-    jump = torch.zeros(1, T, 1)
-    jump[0, [3, 6], 0] = 1.0
+    ctl = stays_and_two_jumps(T, K)
     landing = torch.zeros(1, T, 1, T)
     landing[0, :, 0, 8] = 1.0                 # unused where the head does not jump
     landing[0, 3, 0] = F.one_hot(torch.tensor(2), T).float()
     landing[0, 6, 0] = F.one_hot(torch.tensor(5), T).float()
-    ctl = {"shift": shift, "jump": jump, "landing": landing}
+    ctl["landing"] = landing
     weights = torch.fft.irfft(layer.head_spectra(ctl, cells), n=cells, dim=-1)[0, :, 0]
     assert weights.argmax(-1).tolist() == [15, 15, 15, 3, 3, 3, 6, 6, 6]  # cell -1 is cell 15
     landing[0, 6, 0] = torch.tensor([0.0, 0.25, 0.0, 0.75] + [0.0] * (T - 4))

@@ -188,16 +188,25 @@ def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, ch
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     own = _segment_sums(own_now, torch.minimum(stop, steps + horizon))
     counterfactual = torch.zeros_like(own)
-    alive = torch.ones_like(cell, dtype=torch.bool)  # no jump yet between t and t + o
+    for o, alive, moved in _horizon(cell, jumped, horizon):
+        target = torch.remainder(other[:, :T - o] + moved, cells)
+        counterfactual[:, :T - o] += alive * read_grad.at(o, target)
+    sign = torch.where(jumped, -1.0, 1.0).to(own)
+    return sign * (counterfactual - own)
+
+
+def _horizon(cell: Tensor, jumped: Tensor, horizon: int):
+    """For ``o = 0 .. horizon - 1``: ``o``, ``alive`` (B, T - o, H), whether no jump happened in
+    ``(t, t + o]`` (the head's walk from ``t`` still goes on), and ``moved``, how far it moved
+    from ``t`` to ``t + o``; ends early once no walk goes on."""
+    T = cell.shape[1]
+    alive = torch.ones_like(cell, dtype=torch.bool)
     for o in range(horizon):
         if o > 0:
             alive = alive[:, :-1] & ~jumped[:, o:]
             if not capturing(alive) and not alive.any():
-                break
-        target = torch.remainder(other[:, :T - o] + cell[:, o:] - cell[:, :T - o], cells)
-        counterfactual[:, :T - o] += alive * read_grad.at(o, target)
-    sign = torch.where(jumped, -1.0, 1.0).to(own)
-    return sign * (counterfactual - own)
+                return
+        yield o, alive, cell[:, o:] - cell[:, :T - o]
 
 
 def _landing_gradient(read_grad: "_ReadGradient", cell: Tensor, choice: Tensor,
@@ -209,14 +218,8 @@ def _landing_gradient(read_grad: "_ReadGradient", cell: Tensor, choice: Tensor,
     dense = read_grad.dense(cells)                                   # G_τ[y]: (B, T, H, N)
     start = torch.arange(tape, device=cell.device) + (choice - K)[..., None]  # j + k_t
     grad = torch.zeros(*cell.shape, tape, dtype=dense.dtype, device=cell.device)
-    alive = torch.ones_like(cell, dtype=torch.bool)  # no jump yet between t and t + o
-    for o in range(horizon):
-        if o > 0:
-            alive = alive[:, :-1] & ~jumped[:, o:]
-            if not capturing(alive) and not alive.any():
-                break
-        target = torch.remainder(start[:, :T - o] + (cell[:, o:] - cell[:, :T - o])[..., None],
-                                 cells)
+    for o, alive, moved in _horizon(cell, jumped, horizon):
+        target = torch.remainder(start[:, :T - o] + moved[..., None], cells)
         grad[:, :T - o] += alive[..., None] * torch.gather(dense[:, o:], 3, target)
     return grad * jumped[..., None]
 
