@@ -213,15 +213,25 @@ def _landing_gradient(read_grad: "_ReadGradient", cell: Tensor, choice: Tensor,
                       jumped: Tensor, K: int, cells: int, horizon: int, tape: int) -> Tensor:
     """``∂L/∂w^c_t[j] = j_t λ_t[j + k_t]`` for the ``tape`` cells ``j`` (B, T, H, tape), summed
     over ``horizon`` steps as the gate's (module docstring): the future of a head that landed
-    on ``j`` and made the same moves."""
+    on ``j`` and made the same moves. Zero where the head did not jump, so only the jumps are
+    walked (``nonzero``: a host sync, so not inside a CUDA graph)."""
     T = cell.shape[1]
     dense = read_grad.dense(cells)                                   # G_τ[y]: (B, T, H, N)
-    start = torch.arange(tape, device=cell.device) + (choice - K)[..., None]  # j + k_t
     grad = torch.zeros(*cell.shape, tape, dtype=dense.dtype, device=cell.device)
-    for o, alive, moved in _horizon(cell, jumped, horizon):
-        target = torch.remainder(start[:, :T - o] + moved[..., None], cells)
-        grad[:, :T - o] += alive[..., None] * torch.gather(dense[:, o:], 3, target)
-    return grad * jumped[..., None]
+    b, t, h = jumped.nonzero(as_tuple=True)
+    start = torch.arange(tape, device=cell.device) + (choice[b, t, h] - K)[:, None]  # j + k_t
+    total = torch.zeros_like(start, dtype=dense.dtype)
+    alive = torch.ones_like(t, dtype=torch.bool)  # no jump yet between t and t + o
+    for o in range(horizon):
+        tau = (t + o).clamp(max=T - 1)
+        if o > 0:
+            alive = alive & (t + o < T) & ~jumped[b, tau, h]
+            if not alive.any():
+                break
+        target = torch.remainder(start + (cell[b, tau, h] - cell[b, t, h])[:, None], cells)
+        total += alive[:, None] * torch.gather(dense[b, tau, h], 1, target)
+    grad[b, t, h] = total
+    return grad
 
 
 class _ReadGradient:
