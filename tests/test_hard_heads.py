@@ -54,15 +54,19 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     (2, 20.0, 150, "here"),
     (1, 0.0, 300, "content"),   # jumps land where each head's content query points
     (2, 20.0, 150, "content"),
+    (1, 0.0, 300, "content-origin"),  # ... with a logit for the origin (landing_origin 1)
 ])
 def test_position_path_equals_the_fourier_scan_forward_and_backward(shift_range, jump_bias,
                                                                    length, jump_to, device):
     results = []
+    origin = {"landing_origin": 1.0} if jump_to == "content-origin" else {}
+    jump_to = jump_to.split("-")[0]
     for head_path in ("auto", "fourier"):
         torch.manual_seed(0)
         model = PNTM(VOCAB, SEP, layers=2, read_heads=3, d_model=32, d_ff=64, memory_width=8,
                      tape_writer=True, shift_range=shift_range, jump_bias=jump_bias,
-                     head_path=head_path, jump_horizon=None, jump_to=jump_to).to(device).train()
+                     head_path=head_path, jump_horizon=None, jump_to=jump_to,
+                     **origin).to(device).train()
         results.append(loss_and_grads(model, tokens_for(2, length).to(device)))
     (fast, fast_grads), (reference, reference_grads) = results
     torch.testing.assert_close(fast, reference, atol=2e-5, rtol=1e-5)
@@ -161,10 +165,12 @@ def test_content_landing_gradient_is_the_adjoint_where_the_head_would_land(horiz
 @pytest.mark.parametrize("device", DEVICES)
 def test_recurrent_position_step_equals_the_parallel_forward(device):
     torch.manual_seed(0)
-    for tape_writer, jump_to in ((True, "origin"), (False, "origin"), (True, "here"),
-                                 (True, "content")):
+    for tape_writer, jump_to, origin in ((True, "origin", None), (False, "origin", None),
+                                         (True, "here", None), (True, "content", None),
+                                         (True, "content", 1.0)):
         model = PNTM(VOCAB, SEP, layers=2, read_heads=2, d_model=32, d_ff=64, memory_width=8,
-                     tape_writer=tape_writer, jump_bias=0.0, jump_to=jump_to).to(device).eval()
+                     tape_writer=tape_writer, jump_bias=0.0, jump_to=jump_to,
+                     landing_origin=origin).to(device).eval()
         tokens = tokens_for(3, 200).to(device)
         state = model.init_state(3, 200, tokens.device)
         assert state["layers"][0].head_spectra is None  # O(1) state per head: a position

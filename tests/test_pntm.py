@@ -545,9 +545,16 @@ def test_a_jump_here_lands_on_the_tape_writers_cell():
     assert cells_at.tolist() == [15, 15, 15, 4, 4, 4, 7, 7, 7]  # cell -1 is cell 15
 
 
-@pytest.mark.parametrize("jump_to", ["here", "content"])
-@pytest.mark.parametrize("overrides", [{}, {"hard": False}, {"window": 2, "content_heads": 1}])
+@pytest.mark.parametrize("jump_to", ["here", "content", "content-origin"])
+@pytest.mark.parametrize("overrides", [
+    {}, {"hard": False},
+    # A hard content head picks among cells of equal content by their scores' last bit, which
+    # the two modes round differently; equal cells read the same content, but address tags
+    # would tell them apart, so this case has none (as the shipped config).
+    {"window": 2, "content_heads": 1, "periods": []}])
 def test_jump_here_parallel_and_recurrent_modes_agree(overrides, jump_to):
+    if jump_to == "content-origin":
+        jump_to, overrides = "content", {**overrides, "landing_origin": 1.0}
     model = make_model(tape_writer=True, head_path="fourier", jump_to=jump_to, jump_bias=0.0,
                        **overrides)
     tokens = random_tokens(3, 120)
@@ -591,6 +598,24 @@ def test_content_landings_follow_the_heads_queries_over_the_tape():
     assert (ctl["landing"][:, :, 0] == 0).all()
     expected = F.one_hot(scores.argmax(-1), 12).float()
     torch.testing.assert_close(ctl["landing"][:, :, 1:], expected)
+
+
+def test_a_landing_origin_prior_starts_jumps_on_the_origin():
+    """With landing_origin the origin's logit is added to cell 0's score: large, every
+    untrained landing is on cell 0 (as jump_to: origin); the logit is each head's own and moves
+    with training (it is an output of the controller, not a constant)."""
+    layer = make_model(tape_writer=True, jump_to="content", landing_origin=30.0,
+                       read_heads=3).layers[0]
+    ctl = layer.parallel_controls(torch.randn(2, 40, 32))
+    assert (ctl["landing"][:, :, 1:].argmax(-1) == 0).all()
+    torch.testing.assert_close(ctl["landing_origin"].mean(), torch.tensor(30.0), atol=1.0,
+                               rtol=0)
+    plain = make_model(tape_writer=True, jump_to="content", read_heads=3).layers[0]
+    landed = plain.parallel_controls(torch.randn(2, 40, 32))["landing"][:, :, 1:].argmax(-1)
+    assert (landed > 0).float().mean() > 0.5  # without it, untrained landings scatter
+    from pntm.errors import ConfigError
+    with pytest.raises(ConfigError, match="landing_origin needs jump_to: content"):
+        make_model(tape_writer=True, landing_origin=1.0)
 
 
 def test_jump_here_needs_the_tape():

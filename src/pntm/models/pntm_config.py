@@ -94,6 +94,8 @@ class PNTMConfig:
     #                              cell of this token) or content (the tape cell its own
     #                              content query picks, as the NTM's content addressing);
     #                              here and content: tape writer only
+    landing_origin: float | None = None  # jump_to content: the initial logit added to cell
+    #                                      0's score (jumps start on the origin); None: none
     scan_method: str = "auto"
 
     def __post_init__(self):
@@ -134,6 +136,9 @@ class PNTMConfig:
         if cfg["jump_to"] != "origin" and not cfg["tape_writer"]:
             raise ConfigError(f"pntm model_config.jump_to '{cfg['jump_to']}' needs tape_writer: "
                               "true (a learned writer's paths jump to the origin only)")
+        if cfg["landing_origin"] is not None and cfg["jump_to"] != "content":
+            raise ConfigError("pntm model_config.landing_origin needs jump_to: content (it is "
+                              "a prior of the content landing)")
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")

@@ -160,7 +160,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                                if config.state_moves else None)
         # jump_to content: each learned head's landing query and strength (created last, so
         # every other weight of a seed is the same with and without it)
-        self.to_landing = (nn.Linear(d_ff, self.learned_heads * (memory_width + 1))
+        # with landing_origin also a logit added to cell 0's score (the origin's prior)
+        self.landing_origin = config.landing_origin
+        self.landing_size = memory_width + 1 + int(self.landing_origin is not None)
+        self.to_landing = (nn.Linear(d_ff, self.learned_heads * self.landing_size)
                            if self.jump_to == "content" else None)
 
         with torch.no_grad():
@@ -174,8 +177,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             if content_heads:  # strength β = softplus(bias) = content_strength at the start
                 self.to_strength.bias.fill_(math.log(math.expm1(config.content_strength)))
             if self.to_landing is not None:  # the landings' strengths start the same way
-                self.to_landing.bias.view(self.learned_heads, -1)[:, -1].fill_(
-                    math.log(math.expm1(config.content_strength)))
+                bias = self.to_landing.bias.view(self.learned_heads, -1)
+                bias[:, memory_width].fill_(math.log(math.expm1(config.content_strength)))
+                if self.landing_origin is not None:
+                    bias[:, -1].fill_(self.landing_origin)
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -280,9 +285,11 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         if self.match_keys:
             ctl["key"] = self.to_key(h)
         if self.to_landing is not None:
-            landing = self.to_landing(h).unflatten(-1, (self.learned_heads, self.width + 1))
-            ctl["landing_query"] = landing[..., :-1]
-            ctl["landing_strength"] = F.softplus(landing[..., -1])
+            landing = self.to_landing(h).unflatten(-1, (self.learned_heads, self.landing_size))
+            ctl["landing_query"] = landing[..., :self.width]
+            ctl["landing_strength"] = F.softplus(landing[..., self.width])
+            if self.landing_origin is not None:
+                ctl["landing_origin"] = landing[..., -1]
         return ctl
 
     def landing_weights(self, ctl: dict[str, Tensor], rows: Tensor, causal: bool) -> Tensor:
@@ -296,14 +303,21 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         ``1e-4`` of the largest: equal tokens in equal contexts write equal cells, whose
         scores the two modes round differently, so such ties must not be left to the last bit.
         Without gradients and with every head hard: those cells themselves (B, T, heads)
-        (long), found a chunk of queries at a time (no (B, T, heads, J) weightings)."""
+        (long), found a chunk of queries at a time (no (B, T, heads, J) weightings). With
+        ``landing_origin`` a per-token logit ``o_t`` (its bias starting at that value) is added
+        to cell 0's score: a jump starts by landing on the origin, as ``jump_to: origin``, and
+        the query learns where else to land."""
         query, strength = ctl["landing_query"], ctl["landing_strength"]
+        origin = ctl.get("landing_origin")
         if self.training and self.temperature != 1.0:
-            strength = strength / torch.where(self.relaxed_mask, self.temperature, 1.0)
+            tau = torch.where(self.relaxed_mask, self.temperature, 1.0)
+            strength = strength / tau
+            origin = None if origin is None else origin / tau
         if self.hard and not self.relaxing() and not torch.is_grad_enabled():
-            cells = content_addressing.nearest_cells(query, strength, rows, causal, LANDING_TIE)
+            cells = content_addressing.nearest_cells(query, strength, rows, causal, LANDING_TIE,
+                                                     origin=origin)
             return torch.cat([torch.zeros_like(cells[:, :, :1]), cells], dim=2)
-        scores = content_addressing.content_scores(query, strength, rows, causal)
+        scores = content_addressing.content_scores(query, strength, rows, causal, origin=origin)
         weights = scores.softmax(-1)
         if self.hard:
             first = content_addressing.first_near_max(scores, LANDING_TIE)

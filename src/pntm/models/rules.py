@@ -134,6 +134,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "write_bias": FINITE,
              "tape_writer": boolean, "writer_reads": boolean, "jump_bias": FINITE,
              "jump_to": choice("origin", "here", "content"),
+             "landing_origin": lambda v: None if v is None else FINITE(v),
              "scan_method": scan_method,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE,
              "state_rank": integer(0), "state_values": boolean, "state_moves": boolean,

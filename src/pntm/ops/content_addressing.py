@@ -99,11 +99,14 @@ def code_similarity(query: Tensor, keys: Tensor, groups: int, temperature: float
 
 def content_scores(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
                    strictly_earlier: bool = False, allowed: Tensor | None = None,
-                   first: int = 0) -> Tensor:
+                   first: int = 0, origin: Tensor | None = None) -> Tensor:
     """Scores ``β cos(q, k_j)`` (B, T, H, J) of queries (B, T, H, W) with strengths (B, T, H)
     against keys (B, J, W), or per head (B, J, H, W), ``-inf`` on the cells a query may not see
-    (``content_weights``' arguments); ``first``: the time of the first query (a chunk)."""
+    (``content_weights``' arguments); ``first``: the time of the first query (a chunk);
+    ``origin`` (B, T, H): a logit added to cell 0's score (a prior for the origin)."""
     scores = strength[..., None] * _cosines(query, keys)
+    if origin is not None:
+        scores = torch.cat([scores[..., :1] + origin[..., None], scores[..., 1:]], dim=-1)
     return _masked(scores, causal, strictly_earlier, allowed, first)
 
 
@@ -130,16 +133,17 @@ def first_near_max(scores: Tensor, tolerance: float) -> Tensor:
 
 
 def nearest_cells(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
-                  tolerance: float, chunk: int = 128) -> Tensor:
+                  tolerance: float, chunk: int = 128, origin: Tensor | None = None) -> Tensor:
     """``first_near_max`` of ``content_scores`` (B, T, H), a chunk of ``chunk`` queries at a
     time: a hard content weighting's cells without its (B, T, H, J) weightings (no
     gradient)."""
     cells = []
     for t in range(0, query.shape[1], chunk):
         seen = keys[:, :t + chunk] if causal else keys  # a causal chunk sees no later cell
+        part = None if origin is None else origin[:, t:t + chunk]
         cells.append(first_near_max(content_scores(query[:, t:t + chunk],
                                                    strength[:, t:t + chunk], seen, causal,
-                                                   first=t), tolerance))
+                                                   first=t, origin=part), tolerance))
     return torch.cat(cells, dim=1)
 
 
