@@ -98,16 +98,15 @@ def code_similarity(query: Tensor, keys: Tensor, groups: int, temperature: float
 
 
 def content_scores(query: Tensor, strength: Tensor, keys: Tensor, causal: bool,
-                   strictly_earlier: bool = False, allowed: Tensor | None = None,
                    first: int = 0, origin: Tensor | None = None) -> Tensor:
     """Scores ``β cos(q, k_j)`` (B, T, H, J) of queries (B, T, H, W) with strengths (B, T, H)
-    against keys (B, J, W), or per head (B, J, H, W), ``-inf`` on the cells a query may not see
-    (``content_weights``' arguments); ``first``: the time of the first query (a chunk);
+    against keys (B, J, W), or per head (B, J, H, W), ``-inf`` on the cells ``j > t`` when
+    ``causal`` (as ``content_weights``); ``first``: the time of the first query (a chunk);
     ``origin`` (B, T, H): a logit added to cell 0's score (a prior for the origin)."""
     scores = strength[..., None] * _cosines(query, keys)
     if origin is not None:
         scores = torch.cat([scores[..., :1] + origin[..., None], scores[..., 1:]], dim=-1)
-    return _masked(scores, causal, strictly_earlier, allowed, first)
+    return _masked(scores, causal, False, None, first)
 
 
 def _masked(scores: Tensor, causal: bool, strictly_earlier: bool, allowed: Tensor | None,

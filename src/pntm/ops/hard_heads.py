@@ -172,9 +172,9 @@ def other_start(cell: Tensor, choice: Tensor, jumped: Tensor, K: int, cells: int
     the origin, ``t`` with ``here``, or the cells ``landing``)."""
     previous = torch.cat([torch.full_like(cell[:, :1], -1), cell[:, :-1]], dim=1)
     moved = choice - K
-    landed = moved + _steps(moved) if here else moved
-    if landing is not None:
-        landed = moved + landing
+    if here:
+        landing = _steps(moved)
+    landed = moved if landing is None else moved + landing
     return torch.remainder(torch.where(jumped, previous + moved, landed), cells)
 
 
@@ -188,25 +188,16 @@ def _jump_gradient(read_grad: "_ReadGradient", own_now: Tensor, cell: Tensor, ch
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     own = _segment_sums(own_now, torch.minimum(stop, steps + horizon))
     counterfactual = torch.zeros_like(own)
-    for o, alive, moved in _horizon(cell, jumped, horizon):
-        target = torch.remainder(other[:, :T - o] + moved, cells)
-        counterfactual[:, :T - o] += alive * read_grad.at(o, target)
-    sign = torch.where(jumped, -1.0, 1.0).to(own)
-    return sign * (counterfactual - own)
-
-
-def _horizon(cell: Tensor, jumped: Tensor, horizon: int):
-    """For ``o = 0 .. horizon - 1``: ``o``, ``alive`` (B, T - o, H), whether no jump happened in
-    ``(t, t + o]`` (the head's walk from ``t`` still goes on), and ``moved``, how far it moved
-    from ``t`` to ``t + o``; ends early once no walk goes on."""
-    T = cell.shape[1]
-    alive = torch.ones_like(cell, dtype=torch.bool)
+    alive = torch.ones_like(cell, dtype=torch.bool)  # no jump yet between t and t + o
     for o in range(horizon):
         if o > 0:
             alive = alive[:, :-1] & ~jumped[:, o:]
             if not capturing(alive) and not alive.any():
-                return
-        yield o, alive, cell[:, o:] - cell[:, :T - o]
+                break
+        target = torch.remainder(other[:, :T - o] + cell[:, o:] - cell[:, :T - o], cells)
+        counterfactual[:, :T - o] += alive * read_grad.at(o, target)
+    sign = torch.where(jumped, -1.0, 1.0).to(own)
+    return sign * (counterfactual - own)
 
 
 def _landing_gradient(read_grad: "_ReadGradient", cell: Tensor, choice: Tensor,
