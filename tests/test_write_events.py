@@ -57,14 +57,14 @@ def random_case(B, T, H, K, W, seed, jump_rate):
             table.requires_grad_()]
 
 
-def assert_same_reads_and_gradients(inputs, cells, initial=0.1, horizon=None):
+def assert_same_reads_and_gradients(inputs, cells, initial=0.1, horizon=None, before=None):
     B, T, heads, _ = inputs[0].shape
     g = torch.Generator().manual_seed(1)
     grads = [torch.randn(B, T, heads - 1, inputs[2].shape[-1], generator=g),
              torch.randn(B, T, heads - 1, 3, generator=g)]
-    fast = event_read(*inputs, initial, cells, horizon)
+    fast = event_read(*inputs, initial, cells, horizon, before)
     fast_grads = torch.autograd.grad(fast, inputs, grads)
-    slow = sequential_reference(*inputs, initial, cells)
+    slow = sequential_reference(*inputs, initial, cells, before)
     slow_grads = torch.autograd.grad(slow, inputs, grads)
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -83,6 +83,60 @@ def assert_same_reads_and_gradients(inputs, cells, initial=0.1, horizon=None):
 def test_event_path_equals_the_sequential_memory_recurrence(B, T, H, K, jump_rate):
     inputs = random_case(B, T, H, K, 3, seed=T, jump_rate=jump_rate)
     assert_same_reads_and_gradients(inputs, cells=K * T + 7)
+
+
+def test_a_read_before_the_write_by_hand():
+    """The case above with a second read head on the writer's path that reads before each
+    token's write: M_{t-1}[c_t]. The writer visits 0, 0, 1, 0, so that head reads 0.1 (m_0),
+    1.05, 0.1 (cell 1 unwritten), 2.525; its gradient reaches the writes before, not the one
+    of its own token."""
+    moves = torch.tensor([[[1, 1, 1], [0, 0, 0], [1, 1, 1], [0, 0, 0]]])
+    jump = torch.tensor([[[0., 0., 0.], [0., 0., 0.], [0., 0., 0.], [1., 1., 1.]]])
+    erase = torch.full((1, 4, 1), 0.5, requires_grad=True)
+    add = torch.arange(1., 5.).view(1, 4, 1).requires_grad_()
+    table = torch.zeros(2, 1)
+    before = torch.tensor([False, True])
+    contents, _ = event_read(one_hot_moves(moves, 1), jump, erase, add, table, 0.1, 6,
+                             before=before)
+    assert contents[0, :, 0, 0].tolist() == pytest.approx([1.05, 2.525, 3.05, 5.2625])
+    assert contents[0, :, 1, 0].tolist() == pytest.approx([0.1, 1.05, 0.1, 2.525])
+    contents[0, 3, 1].sum().backward()  # 2.525 = (0.1 / 2 + 1) / 2 + 2
+    assert add.grad.flatten().tolist() == pytest.approx([0.5, 1.0, 0.0, 0.0])
+    assert erase.grad.flatten().tolist() == pytest.approx([-0.05, -1.05, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("B,T,H,K,jump_rate,before", [
+    (3, 1, 2, 1, 0.3, [True, False]),
+    (2, 60, 2, 1, 0.2, [False, True]),
+    (2, 40, 3, 2, 0.0, [True, False, True]),
+    (1, 50, 1, 1, 1.0, [True]),
+    (1, 1000, 2, 1, 0.01, [False, True]),
+])
+def test_reads_before_the_write_equal_the_sequential_memory_recurrence(B, T, H, K, jump_rate,
+                                                                       before):
+    """Heads that read M_{t-1}: forward and every gradient (the shift and jump gradients of
+    their positions included) as the dense recurrence's, with overwrites, stays, jumps."""
+    inputs = random_case(B, T, H, K, 3, seed=T + 1, jump_rate=jump_rate)
+    assert_same_reads_and_gradients(inputs, cells=K * T + 7, before=torch.tensor(before))
+
+
+def test_a_read_before_the_write_on_the_writers_cell_sees_the_previous_value():
+    """A head tied to the writer (the same moves) reading before the write sees exactly what
+    the head reading after the write saw one token earlier on that cell, or m_0."""
+    T, K = 80, 1
+    inputs = random_case(2, T, 1, K, 4, seed=5, jump_rate=0.1)
+    moves = inputs[0].argmax(-1) - K
+    tied = torch.cat([moves, moves[..., :1], moves[..., :1]], 2)
+    jump = inputs[1].detach()
+    jump = torch.cat([jump, jump[..., :1], jump[..., :1]], 2)
+    contents, _ = event_read(one_hot_moves(tied, K), jump, inputs[2], inputs[3], inputs[4],
+                             0.1, K * T + 7, before=torch.tensor([False, False, True]))
+    cell = head_positions(tied[..., 0], jump[..., 0] > 0.5)
+    for b in range(2):
+        for t in range(T):
+            earlier = [s for s in range(t) if cell[b, s] == cell[b, t]]
+            want = contents[b, earlier[-1], 1] if earlier else torch.full((4,), 0.1)
+            torch.testing.assert_close(contents[b, t, 2], want)
 
 
 def test_many_writes_to_one_cell_and_reads_before_any_write():
@@ -416,3 +470,67 @@ def test_writer_reads_sits_on_the_write_head_and_reads_its_cell(tape_writer):
         twin.load_state_dict(net.state_dict())
         results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
     assert_same_model_outputs(results)
+
+
+def test_read_before_write_reads_the_cell_before_the_tokens_write():
+    """read_before_write: the head tied to the writer reads M_{t-1}[c_t], the dense
+    recurrence's read before the write (the other heads still read after it); parallel (write
+    events) equals the whole memory scan forward and backward, and recurrent decoding equals
+    both, before and after a few training steps."""
+    kwargs = dict(writer_reads=True, read_before_write=True, layers=1, jump_bias=0.0,
+                  write_bias=0.0)
+    net = model(**kwargs).eval()
+    layer = net.layers[0]
+    tokens = sample_tokens(2, 60, VOCAB)
+    with torch.no_grad():
+        u = net.inputs(tokens)
+        trace = layer.trace(u)
+        ctl = layer.parallel_controls(u)
+        table = layer.address_table(u.device)
+        read_heads = trace.weights.shape[2] - 1
+        before = torch.arange(read_heads) == read_heads - 1
+        dense = sequential_reads(trace.weights, ctl["erase"], ctl["add"], table,
+                                 layer.initial_memory, before)[0]
+        after = sequential_reads(trace.weights, ctl["erase"], ctl["add"], table,
+                                 layer.initial_memory)[0]
+        contents, _ = event_read(ctl["shift"], ctl["jump"], ctl["erase"], ctl["add"], table,
+                                 layer.initial_memory, layer.num_cells(60), before=before)
+        torch.testing.assert_close(contents, dense, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(dense[:, :, -1], after[:, :, -1])  # it does differ
+        torch.testing.assert_close(dense[:, :, :-1], after[:, :, :-1])
+    decodes_as_the_parallel_pass_while_training(net, tokens)
+    results = []
+    for path in ("auto", "scan"):
+        twin = model(**kwargs, memory_path=path, jump_horizon=None).train()
+        twin.load_state_dict(net.state_dict())
+        results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
+    assert_same_model_outputs(results)
+
+
+def test_read_before_write_in_the_relax_phase():
+    """With a soft writer (no content head) the chunked scan equals the whole scan, and with a
+    content head (the writer stays hard, soft heads read its writes) the relax phase equals the
+    whole scan too; recurrent decoding (hard) equals the parallel pass through the phases."""
+    kwargs = dict(writer_reads=True, read_before_write=True, relax=[0.5, 0.9])
+    results = []
+    for path in ("auto", "scan"):
+        net = model(**kwargs, memory_path=path, memory_chunk=7).train()
+        net.set_training_progress(0.0)
+        results.append(logits_and_grads(net, sample_tokens(2, 40, VOCAB)))
+    assert_same_model_outputs(results)
+    content = dict(kwargs, content_heads=1, jump_horizon=None)
+    outputs = []
+    for path in ("auto", "scan"):
+        net = model(**content, memory_path=path).train()
+        net.set_training_progress(0.0)
+        with torch.no_grad():
+            outputs.append(net(sample_tokens(2, 40, VOCAB)))
+    torch.testing.assert_close(outputs[0], outputs[1], atol=2e-5, rtol=1e-5)
+    decodes_as_the_parallel_pass_while_training(model(**content), sample_tokens(2, 40, VOCAB),
+                                                relax=True)
+
+
+@pytest.mark.parametrize("overrides", [dict(writer_reads=False), dict(tape_writer=True)])
+def test_read_before_write_needs_a_head_tied_to_a_learned_writer(overrides):
+    with pytest.raises(ConfigError, match="read_before_write needs writer_reads"):
+        model(**{"writer_reads": True, "read_before_write": True, **overrides})

@@ -172,6 +172,17 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   written (``m_0``), which marks the bottom. Every path (write events, the scan, recurrent
   decoding) treats it as a read head with the writer's moves (tested against the scan and
   decoding).
+* **Read, then write** (``read_before_write``, with ``writer_reads``; off until measured,
+  RESULTS.md). The tied head above reads after the write, so a writer that goes back over the
+  prompt to read it also writes over it, and what the later answer needs is gone unless every
+  such write is exactly a no-op (measured on odds_first: the writer walked back over the
+  prompt and destroyed it, 0.0% validation). With this option the tied head reads
+  ``M_{t-1}[c_t]``, the cell before the token's write, as a Turing machine reads the symbol
+  under its head and then writes: the value read is what was there, whatever is written.
+  Still one event list: a read before the write sorts before it in the cell's events
+  (``pntm.ops.write_event_list``); the scans read the memory one step earlier; recurrent
+  decoding reads the row before writing it (all tested against the dense recurrence and each
+  other).
 * **Heads steered by the state heads** (``state_moves``; off in the shipped config until
   measured, RESULTS.md). A Turing machine's head moves by its finite control's state, where
   a P-NTM head's move is a function of ``h_t``, which sees only a window of inputs: a head that

@@ -89,6 +89,9 @@ class PNTMConfig:
     tape_writer: bool = False    # write head fixed to one cell forward per token
     writer_reads: bool = False   # one more read head, on the write head's cell (after its
     #                              write), as a Turing machine's head reads where it writes
+    read_before_write: bool = False  # writer_reads: that head reads the cell before this
+    #                                  token's write, M_{t-1}[c_t] (a Turing machine reads, then
+    #                                  writes); learned writer only
     jump_bias: float = -2.0
     jump_to: str = "origin"      # where a jump lands: origin (cell 0), here (the tape writer's
     #                              cell of this token) or content (the tape cell its own
@@ -136,6 +139,10 @@ class PNTMConfig:
         if cfg["jump_to"] != "origin" and not cfg["tape_writer"]:
             raise ConfigError(f"pntm model_config.jump_to '{cfg['jump_to']}' needs tape_writer: "
                               "true (a learned writer's paths jump to the origin only)")
+        if cfg["read_before_write"] and (cfg["tape_writer"] or not cfg["writer_reads"]):
+            raise ConfigError("pntm model_config.read_before_write needs writer_reads: true and "
+                              "tape_writer: false (it is how the head tied to a learned writer "
+                              "reads)")
         if cfg["landing_origin"] is not None and cfg["jump_to"] != "content":
             raise ConfigError("pntm model_config.landing_origin needs jump_to: content (it is "
                               "a prior of the content landing)")

@@ -71,6 +71,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         content_heads = config.content_heads
         # writer_reads: the last read head is tied to the writer (it makes the writer's moves)
         self.writer_reads = config.writer_reads
+        self.read_before_write = config.read_before_write  # that head reads M_{t-1}[c_t]
         self.read_heads = read_heads + int(self.writer_reads)
         self.heads = self.read_heads + 1  # head 0 writes
         self.shift_range = shift_range
@@ -379,7 +380,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             # soft heads: the memory scan in chunks, recomputed in backward
             contents, tags = chunked_memory_reads(
                 spectra, ctl["erase"], ctl["add"], self.addresses(cells, u.device),
-                self.initial_memory, self.memory_chunk, self.scan_method)
+                self.initial_memory, self.memory_chunk, self.scan_method,
+                self.read_before_write)
             return self.residual(u, ctl, contents, tags, self.content_source(ctl, cells))
         weights = torch.fft.irfft(spectra, n=cells, dim=-1)  # (B, T, H, N)
         if self.tape_writer:
@@ -389,7 +391,11 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
         memory = linear_scan(alpha, beta, self.blank_memory(cells, u.device).expand(B, -1, -1),
                              method=self.scan_method)
-        return self.output(u, ctl, weights, memory, self.content_source(ctl, cells))
+        before = None
+        if self.read_before_write:  # M_{t-1}: the blank memory, then every state but the last
+            blank = self.blank_memory(cells, u.device).expand(B, 1, -1, -1)
+            before = torch.cat([blank, memory[:, :-1]], dim=1)
+        return self.output(u, ctl, weights, memory, self.content_source(ctl, cells), before)
 
     def parallel_controls(self, u: Tensor) -> dict[str, Tensor]:
         """``controls`` for every token of ``u`` (B, T, d) at once, each seeing the

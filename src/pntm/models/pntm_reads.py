@@ -54,10 +54,15 @@ class LayerReads:
         return self.addresses(math.lcm(*self.periods) if self.periods else 1, device)
 
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
-               source: ContentSource | None) -> Tensor:
-        """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update."""
+               source: ContentSource | None, memory_before: Tensor | None = None) -> Tensor:
+        """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update; with
+        ``read_before_write`` the last read head (tied to the writer) reads
+        ``memory_before``, ``M_{t-1}``, instead."""
         read_weights = weights[:, :, 1:]
         contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
+        if self.read_before_write:
+            tied = torch.einsum("btn,btnw->btw", read_weights[:, :, -1], memory_before)
+            contents = torch.cat([contents[:, :, :-1], tied[:, :, None]], dim=2)
         return self.residual(u, ctl, contents, self.tags(read_weights), source)
 
     def tags(self, read_weights: Tensor) -> Tensor:
@@ -180,9 +185,11 @@ class LayerReads:
         writer's moves, else None. One sorted event list serves them all."""
         writer = read_heads.new_zeros(1 + int(follow))
         heads = torch.cat([writer, read_heads])
+        # read_before_write: the head tied to the writer (the last) reads M_{t-1}[c_t]
+        before = (heads[1:] == self.heads - 1) if self.read_before_write else None
         contents, tags = event_read(ctl["shift"][:, :, heads], ctl["jump"][:, :, heads],
                                     ctl["erase"], ctl["add"], self.address_table(ctl["h"].device),
-                                    self.initial_memory, cells, self.jump_horizon)
+                                    self.initial_memory, cells, self.jump_horizon, before)
         if not follow:
             return contents, tags, None
         cell = hard_cells(ctl["shift"][:, :, 0], ctl["jump"][:, :, 0], cells)

@@ -89,7 +89,8 @@ class RecurrentMode:
         if state.written_at is not None:  # a hard learned writer's cell: its weight's argmax
             state = dataclasses.replace(state, written_at=state.written_at.clone())
             self.mark_written(state, weights[:, 0, 0].argmax(-1))
-        out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory))
+        out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory),
+                          state.memory[:, None])
         return out, LayerState(head_spectra=spectra, memory=memory,
                                previous=self.remember(u, state), length=state.length + 1,
                                keys=state.keys, machine=self.machine_state(ctl),
@@ -110,12 +111,16 @@ class RecurrentMode:
         positions = torch.remainder(moves + torch.where(jumped, landing, state.positions), cells)
         rows = torch.arange(memory.shape[0], device=memory.device)
         write = positions[:, 0]
+        # read_before_write: the head tied to the writer (the last) reads before the write
+        tied = memory[rows, positions[:, -1]].clone() if self.read_before_write else None
         memory[rows, write] = (memory[rows, write] * (1 - ctl["erase"][:, 0])
                                + ctl["add"][:, 0])
         if state.written_at is not None:
             self.mark_written(state, write)
         read = positions[:, 1:]
         contents = memory[rows[:, None], read]                             # (B, H_read, W)
+        if tied is not None:
+            contents = torch.cat([contents[:, :-1], tied[:, None]], dim=1)
         table = self.address_table(u.device)
         tags = table[read % table.shape[0]]
         out = self.residual(u, ctl, contents[:, None], tags[:, None],

@@ -40,9 +40,10 @@ from pntm.ops.scan import linear_scan
 
 
 def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, addresses: Tensor,
-                 method: str) -> tuple[Tensor, Tensor, Tensor]:
+                 method: str, last_before: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """One chunk: weightings from the spectra (B, C, 1 + H, F), the memory scan from ``state``
-    (B, N, W), the reads. Returns contents (B, C, H, W), tags (B, C, H, A), the last state."""
+    (B, N, W), the reads (the last head's from ``M_{t-1}`` with ``last_before``). Returns
+    contents (B, C, H, W), tags (B, C, H, A), the last state."""
     cells = addresses.shape[0]
     weights = torch.fft.irfft(spectra, n=cells, dim=-1)      # (B, C, 1 + H, N)
     write = weights[:, :, 0, :, None]
@@ -51,6 +52,10 @@ def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, add
     memory = linear_scan(alpha, beta, state, method=method)  # (B, C, N, W)
     reads = weights[:, :, 1:]
     contents = torch.einsum("bthn,btnw->bthw", reads, memory)
+    if last_before:  # M_{t-1}: the state the chunk started from, then its states but the last
+        before = torch.cat([state[:, None], memory[:, :-1]], dim=1)
+        tied = torch.einsum("btn,btnw->btw", reads[:, :, -1], before)
+        contents = torch.cat([contents[:, :, :-1], tied[:, :, None]], dim=2)
     tags = torch.einsum("bthn,nw->bthw", reads, addresses)
     # a copy, not a view: a view of the last step would keep the chunk's whole (B, C, N, W)
     # memory alive for as long as the next chunk holds its starting state
@@ -58,20 +63,23 @@ def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, add
 
 
 def chunked_memory_reads(spectra: Tensor, erase: Tensor, add: Tensor, addresses: Tensor,
-                         initial: float, chunk: int, method: str = "auto") -> tuple[Tensor, Tensor]:
+                         initial: float, chunk: int, method: str = "auto",
+                         last_before: bool = False) -> tuple[Tensor, Tensor]:
     """Reads of soft heads over a memory written by a soft head, ``chunk`` tokens at a time.
 
     ``spectra`` (B, T, 1 + H, N//2+1) complex: the write head's (index 0) and the read heads'
     weightings in the Fourier basis; ``erase``, ``add`` (B, T, W); ``addresses`` (N, A) the
-    cells' address tags; ``initial`` the constant initial memory. Returns contents (B, T, H, W)
-    and tags (B, T, H, A)."""
+    cells' address tags; ``initial`` the constant initial memory; ``last_before``: the last read
+    head reads ``M_{t-1}`` (``read_before_write``). Returns contents (B, T, H, W) and tags
+    (B, T, H, A)."""
     B, T = erase.shape[:2]
     cells, width = addresses.shape[0], erase.shape[-1]
     state = torch.full((B, cells, width), initial, dtype=erase.dtype, device=erase.device)
     contents, tags = [], []
     for start in range(0, T, chunk):
         piece = slice(start, start + chunk)
-        args = (spectra[:, piece], erase[:, piece], add[:, piece], state, addresses, method)
+        args = (spectra[:, piece], erase[:, piece], add[:, piece], state, addresses, method,
+                last_before)
         if torch.is_grad_enabled():
             c, a, state = checkpoint(_chunk_reads, *args, use_reentrant=False)
         else:

@@ -3,6 +3,11 @@ and the reads of the hard read heads merged into one list sorted by (cell, time,
 read); one segmented scan gives each cell's value after every event, a reverse one its adjoint,
 and a search answers a query for any (time, cell). The module docstring of
 :mod:`pntm.ops.write_events` derives them.
+
+Keys: cell ``c`` owns ``P = 2T + 2`` consecutive keys; at time ``t`` a read that comes before
+the token's write (``read_before_write``: it sees ``M_{t-1}[c]``) has ``cP + 2t + 1``, the
+write ``cP + 2t + 2``, a read after it (``M_t[c]``) ``cP + 2t + 3``. A read before the write
+at ``t`` and a read after the write at ``t - 1`` share a key: they read the same value.
 """
 
 from __future__ import annotations
@@ -29,23 +34,28 @@ def _times(y: Tensor) -> Tensor:
 
 
 class _Events:
-    """The writes and reads of each sequence merged and sorted by (cell, time, write before
-    read): key ``2 (c·T + t)`` for a write, ``2 (c·T + t) + 1`` for a read. The cell's value
-    after every event comes from one segmented scan (a read changes nothing)."""
+    """The writes and reads of each sequence merged and sorted by (cell, time, reads before
+    the write, the write, reads after it): the keys of the module docstring. The cell's value
+    after every event comes from one segmented scan (a read changes nothing). ``before``
+    (H,) bool, or None (all False): which read heads read before the token's write."""
 
     def __init__(self, write_cell: Tensor, read_cell: Tensor, erase: Tensor, add: Tensor,
-                 initial: float):
+                 initial: float, before: Tensor | None = None):
         B, T, W = add.shape
-        self.T, self.initial = T, initial
+        self.T, self.initial, self.span = T, initial, 2 * T + 2
+        self.before = (torch.zeros(read_cell.shape[-1], dtype=torch.bool, device=add.device)
+                       if before is None else before)
         steps = torch.arange(T, device=add.device)
-        keys = torch.cat([2 * (write_cell * T + steps),
-                          (2 * (read_cell * T + steps[:, None]) + 1).flatten(1)], 1)
-        # ties: reads of several heads of one cell at one time, which read the same value
+        keys = torch.cat([self.write_key(write_cell, steps),
+                          self.read_key(read_cell, steps[:, None]).flatten(1)], 1)
+        # ties: reads of one cell at one time (or before a write and after the one before),
+        # which read the same value
         self.keys, self.order = keys.sort(dim=1)
         self.n = n = keys.shape[1]
         self.padded_keys = F.pad(self.keys, (0, 1), value=-1)
         # cell of event k at column k + 1, with -1 before the first and after the last event
-        self.cell = F.pad(torch.div(self.keys, 2 * T, rounding_mode="floor"), (1, 1), value=-1)
+        self.cell = F.pad(torch.div(self.keys, self.span, rounding_mode="floor"), (1, 1),
+                          value=-1)
         self.first = (self.cell[:, 1:-1] != self.cell[:, :-2])[..., None]
         # where each event (writes, then reads, in time order) sits in key order
         self.inverse = torch.empty_like(self.order).scatter_(
@@ -56,6 +66,17 @@ class _Events:
         after = linear_scan(torch.where(self.first, 0.0, self.keep),
                             torch.where(self.first, added + self.keep * initial, added))
         self.after = torch.cat([after, torch.full_like(after[:, :1], initial)], 1)  # row n: m_0
+
+    def write_key(self, cell: Tensor, time: Tensor) -> Tensor:
+        """The key of a write at (time, cell): ``cP + 2t + 2``."""
+        return cell * self.span + 2 * time + 2
+
+    def read_key(self, cell: Tensor, time: Tensor) -> Tensor:
+        """The keys of the read heads' reads at (time, cell), heads along dim 2 of ``cell``
+        (B, T, H, ...): ``cP + 2t + 1`` before the write, ``+ 3`` after it."""
+        offset = 3 - 2 * self.before.long()
+        return (cell * self.span + 2 * time
+                + offset.view(-1, *([1] * (cell.dim() - 3))))
 
     def _placed(self, rows: Tensor, fill: float, reads: bool = False) -> Tensor:
         """A (B, n, W) table in key order holding ``rows`` (B, m, W) at the places of the
@@ -75,14 +96,15 @@ class _Events:
         of a write at (τ, y); ``hit``, whether that is such a write; ``k1 = k0 + hit``, the first
         event of any cell after every event of (τ, y) but its reads."""
         B = cell.shape[0]
-        query = (2 * (cell * self.T + time)).reshape(B, -1)
+        query = self.write_key(cell, time).reshape(B, -1)
         k0 = torch.searchsorted(self.keys, query)
         hit = torch.gather(self.padded_keys, 1, k0) == query
         return k0.view(cell.shape), hit.view(cell.shape), (k0 + hit).view(cell.shape)
 
     def read_position(self, time: Tensor, cell: Tensor) -> Tensor:
-        """``k1`` of ``locate`` alone: the first event at or after a read at (τ, y)."""
-        query = (2 * (cell * self.T + time) + 1).reshape(cell.shape[0], -1)
+        """The first event at or after a read at (τ, y) by the read head of dim 2 of ``cell``
+        (B, T, H, ...): for a read after the write, ``k1`` of ``locate``."""
+        query = self.read_key(cell, time).reshape(cell.shape[0], -1)
         return torch.searchsorted(self.keys, query).view(cell.shape)
 
     def _cell_at(self, k: Tensor) -> Tensor:

@@ -9,8 +9,9 @@ reference path then scans the whole memory, ``M_t = M_{t-1} ⊙ (1 - w_t e_tᵀ)
 
 **Forward.** Positions ``c^h_t`` of all heads come from ``hard_heads.head_positions`` (head 0
 writes). Per sequence, the writes and the reads are merged into one list of events sorted by
-the key ``2 (c·T + t)`` for a write, ``2 (c·T + t) + 1`` for a read: by cell, then time, a
-token's write before its reads (a read sees ``M_t``, after that token's write, as in the scan).
+cell, then time, a token's write before its reads (a read sees ``M_t``, after that token's
+write, as in the scan), except for a head that reads before the write (``read_before_write``:
+it sees ``M_{t-1}``); the keys are in :mod:`pntm.ops.write_event_list`.
 One segmented linear scan over the sorted list (``pntm.ops.scan.linear_scan``; a write has decay
 ``1 - e`` and input ``a``, a read decay 1 and input 0; the first event of a cell starts from
 ``m_0``: decay 0, input ``(1 - e) m_0 + a``) gives the cell's value after every event, and a
@@ -57,16 +58,17 @@ class _EventRead(torch.autograd.Function):
     """Reads of hard heads over a memory written by a hard learned head (module docstring)."""
 
     @staticmethod
-    def forward(ctx, shift, jump, erase, add, table, initial, cells, horizon):
+    def forward(ctx, shift, jump, erase, add, table, initial, cells, horizon, before):
         K = (shift.shape[-1] - 1) // 2
         choice = shift.argmax(-1)                               # (B, T, 1 + H) in 0..2K
         jumped = jump > 0.5
         cell = torch.remainder(head_positions(choice - K, jumped), cells)
         B, T, heads = cell.shape
         read = cell[..., 1:]
-        events = _Events(cell[..., 0], read, erase, add, initial)
+        events = _Events(cell[..., 0], read, erase, add, initial, before)
         own = torch.arange(T, T * heads, device=cell.device).view(1, T, heads - 1).expand_as(read)
         contents = _rows(events.after, events.position(own))   # a read's own event: M_t[c]
+        #                                                         (M_{t-1}[c] read before)
         tags = table[read % table.shape[0]]
         ctx.save_for_backward(erase, add, table, choice, jumped, cell)
         ctx.events, ctx.cells, ctx.horizon, ctx.K = events, cells, horizon, K
@@ -96,11 +98,12 @@ class _EventRead(torch.autograd.Function):
         ctx.events = None
         grad_shift = torch.cat([shift_w, shift_r], dim=2)
         grad_jump = torch.cat([jump_w, jump_r], dim=2)
-        return grad_shift, grad_jump, grad_erase, grad_add, grad_table, None, None, None
+        return grad_shift, grad_jump, grad_erase, grad_add, grad_table, None, None, None, None
 
 
 def event_read(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: Tensor,
-               initial: float, cells: int, horizon: int | None = None) -> tuple[Tensor, Tensor]:
+               initial: float, cells: int, horizon: int | None = None,
+               before: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Contents (B, T, H, W) and address tags (B, T, H, A) read by hard heads from a memory
     written by a hard learned head.
 
@@ -108,12 +111,14 @@ def event_read(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: T
     shifts and 0/1 gates (exactly hard values) of the write head (index 0) and the read heads;
     ``erase``, ``add`` (B, T, W) what each token writes; ``table`` (L, A) the address tag of each
     residue mod ``L`` (``L`` divides ``cells``); ``initial`` the constant initial memory;
-    ``horizon`` the jump gradient's horizon (None: exact). Heads start on cell -1.
+    ``horizon`` the jump gradient's horizon (None: exact); ``before`` (H,) bool, or None (all
+    False): the read heads that read their cell before the token's write, ``M_{t-1}[c_t]``,
+    instead of after it (``read_before_write``). Heads start on cell -1.
     """
     if shift.shape[2] == 1:  # no read head: nothing is read, so nothing to compute
         B, T = add.shape[:2]
         return add.new_zeros(B, T, 0, add.shape[-1]), table.new_zeros(B, T, 0, table.shape[-1])
-    return _EventRead.apply(shift, jump, erase, add, table, initial, cells, horizon)
+    return _EventRead.apply(shift, jump, erase, add, table, initial, cells, horizon, before)
 
 
 def written_rows(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: Tensor,
@@ -201,9 +206,10 @@ def sequential_weights(shift: Tensor, jump: Tensor, cells: int) -> Tensor:
 
 
 def sequential_reads(weights: Tensor, erase: Tensor, add: Tensor, table: Tensor,
-                     initial: float) -> tuple[Tensor, Tensor]:
+                     initial: float, before: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Dense memory, one step at a time, written by head 0 and read by the others:
-    ``M_t = M_{t-1} ⊙ (1 - w^0_t e_tᵀ) + w^0_t a_tᵀ``, ``r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]]``."""
+    ``M_t = M_{t-1} ⊙ (1 - w^0_t e_tᵀ) + w^0_t a_tᵀ``, ``r^h_t = Σ_i w^h_t[i] [M_t[i], A[i]]``,
+    or ``M_{t-1}`` in place of ``M_t`` for the read heads that ``before`` (H,) bool marks."""
     B, _, _, cells = weights.shape
     memory = torch.full((B, cells, add.shape[-1]), initial, dtype=add.dtype, device=add.device)
     tags_of_cells = table[torch.arange(cells, device=add.device) % table.shape[0]]
@@ -212,17 +218,21 @@ def sequential_reads(weights: Tensor, erase: Tensor, add: Tensor, table: Tensor,
     # per step in the backward pass (quadratic in T)
     for w, e, a in zip(weights.unbind(1), erase.unbind(1), add.unbind(1)):
         write = w[:, 0, :, None]
+        old = memory
         memory = memory * (1 - write * e[:, None]) + write * a[:, None]
-        contents.append((w[:, 1:, :, None] * memory[:, None]).sum(2))  # (bmm: slow this small)
+        read = memory[:, None] if before is None else torch.where(
+            before[None, :, None, None], old[:, None], memory[:, None])
+        contents.append((w[:, 1:, :, None] * read).sum(2))  # (bmm: slow this small)
     return torch.stack(contents, 1), weights[:, :, 1:] @ tags_of_cells
 
 
 def sequential_reference(shift: Tensor, jump: Tensor, erase: Tensor, add: Tensor, table: Tensor,
-                         initial: float, cells: int) -> tuple[Tensor, Tensor]:
+                         initial: float, cells: int, before: Tensor | None = None
+                         ) -> tuple[Tensor, Tensor]:
     """``event_read`` computed step by step with dense weightings and a dense memory
     (``sequential_weights``, ``sequential_reads``), differentiable by autograd: the oracle."""
     weights = sequential_weights(shift, jump, cells)
-    return sequential_reads(weights, erase, add, table, initial)
+    return sequential_reads(weights, erase, add, table, initial, before)
 
 
 def sequential_content_reads(weights: Tensor, erase: Tensor, add: Tensor, table: Tensor,
