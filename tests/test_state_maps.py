@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pntm.models.state_heads import StateHeads
 from pntm.ops.state_maps import (adjoint_scan, compose_prefix, hard_state_path, hard_states,
                              hard_states_reference, soft_states, soft_states_reference)
 
@@ -317,3 +318,22 @@ def test_hard_forward_runs_the_exact_automaton_with_the_values_gradient():
             torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
     surrogate.set_training_progress(0.8)  # λ = 0: the plain path
     torch.testing.assert_close(surrogate(h, hard=True), exact)
+
+
+def test_exact_automaton_step_takes_the_argmax_of_the_current_states_row():
+    """Valued heads at λ = 0 (evaluation with an anneal) step a one-hot state by the argmax of
+    its row of map logits alone: the same states as the S x S product of the general step,
+    on random maps and states."""
+    torch.manual_seed(0)
+    heads = StateHeads(16, heads=3, states=6, width=4, stay_bias=0.0, values=True,
+                       anneal=(0.2, 0.6)).eval()
+    h = 3 * torch.randn(50, 1, 16)
+    previous = F.one_hot(torch.randint(0, 6, (50, 3)), 6).float()
+    fast = heads.step(h, previous, hard=True)
+    logits = heads.logits(h)[:, 0]
+    want = logits[torch.arange(50)[:, None], torch.arange(3), previous.argmax(-1)].argmax(-1)
+    assert torch.equal(fast[:, 0].argmax(-1), want)
+    matrices, inputs = heads.affine(h, True)
+    general = ((previous[..., None, :] @ matrices[:, 0])[..., 0, :] + inputs[:, 0])[:, None]
+    torch.testing.assert_close(fast, general)
+    assert len(set(want.flatten().tolist())) > 1  # the maps do move the states
