@@ -435,6 +435,19 @@ def test_content_heads_with_a_learned_writer_compare_contents_only(match):
              window=1)
 
 
+def decodes_and_scans_as_the_parallel_pass(net, tokens, kwargs):
+    """Recurrent decoding equals the parallel pass while ``net`` trains a little
+    (``decodes_as_the_parallel_pass_while_training``); then the default path equals the whole
+    memory scan forward and backward, for twins of the trained ``net`` (``model(**kwargs)``)."""
+    decodes_as_the_parallel_pass_while_training(net, tokens)
+    results = []
+    for path in ("auto", "scan"):
+        twin = model(**kwargs, memory_path=path, jump_horizon=None).train()
+        twin.load_state_dict(net.state_dict())
+        results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
+    assert_same_model_outputs(results)
+
+
 @pytest.mark.parametrize("tape_writer", [False, True])
 def test_writer_reads_sits_on_the_write_head_and_reads_its_cell(tape_writer):
     """writer_reads adds a read head tied to the writer: it has no moves of its own (no
@@ -463,13 +476,7 @@ def test_writer_reads_sits_on_the_write_head_and_reads_its_cell(tape_writer):
                                       layer.address_table(u.device), layer.initial_memory,
                                       cells)
             torch.testing.assert_close(dense[:, :, -1], rows, atol=1e-5, rtol=1e-5)
-    decodes_as_the_parallel_pass_while_training(net, tokens)
-    results = []
-    for path in ("auto", "scan"):
-        twin = model(**kwargs, memory_path=path, jump_horizon=None).train()
-        twin.load_state_dict(net.state_dict())
-        results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
-    assert_same_model_outputs(results)
+    decodes_and_scans_as_the_parallel_pass(net, tokens, kwargs)
 
 
 def test_read_before_write_reads_the_cell_before_the_tokens_write():
@@ -498,13 +505,7 @@ def test_read_before_write_reads_the_cell_before_the_tokens_write():
         torch.testing.assert_close(contents, dense, atol=1e-5, rtol=1e-5)
         assert not torch.allclose(dense[:, :, -1], after[:, :, -1])  # it does differ
         torch.testing.assert_close(dense[:, :, :-1], after[:, :, :-1])
-    decodes_as_the_parallel_pass_while_training(net, tokens)
-    results = []
-    for path in ("auto", "scan"):
-        twin = model(**kwargs, memory_path=path, jump_horizon=None).train()
-        twin.load_state_dict(net.state_dict())
-        results.append(logits_and_grads(twin, sample_tokens(2, 60, VOCAB)))
-    assert_same_model_outputs(results)
+    decodes_and_scans_as_the_parallel_pass(net, tokens, kwargs)
 
 
 def test_read_before_write_in_the_relax_phase():
