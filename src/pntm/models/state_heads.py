@@ -226,11 +226,11 @@ class StateHeads(nn.Module):
         """One token: ``p_t = p_{t-1} A_t`` for ``h`` (B, 1, d_ff) and ``previous`` (B, heads, S);
         returns (B, 1, heads, S)."""
         if self.to_values is not None:
-            if hard and self.weight() == 0:
-                # the exact automaton (evaluation, decoding): one-hot states, scales exactly 1
-                # and inputs 0, so the next state is the argmax of the current state's row of
-                # logits, the parallel scan's map (``logit_map_states``), without the S x S
-                # softmax and product
+            if hard and not self.training and self.weight() == 0:
+                # the exact automaton (evaluation with an anneal: every state one-hot from
+                # the start, scales exactly 1 and inputs 0), so the next state is the argmax of
+                # the current state's row of logits, the parallel scan's map
+                # (``logit_map_states``), without the S x S softmax and product
                 logits = self.logits(h)[:, 0]                               # (B, heads, S, S)
                 row = previous.argmax(-1)[..., None, None].expand(-1, -1, 1, self.states)
                 state = torch.gather(logits, 2, row)[:, :, 0].argmax(-1)    # (B, heads)
