@@ -182,7 +182,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   Still one event list: a read before the write sorts before it in the cell's events
   (``pntm.ops.write_event_list``); the scans read the memory one step earlier; recurrent
   decoding reads the row before writing it (all tested against the dense recurrence and each
-  other).
+  other). Measured (seed 0, RESULTS.md): odds_first still 0.0% validation, since the writer
+  still overwrites prompt cells that the other read heads need later; off.
 * **Heads steered by the state heads** (``state_moves``; off in the shipped config until
   measured, RESULTS.md). A Turing machine's head moves by its finite control's state, where
   a P-NTM head's move is a function of ``h_t``, which sees only a window of inputs: a head that
