@@ -389,13 +389,9 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 return self.tape_output(u, ctl, weights)
             weights = self.with_tape_head(weights)
         alpha, beta = self.memory_coefficients(ctl, weights[:, :, 0])
-        memory = linear_scan(alpha, beta, self.blank_memory(cells, u.device).expand(B, -1, -1),
-                             method=self.scan_method)
-        before = None
-        if self.read_before_write:  # M_{t-1}: the blank memory, then every state but the last
-            blank = self.blank_memory(cells, u.device).expand(B, 1, -1, -1)
-            before = torch.cat([blank, memory[:, :-1]], dim=1)
-        return self.output(u, ctl, weights, memory, self.content_source(ctl, cells), before)
+        start = self.blank_memory(cells, u.device).expand(B, -1, -1)
+        memory = linear_scan(alpha, beta, start, method=self.scan_method)
+        return self.output(u, ctl, weights, memory, self.content_source(ctl, cells), start)
 
     def parallel_controls(self, u: Tensor) -> dict[str, Tensor]:
         """``controls`` for every token of ``u`` (B, T, d) at once, each seeing the

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from pntm.ops import content_addressing, fourier_heads
 from pntm.ops.hard_heads import hard_cells
+from pntm.ops.memory_chunks import scan_reads
 from pntm.ops.write_events import (event_read, live_writes, soft_reads_over_writes,
                                    written_rows)
 
@@ -54,15 +55,12 @@ class LayerReads:
         return self.addresses(math.lcm(*self.periods) if self.periods else 1, device)
 
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
-               source: ContentSource | None, memory_before: Tensor | None = None) -> Tensor:
-        """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update; with
-        ``read_before_write`` the last read head (tied to the writer) reads
-        ``memory_before``, ``M_{t-1}``, instead."""
+               source: ContentSource | None, start: Tensor) -> Tensor:
+        """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update; ``start`` (B, N, W) is
+        the memory before the first of these steps, which the head tied to the writer reads
+        from with ``read_before_write`` (``pntm.ops.memory_chunks.scan_reads``)."""
         read_weights = weights[:, :, 1:]
-        contents = torch.einsum("bthn,btnw->bthw", read_weights, memory)
-        if self.read_before_write:
-            tied = torch.einsum("btn,btnw->btw", read_weights[:, :, -1], memory_before)
-            contents = torch.cat([contents[:, :, :-1], tied[:, :, None]], dim=2)
+        contents = scan_reads(read_weights, memory, start, self.read_before_write)
         return self.residual(u, ctl, contents, self.tags(read_weights), source)
 
     def tags(self, read_weights: Tensor) -> Tensor:

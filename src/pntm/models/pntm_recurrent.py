@@ -90,7 +90,7 @@ class RecurrentMode:
             state = dataclasses.replace(state, written_at=state.written_at.clone())
             self.mark_written(state, weights[:, 0, 0].argmax(-1))
         out = self.output(u, ctl, weights, memory[:, None], self.step_tape(ctl, state, memory),
-                          state.memory[:, None])
+                          state.memory)
         return out, LayerState(head_spectra=spectra, memory=memory,
                                previous=self.remember(u, state), length=state.length + 1,
                                keys=state.keys, machine=self.machine_state(ctl),

@@ -39,6 +39,20 @@ from torch.utils.checkpoint import checkpoint
 from pntm.ops.scan import linear_scan
 
 
+def scan_reads(reads: Tensor, memory: Tensor, start: Tensor, last_before: bool = False
+               ) -> Tensor:
+    """Contents ``r^h_t = Σ_i w^h_t[i] M_t[i]`` (B, T, H, W) read by weightings ``reads``
+    (B, T, H, N) from the scanned memory states ``memory`` (B, T, N, W); with ``last_before``
+    (``read_before_write``) the last head reads ``M_{t-1}`` instead: ``start`` (B, N, W), the
+    memory before the first of these steps, then every state but the last."""
+    if not last_before:
+        return torch.einsum("bthn,btnw->bthw", reads, memory)
+    before = torch.cat([start[:, None], memory[:, :-1]], dim=1)
+    tied = torch.einsum("btn,btnw->btw", reads[:, :, -1], before)
+    return torch.cat([torch.einsum("bthn,btnw->bthw", reads[:, :, :-1], memory),
+                      tied[:, :, None]], dim=2)
+
+
 def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, addresses: Tensor,
                  method: str, last_before: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """One chunk: weightings from the spectra (B, C, 1 + H, F), the memory scan from ``state``
@@ -51,11 +65,7 @@ def _chunk_reads(spectra: Tensor, erase: Tensor, add: Tensor, state: Tensor, add
     beta = write * add[:, :, None, :]
     memory = linear_scan(alpha, beta, state, method=method)  # (B, C, N, W)
     reads = weights[:, :, 1:]
-    contents = torch.einsum("bthn,btnw->bthw", reads, memory)
-    if last_before:  # M_{t-1}: the state the chunk started from, then its states but the last
-        before = torch.cat([state[:, None], memory[:, :-1]], dim=1)
-        tied = torch.einsum("btn,btnw->btw", reads[:, :, -1], before)
-        contents = torch.cat([contents[:, :, :-1], tied[:, :, None]], dim=2)
+    contents = scan_reads(reads, memory, state, last_before)
     tags = torch.einsum("bthn,nw->bthw", reads, addresses)
     # a copy, not a view: a view of the last step would keep the chunk's whole (B, C, N, W)
     # memory alive for as long as the next chunk holds its starting state
