@@ -55,7 +55,7 @@ class LayerReads:
         return self.addresses(math.lcm(*self.periods) if self.periods else 1, device)
 
     def output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor, memory: Tensor,
-               source: ContentSource | None, start: Tensor) -> Tensor:
+               source: ContentSource | None, start: Tensor | None = None) -> Tensor:
         """Reads ``r^h_t = Σ_i w^h_t[i] M_t[i]`` and the residual update; ``start`` (B, N, W) is
         the memory before the first of these steps, which the head tied to the writer reads
         from with ``read_before_write`` (``pntm.ops.memory_chunks.scan_reads``)."""
