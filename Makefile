@@ -36,23 +36,25 @@ demo: $(STAMP)
 # The one-config P-NTM table of RESULTS.md: the shipped config, unchanged, on every task (seeds
 # SEEDS, two runs at a time on 2 cores: about 2.5 hours per seed here, the 32-state runs of
 # RESULTS.md's variants took 5.1 hours of training and evaluation in all), then its tables.
-# Resumes. results/one-config holds the runs of its earlier version (8 states per state head).
+# Resumes. Earlier versions of the config: results/one-config-32-states (jumps to the origin;
+# add --set model_config.jump_to=origin to extend it) and results/one-config (8 states as well).
 SEEDS ?= 0
 results-one-config: $(STAMP)
-	$(BIN)/pntm sweep --tasks all --models pntm --seeds $(SEEDS) --out results/one-config-32-states --workers 2
-	$(BIN)/pntm report results/one-config-32-states --out RESULTS.md --no-plots
+	$(BIN)/pntm sweep --tasks all --models pntm --seeds $(SEEDS) --out results/one-config-content --workers 2
+	$(BIN)/pntm report results/one-config-content --out RESULTS.md --no-plots
 
 # What each general bias of the one config is worth: four tasks, seed 0, one --set change per
 # variant folder of ABLATION_OUT, then the variants x tasks table of RESULTS.md against the same
-# seeds of ABLATION_BASE (resumes). The default is the shipped config (32 states); the earlier
-# table, made with 8 states per state head, is
+# seeds of ABLATION_BASE (resumes). The default is the committed table: the shipped config as it
+# was before content landings (32 states, jumps to the origin); the earlier table, made with 8
+# states per state head, is
 #   make results-ablation ABLATION_OUT=results/ablation ABLATION_BASE=results/one-config \
-#     ABLATION_SETS="--set model_config.states=8"
+#     ABLATION_SETS="--set model_config.states=8 --set model_config.jump_to=origin"
 # (its window variant was run as token_shift=false, the key's earlier name).
 ABLATION_TASKS ?= parity,cycle_navigation,reverse,odds_first
 ABLATION_OUT ?= results/ablation-32-states
 ABLATION_BASE ?= results/one-config-32-states
-ABLATION_SETS ?=
+ABLATION_SETS ?= --set model_config.jump_to=origin
 ABLATION_WORKERS ?= 2
 ABLATION_SWEEP = $(BIN)/pntm sweep --tasks $(ABLATION_TASKS) --models pntm --seeds 0 \
 	  --workers $(ABLATION_WORKERS) $(ABLATION_SETS)
