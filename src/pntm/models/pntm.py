@@ -170,7 +170,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   writes with scores ``w_t[c_s]`` (``pntm.ops.write_events.soft_reads_over_writes``), O(T²)
   like the tape's closed form; the same reads as the scan (tested), and again the writer's
   moves learn only from the hard reads and the read that follows it. Timed ad hoc (not a
-  committed benchmark) on the shipped config with ``tape_writer: false`` (batch 32, CPU, one
+  committed benchmark) on the shipped config of then (jumps to the origin) with
+  ``tape_writer: false`` (batch 32, CPU, one
   thread, the other core training): a relax-phase step took 272 ms against the chunked scan's
   438 ms at 40 tokens, 877 against 4,262 ms at 100, about the tape writer's own (188 and
   1,089 ms, measured apart); after the relax phase (write events) 1.7x the tape's step.
