@@ -23,8 +23,9 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
        ŝ_t[f] = Σ_k s_t[k] exp(-2πi f k / N),                   f = 0..N/2
 
    an element-wise complex linear recurrence, computed by ``pntm.ops.scan.linear_scan``;
-   ``w_t = irfft(ŵ_t)``. With ``jump_to: content`` (the shipped config; tape writer only) a jump lands
-   where the head's own content query points, as the NTM's content-then-location addressing::
+   ``w_t = irfft(ŵ_t)``. With ``jump_to: content`` (the shipped config; tape writer only) a
+   jump lands where the head's own content query points, as the NTM's content-then-location
+   addressing::
 
        w_t = s_t ⊛ ((1 - g_t) w_{t-1} + g_t w^c_t),   w^c_t = softmax_{j ≤ t}(β_t cos(q_t, M[j]))
 
@@ -105,10 +106,11 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   heads of 32 states whose values are annealed away; a length curriculum over the first 70% of
   4,000 steps; jump gates starting at 12% (``jump_bias: -2``) with the temperature held after
   hardening; jumps that land by content. What it learns is in RESULTS.md ("The shipped
-  config with content landings": seed 0 of the 20 distinct tasks; "before content landings":
-  five seeds of the nine tasks that version solves, at least three succeeding on each). What each bias is worth (RESULTS.md, the ablation of this
-  config, seed 0 on parity, cycle navigation, reverse and odds_first): without state heads
-  parity, cycle navigation and reverse are not learned; with one layer odds_first is not
+  config with content landings": seed 0 of the 20 distinct tasks, seeds 1-2 of some;
+  "before content landings": five seeds of the nine tasks that version solves, at least three
+  succeeding on each). What each bias is worth (RESULTS.md, the ablation of the config before
+  content landings, seed 0 on parity, cycle navigation, reverse and odds_first): without
+  state heads parity, cycle navigation and reverse are not learned; with one layer odds_first is not
   (with 8 states, reverse was lost too); without the window or without the content head all
   four stay exact. The window is kept for modular_arithmetic_simple, where it puts an
   operator in view beside its operand (seed 0: 82.3% validation with it, 19.5% with none),
@@ -129,9 +131,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   learned for the first time (66.3% and 87.8% in its two definitions, against 0.0%), stack
   manipulation 37.0% against 0.5%, associative recall 99.7% against 97.2%,
   binary_multiplication_dm 9.2% against 3.9%, modular_arithmetic_simple 74.6% against 82.3%,
-  the other four failing tasks within 2 points (the mean over the eleven 38.6% against 21.2%). Cost: a training step 1.4-1.9×, an evaluation pass 1.6× (CPU). A
-  prior that starts every landing at the origin (``landing_origin``) learned reverse sooner
-  but lost binary addition (0.0%), so it is an option, off.
+  the other four failing tasks within 2 points (the mean over the eleven 38.6% against
+  21.2%). Cost: a training step 1.4-1.9×, an evaluation pass 1.6× (CPU). A prior that starts
+  every landing at the origin (``landing_origin``) learned reverse sooner but lost binary
+  addition (0.0%), so it is an option, off.
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
   jumps, so memory is the tape of what the controller wrote. Heads start on cell -1, so the first
   token (BOS) lands on cell 0, the jump target. Each cell is then written once, and the memory
@@ -171,10 +174,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   like the tape's closed form; the same reads as the scan (tested), and again the writer's
   moves learn only from the hard reads and the read that follows it. Timed ad hoc (not a
   committed benchmark) on the shipped config of then (jumps to the origin) with
-  ``tape_writer: false`` (batch 32, CPU, one
-  thread, the other core training): a relax-phase step took 272 ms against the chunked scan's
-  438 ms at 40 tokens, 877 against 4,262 ms at 100, about the tape writer's own (188 and
-  1,089 ms, measured apart); after the relax phase (write events) 1.7x the tape's step.
+  ``tape_writer: false`` (batch 32, CPU, one thread, the other core training): a relax-phase
+  step took 272 ms against the chunked scan's 438 ms at 40 tokens, 877 against 4,262 ms at
+  100, about the tape writer's own (188 and 1,089 ms, measured apart); after the relax phase
+  (write events) 1.7x the tape's step.
 * **A head that reads where it writes** (``writer_reads``; off in the shipped config until
   measured, RESULTS.md): one more read head tied to the write head. It makes the writer's moves
   (its straight-through gradient goes to them) and reads the writer's cell after the write,

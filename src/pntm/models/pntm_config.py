@@ -138,7 +138,8 @@ class PNTMConfig:
                               "(they read the cells a hard writer has written)")
         if cfg["jump_to"] != "origin" and not cfg["tape_writer"]:
             raise ConfigError(f"pntm model_config.jump_to '{cfg['jump_to']}' needs tape_writer: "
-                              "true (a learned writer's paths jump to the origin only: set jump_to: origin)")
+                              "true (a learned writer's paths jump to the origin only: set "
+                              "jump_to: origin)")
         if cfg["read_before_write"] and (cfg["tape_writer"] or not cfg["writer_reads"]):
             raise ConfigError("pntm model_config.read_before_write needs writer_reads: true and "
                               "tape_writer: false (it is how the head tied to a learned writer "
