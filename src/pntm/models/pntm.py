@@ -67,7 +67,14 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
    ``state_values`` the state carries values, ``x_t = (d_t ⊙ x_{t-1}) A_t + c_t``, which
    ``state_anneal`` fades back to the exact one-hot automaton by the end of training.
 
-5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t]``; after the last layer,
+   **Work tape** (``work_tape``, optional; ``pntm.models.work_tape``). A second memory per
+   layer, beside the one the read heads walk, written and read by one learned hard head
+   (shifts, jumps to its origin, erase/add behind a hard write gate), which reads its cell
+   after the write, ``r^v_t = V_t[c_t]``: a stack or a counter the machine writes and
+   re-reads, while the input tape stays intact for the read heads. One more write-event
+   read (``pntm.ops.write_events``), O(W) per token in recurrent decoding.
+
+5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t] (+ W_v r^v_t)``; after the last layer,
    ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
    separator-and-answer).
 
@@ -227,6 +234,16 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   forward and straight-through gradients as the Fourier path, tested), the learned writer's
   event path jumps to the origin only. Measured (seed 0, RESULTS.md): binary_addition_dm and
   binary_addition 0.0% validation, as the one config; not adopted.
+* **A work tape** (``work_tape``; off in the shipped config until measured, RESULTS.md). A
+  learned writer over the read heads' own memory destroys the prompt they still need
+  (``read_before_write`` above), and without one nothing the machine computes is ever
+  stored. A work tape keeps both: the read heads walk the write-once input tape, and one
+  learned head writes and re-reads a memory of its own, as a multi-tape Turing machine's
+  work tape; its decisions (read after the write, the hard write gate that makes "leave the
+  cell" exact, starting as a tape) are in ``pntm.models.work_tape``. Its modules are made
+  last, so a seed's other weights are those of the model without it. Cost (ad hoc, CPU, one
+  thread, the other core training; batch 32, 80 tokens, the shipped config): a training
+  step 1.07x in the relax phase, 1.2x after it.
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

@@ -99,6 +99,8 @@ class PNTMConfig:
     #                              here and content: tape writer only
     landing_origin: float | None = None  # jump_to content: the initial logit added to cell
     #                                      0's score (jumps start on the origin); None: none
+    work_tape: bool = False      # a second memory per layer, written and read by one learned
+    #                              hard head (models/work_tape.py); the read heads never see it
     scan_method: str = "auto"
 
     def __post_init__(self):

@@ -19,6 +19,7 @@ from pntm.models.pntm_config import PNTMConfig
 from pntm.models.pntm_reads import LayerReads
 from pntm.models.pntm_recurrent import RecurrentMode
 from pntm.models.state_heads import StateHeads
+from pntm.models.work_tape import WorkTape
 from pntm.ops import content_addressing, fourier_heads
 from pntm.ops.fourier_heads import straight_through
 from pntm.ops.hard_heads import hard_cells, is_cells, tape_read
@@ -39,13 +40,15 @@ class HeadTrace:
     the content heads' weightings over the cells (zero on cells not written yet, or whose write
     was overwritten), when the layer has content heads. ``states`` (B, T, H_state, S): the state
     heads' states after each token (distributions, one-hot when hard; values with
-    ``state_values``), when the layer has state heads."""
+    ``state_values``), when the layer has state heads. ``work`` (B, T): the work tape head's
+    cell after each token, when the layer has a work tape."""
 
     weights: Tensor
     erase: Tensor
     add: Tensor
     content: Tensor | None = None
     states: Tensor | None = None
+    work: Tensor | None = None
 
 
 class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
@@ -182,6 +185,12 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                 bias[:, memory_width].fill_(math.log(math.expm1(config.content_strength)))
                 if self.landing_origin is not None:
                     bias[:, -1].fill_(self.landing_origin)
+        # work_tape: a second memory with its own hard head (created last, so every other
+        # weight of a seed is the same with and without it)
+        self.work_tape = (WorkTape(d_ff, d_model, memory_width, self.shift_range,
+                                   config.write_bias, config.jump_bias,
+                                   initial=self.initial_memory, horizon=self.jump_horizon)
+                          if config.work_tape else None)
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -275,6 +284,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
         if states is not None:
             ctl["states"] = states
+        if self.work_tape is not None:
+            ctl["work"] = self.work_tape.controls(h)
         if self.match_context:
             window = self.norm(previous).flatten(-2)  # the inputs before t: (B, T, k*d)
             ctl["key"] = self.to_context_key(window).unflatten(-1, (self.content_heads, self.width))
@@ -403,6 +414,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         if self.to_landing is not None:  # over the tape: cell j holds m_0 + v_j from step j
             ctl["landing"] = self.landing_weights(
                 ctl, self.initial_memory + self.tape_values(ctl), True)
+        if self.work_tape is not None:  # the work tape's reads, by its write events
+            ctl["work_read"] = self.work_tape.read(ctl["work"], self.num_cells(T))
         return ctl
 
     def read_landing(self, ctl: dict[str, Tensor]) -> Tensor | None:
@@ -476,6 +489,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             if self.tape_writer:
                 weights = self.with_tape_head(weights)
         trace = HeadTrace(weights, ctl["erase"], ctl["add"], states=ctl.get("states"))
+        if self.work_tape is not None:
+            trace.work = hard_cells(ctl["work"]["shift"], ctl["work"]["jump"], cells)
         if self.content_heads:
             source = self.content_source(ctl, cells)
             content = self.content_weights(ctl, source.keys, source.causal, source.allowed)

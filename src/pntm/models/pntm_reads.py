@@ -105,7 +105,10 @@ class LayerReads:
         reads = [ctl["h"], torch.cat([contents, tags], dim=-1).flatten(2)]
         if self.machine is not None:
             reads.append(self.machine.read(ctl["states"]).flatten(2))
-        return u + self.out(torch.cat(reads, dim=-1))
+        out = u + self.out(torch.cat(reads, dim=-1))
+        if self.work_tape is not None:
+            out = out + self.work_tape.output(ctl["work_read"])
+        return out
 
     def tape_output(self, u: Tensor, ctl: dict[str, Tensor], weights: Tensor) -> Tensor:
         """Reads of a tape writer without materializing ``M_t`` for every ``t`` (``weights``:

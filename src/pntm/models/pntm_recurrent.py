@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from pntm.models.pntm_reads import ContentSource
+from pntm.models.work_tape import WorkTapeState
 from pntm.ops.hard_heads import landing_cells
 from pntm.ops.scan import scan_step
 
@@ -37,6 +38,7 @@ class LayerState:
     tape: Tensor | None = None  # (B, N, W): the tape's cells m_0 + v_j as the parallel mode
     #                             computes them, for content landings (jump_to: content): an
     #                             argmax between equal cells must see them exactly equal
+    work: WorkTapeState | None = None  # the work tape and its head's cell (updated in place)
 
 
 class RecurrentMode:
@@ -61,14 +63,16 @@ class RecurrentMode:
         written_at = (torch.full((batch_size, cells), -1, device=device)
                       if self.content_over_writes else None)
         tape = torch.zeros_like(memory) if self.to_landing is not None else None
+        work = (self.work_tape.initial_state(batch_size, cells, device)
+                if self.work_tape is not None else None)
         if self.uses_positions():
             positions = torch.full((batch_size, self.heads), cells - 1, device=device)
             return LayerState(head_spectra=None, memory=memory, previous=previous,
                               positions=positions, keys=keys, machine=machine,
-                              written_at=written_at, tape=tape)
+                              written_at=written_at, tape=tape, work=work)
         spectra = self.start_spectrum(cells, device).expand(batch_size, self.heads, -1).clone()
         return LayerState(head_spectra=spectra, memory=memory, previous=previous, keys=keys,
-                          machine=machine, written_at=written_at, tape=tape)
+                          machine=machine, written_at=written_at, tape=tape, work=work)
 
     def step(self, u: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
         """Recurrent mode, one token: ``u`` is (B, 1, d_model); returns the output (B, 1,
@@ -76,6 +80,8 @@ class RecurrentMode:
         the memory is updated in place: the old state is consumed)."""
         cells = state.memory.shape[1]
         ctl = self.controls(u, state.previous[:, None], state.machine)
+        if state.work is not None:  # the work tape's step (its state updated in place)
+            ctl["work_read"] = self.work_tape.step(ctl["work"], state.work)
         if state.tape is not None:  # over the tape so far, this token's cell included
             state.tape[:, state.length] = self.initial_memory + self.tape_values(ctl)[:, 0]
             ctl["landing"] = self.landing_weights(ctl, state.tape[:, :state.length + 1], False)
@@ -94,7 +100,7 @@ class RecurrentMode:
         return out, LayerState(head_spectra=spectra, memory=memory,
                                previous=self.remember(u, state), length=state.length + 1,
                                keys=state.keys, machine=self.machine_state(ctl),
-                               written_at=state.written_at, tape=state.tape)
+                               written_at=state.written_at, tape=state.tape, work=state.work)
 
     def position_step(self, u: Tensor, ctl: dict[str, Tensor], state: LayerState):
         """One token with hard heads carried as integer cells: O(W) work per head, whatever the
@@ -129,7 +135,7 @@ class RecurrentMode:
                                previous=self.remember(u, state), positions=positions,
                                length=state.length + 1, keys=state.keys,
                                machine=self.machine_state(ctl), written_at=state.written_at,
-                               tape=state.tape)
+                               tape=state.tape, work=state.work)
 
     @staticmethod
     def mark_written(state: LayerState, cell: Tensor) -> None:

@@ -136,7 +136,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "jump_bias": FINITE,
              "jump_to": choice("origin", "here", "content"),
              "landing_origin": lambda v: None if v is None else FINITE(v),
-             "scan_method": scan_method,
+             "scan_method": scan_method, "work_tape": boolean,
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE,
              "state_rank": integer(0), "state_values": boolean, "state_moves": boolean,
              "state_hard_every": integer(0), "state_resets": boolean,
@@ -196,6 +196,8 @@ def _pntm_layer_floats(config: dict, S: int) -> int:
     cells = memory_cells(S, config["shift_range"], config["periods"], config["min_cells"])
     width = config["memory_width"]
     floats = 4 * config["d_model"] + 2 * config["d_ff"] + config["content_heads"] * S
+    if config.get("work_tape"):  # its writes, reads and their adjoints: O(W) per token
+        floats += 6 * width
     if config["memory_path"] == "scan":
         floats += 3 * cells * width
     elif not config["tape_writer"]:

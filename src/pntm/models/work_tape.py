@@ -1,0 +1,166 @@
+"""The work tape: a second memory of a P-NTM layer, written by a learned head that reads it.
+
+The read heads of the shipped config walk a write-once tape (token ``t`` on cell ``t``), so
+nothing the machine computes is ever stored: a stack, a counter in a cell, a partial result
+must live in the state heads or not at all. A learned write head over that same memory
+overwrites the prompt that other heads still need (measured: with ``tape_writer: false`` the
+writer walks back over odds_first's prompt and destroys it, 0.0% validation; RESULTS.md,
+"A learned writer with a head that reads where it writes"). So the work tape is a separate
+memory beside the input tape, as a multi-tape Turing machine has a read-only input tape and a
+work tape, and the read heads never see it::
+
+    c_t = k_t + (1 - j_t) c_{t-1}  (mod N),          c_0 = -1        (one hard head)
+    V_t = V_{t-1},  V_t[c_t] = V_{t-1}[c_t] ⊙ (1 - γ_t e_t) + γ_t a_t,   V_0 = m_0
+    r_t = V_t[c_t],        u'_t += W_v r_t
+
+One hard head (straight-through shift ``k_t ∈ -K..K`` and jump ``j_t`` to the origin, as the
+read heads) writes and reads its own cell after the write, as a Turing machine's head.
+``e_t = σ(W_e h_t)``, ``a_t = tanh(W_a h_t)``, and ``γ_t ∈ {0, 1}`` is a hard write gate
+(straight-through, ``σ(W_γ h_t) > 1/2``): with ``γ_t = 0`` the token leaves the tape exactly
+as it was. Everything is a function of the layer's controller output ``h_t``, so the tape
+adds no recurrence: it is one more ``pntm.ops.write_events.event_read`` (a writer and a head
+with the writer's moves), O(T log T) work and O(T·W) memory per sequence, with the exact
+erase/add gradients and the straight-through gradients of the moves. Recurrent decoding keeps
+the cell and the ``N × W`` tape: O(W) work per token.
+
+Decisions (our own; the paper's abstract is silent on a second memory):
+
+* **Read after the write** (``M_t[c_t]``). A stack is then the head moving +1 and writing on a
+  push (the read is the pushed value), moving -1 with the gate shut on a pop (the read is the
+  new top, untouched), staying with the gate shut on anything else; a pop below the bottom
+  lands on a cell never written, ``m_0``, which marks the empty stack. A read before the write
+  would read the stale cell above the top after a push.
+* **The write gate.** Without it a no-op needs ``σ(W_e h) = 0`` and ``tanh(W_a h) = 0`` exactly,
+  which a sigmoid never reaches: a cell that becomes the top by a pop again and again drifts
+  by ``(1 - e) v + a`` each time, and a stack read at length 500 after hundreds of pops is no
+  longer what was pushed. The gate makes "leave it" exact. It starts open (``gate_bias``
+  2.0) and the head starts as a tape (``write_bias`` on the +1 shift, as the learned writer):
+  what the tape first learns is to store each token's write in order, then where to stay,
+  go back and not write.
+* **Its own output projection** ``W_v``, and its modules created after all of the layer's
+  others, so a seed's layer has the same initial weights with and without the tape.
+* **No content addressing, no relax phase.** The head is hard from the first step (its
+  straight-through gradient is exact for a hard head, ``pntm.ops.write_event_grads``), as the
+  read heads that count; it jumps to the origin only.
+
+``reference`` computes the same reads with a dense memory, one step at a time
+(``pntm.ops.write_events.sequential_reference``): the tests' oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pntm.ops.fourier_heads import straight_through
+from pntm.ops.hard_heads import hard_cells
+from pntm.ops.write_events import event_read, sequential_reference
+
+
+@dataclass
+class WorkTapeState:
+    """Recurrent state of a work tape: the tape (B, N, W) and the head's cell (B,) (long)."""
+
+    tape: Tensor
+    cell: Tensor
+
+
+class WorkTape(nn.Module):
+    """One work tape of a layer (see the module docstring): ``forward(h, cells)`` gives the
+    reads (B, T, W) for controller outputs ``h`` (B, T, d_ff); ``initial`` and ``step`` are
+    its recurrent form; ``output(read)`` its term of the layer's residual update."""
+
+    def __init__(self, d_ff: int, d_model: int, width: int, shift_range: int,
+                 write_bias: float = 2.0, jump_bias: float = -2.0, gate_bias: float = 2.0,
+                 initial: float = 1e-6, horizon: int | None = 16):
+        super().__init__()
+        self.shift_range, self.width = shift_range, width
+        self.initial, self.horizon = initial, horizon
+        n_shift = 2 * shift_range + 1
+        self.to_moves = nn.Linear(d_ff, n_shift + 1)       # shift logits, then the jump's
+        self.to_write = nn.Linear(d_ff, 2 * width + 1)     # erase, add, then the gate's
+        self.to_out = nn.Linear(width, d_model)
+        with torch.no_grad():
+            self.to_moves.bias.zero_()
+            self.to_moves.bias[shift_range + 1] = write_bias  # starts as a tape
+            self.to_moves.bias[-1] = jump_bias
+            self.to_write.bias[-1] = gate_bias
+
+    def controls(self, h: Tensor) -> dict[str, Tensor]:
+        """The head's straight-through one-hot shift (B, T, 2K+1) and 0/1 jump (B, T), and
+        what it writes: ``γ e`` and ``γ a`` (B, T, W), the gate ``γ`` applied."""
+        moves = self.to_moves(h)
+        shift = moves[..., :-1].softmax(-1)
+        jump = torch.sigmoid(moves[..., -1])
+        write = self.to_write(h)
+        gate = torch.sigmoid(write[..., -1:])
+        gate = straight_through(gate, (gate > 0.5).to(gate))
+        return {
+            "shift": straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1])
+                                      .to(shift)),
+            "jump": straight_through(jump, (jump > 0.5).to(jump)),
+            "erase": gate * torch.sigmoid(write[..., :self.width]),
+            "add": gate * torch.tanh(write[..., self.width:-1]),
+        }
+
+    def forward(self, h: Tensor, cells: int) -> Tensor:
+        """Reads ``r_t = V_t[c_t]`` (B, T, W) over ``cells`` cells (the layer's ``num_cells``)."""
+        ctl = self.controls(h)
+        return self.read(ctl, cells)
+
+    def read(self, ctl: dict[str, Tensor], cells: int) -> Tensor:
+        """``forward`` from the controls: one ``event_read`` in which the writer (head 0) and
+        the reading head (head 1) make the same moves, so the writer's moves get the
+        straight-through gradients of both."""
+        shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
+        contents, _ = event_read(torch.cat([shift, shift], 2), torch.cat([jump, jump], 2),
+                                 ctl["erase"], ctl["add"], self.no_tags(ctl["add"]),
+                                 self.initial, cells, self.horizon)
+        return contents[:, :, 0]
+
+    def reference(self, h: Tensor, cells: int) -> Tensor:
+        """The reads of ``forward`` by the dense recurrence, one step at a time (autograd)."""
+        ctl = self.controls(h)
+        shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
+        contents, _ = sequential_reference(torch.cat([shift, shift], 2),
+                                           torch.cat([jump, jump], 2), ctl["erase"],
+                                           ctl["add"], self.no_tags(ctl["add"]),
+                                           self.initial, cells)
+        return contents[:, :, 0]
+
+    def cells(self, h: Tensor, cells: int) -> Tensor:
+        """The head's cell after each token (B, T) (long), for traces."""
+        ctl = self.controls(h)
+        return hard_cells(ctl["shift"], ctl["jump"], cells)
+
+    @staticmethod
+    def no_tags(like: Tensor) -> Tensor:
+        """The tape's cells carry no address tags: one zero tag for every cell (a (1, 1)
+        table; the ops take a table, and the tags they read are dropped)."""
+        return like.new_zeros(1, 1)
+
+    def output(self, read: Tensor) -> Tensor:
+        """The tape's term of the layer's residual update, ``W_v r_t``."""
+        return self.to_out(read)
+
+    # ---- recurrent mode ----------------------------------------------------------------------
+    def initial_state(self, batch_size: int, cells: int, device) -> WorkTapeState:
+        """The blank tape (every cell ``m_0``) and the head on cell -1."""
+        return WorkTapeState(tape=torch.full((batch_size, cells, self.width), self.initial,
+                                             dtype=self.to_out.weight.dtype, device=device),
+                             cell=torch.full((batch_size,), cells - 1, device=device))
+
+    def step(self, ctl: dict[str, Tensor], state: WorkTapeState) -> Tensor:
+        """One token (controls of shape (B, 1, ·)): moves the head, writes its cell, reads it
+        (B, 1, W). Updates ``state`` in place: O(W) work, whatever the tape's size."""
+        tape = state.tape
+        move = ctl["shift"][:, 0].argmax(-1) - self.shift_range
+        jumped = ctl["jump"][:, 0] > 0.5
+        cell = torch.remainder(move + torch.where(jumped, 0, state.cell), tape.shape[1])
+        rows = torch.arange(tape.shape[0], device=tape.device)
+        tape[rows, cell] = tape[rows, cell] * (1 - ctl["erase"][:, 0]) + ctl["add"][:, 0]
+        state.cell = cell
+        return tape[rows, cell][:, None]
