@@ -220,3 +220,15 @@ def test_the_tape_starts_as_a_tape_and_its_trace_is_the_decoded_cells():
 def test_the_work_tape_must_be_on_or_off():
     with pytest.raises(ConfigError, match="work_tape must be"):
         PNTMConfig(work_tape="yes")
+
+
+def test_inspect_draws_the_work_tape_head_and_its_gate():
+    from pntm.tools.inspection import trace_pntm
+    torch.manual_seed(0)
+    model = PNTM(VOCAB, SEP, layers=1, d_model=16, d_ff=32, memory_width=8,
+                 work_tape=True).eval()
+    with torch.inference_mode():
+        panels = {panel.title: panel for panel in trace_pntm(model, sample_tokens(1, 20, VOCAB))}
+    head, gate = panels["work tape head"], panels["work tape: writes"]
+    assert head.values.shape[1] == 20 and head.values.sum() == 20  # one cell per token
+    assert gate.values.shape == (1, 20) and gate.values.all()       # the gate starts open

@@ -25,8 +25,13 @@ print(f"prompt {' '.join(example.prompt)} | answer {' '.join(example.answer)} | 
 with torch.inference_mode():
     u = model.inputs(torch.tensor([ids]))
     for number, layer in enumerate(model.layers):
-        cells = layer.trace(u).weights[0].argmax(-1)  # (T, heads)
+        trace = layer.trace(u)
+        cells = trace.weights[0].argmax(-1)  # (T, heads)
         print(f"layer {number}")
         for head in range(cells.shape[1]):
             print(f"  head {head}{' (writes)' if head == 0 else ''}: {cells[:, head].tolist()}")
+        if trace.work is not None:  # the work tape's head, and * where its gate was open
+            print("  work tape: " + " ".join(f"{c}{'*' if w else ''}" for c, w in
+                                             zip(trace.work[0].tolist(),
+                                                 trace.work_writes[0].tolist())))
         u = layer(u)

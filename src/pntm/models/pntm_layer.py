@@ -41,7 +41,8 @@ class HeadTrace:
     was overwritten), when the layer has content heads. ``states`` (B, T, H_state, S): the state
     heads' states after each token (distributions, one-hot when hard; values with
     ``state_values``), when the layer has state heads. ``work`` (B, T): the work tape head's
-    cell after each token, when the layer has a work tape."""
+    cell after each token, and ``work_writes`` (B, T) whether its write gate was open, when
+    the layer has a work tape."""
 
     weights: Tensor
     erase: Tensor
@@ -49,6 +50,7 @@ class HeadTrace:
     content: Tensor | None = None
     states: Tensor | None = None
     work: Tensor | None = None
+    work_writes: Tensor | None = None
 
 
 class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
@@ -491,6 +493,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         trace = HeadTrace(weights, ctl["erase"], ctl["add"], states=ctl.get("states"))
         if self.work_tape is not None:
             trace.work = hard_cells(ctl["work"]["shift"], ctl["work"]["jump"], cells)
+            trace.work_writes = ctl["work"]["erase"].sum(-1) > 0  # σ(·) > 0 where it is open
         if self.content_heads:
             source = self.content_source(ctl, cells)
             content = self.content_weights(ctl, source.keys, source.causal, source.allowed)

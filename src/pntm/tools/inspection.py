@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pntm import tasks
 from pntm.errors import PntmError
@@ -117,8 +118,9 @@ def head_panels(weights: np.ndarray, names: list[str], prefix: str) -> list[Pane
 def pntm_internals(model, tokens: torch.Tensor) -> list[dict[str, np.ndarray]]:
     """Per P-NTM layer, for one row of ``tokens`` (1, T), from ``PNTMLayer.trace``: ``weights``
     (T, heads, cells) of the location heads, head 0 writing, then of the content heads, if any;
-    the ``erase`` and ``add`` vectors (T, memory_width); and ``states`` (T, state heads, S)
-    when the layer has state heads."""
+    the ``erase`` and ``add`` vectors (T, memory_width); ``states`` (T, state heads, S)
+    when the layer has state heads; ``work`` (T, cells), the work tape head's cell (one-hot)
+    and ``work_writes`` (1, T) its write gate, when the layer has a work tape."""
     out = []
     u = model.inputs(tokens)
     for layer in model.layers:
@@ -130,6 +132,9 @@ def pntm_internals(model, tokens: torch.Tensor) -> list[dict[str, np.ndarray]]:
         record = {"weights": weights, "erase": trace.erase[0], "add": trace.add[0]}
         if trace.states is not None:
             record["states"] = trace.states[0]
+        if trace.work is not None:
+            record["work"] = F.one_hot(trace.work[0], weights.shape[-1])
+            record["work_writes"] = trace.work_writes[0][None]
         out.append({key: value.float().cpu().numpy() for key, value in record.items()})
     return out
 
@@ -145,6 +150,10 @@ def trace_pntm(model, tokens: torch.Tensor) -> list[Panel]:
         for h in range(rec["states"].shape[1] if "states" in rec else 0):
             panels.append(Panel(f"{prefix}state head {h + 1}", rec["states"][:, h].T,
                                 ylabel="state"))
+        if "work" in rec:
+            panels += head_panels(rec["work"][:, None], ["work tape head"], prefix)
+            panels.append(Panel(f"{prefix}work tape: writes", rec["work_writes"],
+                                ylabel="gate"))
         panels.append(Panel(f"{prefix}erase", rec["erase"].T, ylabel="memory width"))
         panels.append(Panel(f"{prefix}add", rec["add"].T, ylabel="memory width",
                             vrange=(-1.0, 1.0), cmap="RdBu_r"))
