@@ -4,7 +4,8 @@ Usage: PYTHONPATH=src python docs/analysis/head_cells.py RUN_DIR TASK LENGTH [SE
 run). It draws one example of TASK at LENGTH (numpy seed SEED, default 0), feeds the prompt,
 the separator and the right answer (teacher forcing, as training does), and prints per layer
 the cell of the write head (head 0; the tape writer's is token t on cell t) and of each read
-head after every token, as ``PNTMLayer.trace`` gives them with hard heads (evaluation mode).
+head after every token, as ``PNTMLayer.trace`` gives them with hard heads (evaluation mode),
+and the work tape head's, if any (``*``: its write gate was open).
 Cells are modulo the memory size, so -1 shows as the last cell. An analysis aid, not part of
 the package (RESULTS.md quotes its output)."""
 import sys
