@@ -76,6 +76,9 @@ VARIANTS: dict[str, tuple[str, dict, float]] = {
     # (pntm.ops.memory_chunks).
     "pntm-write": ("pntm", {"tape_writer": False}, 1.0),
     "pntm-write-relaxed": ("pntm", {"tape_writer": False, "relax": [0.5, 0.9]}, 0.0),
+    # The tape writer with a work tape beside it (pntm.models.work_tape): one more hard head
+    # writing and reading a memory of its own, on the write-event path.
+    "pntm-worktape": ("pntm", {"work_tape": True}, 1.0),
     # With a content head, as the shipped config has one: the learned writer then stays hard
     # while the read heads relax, and the relaxed reads attend over its writes
     # (pntm.ops.write_events.soft_reads_over_writes) instead of scanning the memory. Beside
