@@ -150,7 +150,7 @@ def make_model(**overrides):
 
 
 SHIPPED = {key: value for key, value in PNTMConfig.run_default().as_dict().items()
-           if key not in ("d_model", "d_ff", "memory_width")}
+           if key not in ("d_model", "d_ff", "memory_width", "work_tape", "work_tape_relax")}
 
 
 @pytest.mark.parametrize("overrides", [
@@ -167,10 +167,12 @@ def test_parallel_and_recurrent_modes_agree_with_a_work_tape(overrides):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_parallel_and_recurrent_modes_agree_after_training():
-    """30 Adam steps of the shipped config with a work tape, through its relax phase and
-    value annealing: then parallel equals recurrent decoding, and the tape's weights moved."""
-    model = make_model(**SHIPPED).train()
+@pytest.mark.parametrize("relax", [False, True])
+def test_parallel_and_recurrent_modes_agree_after_training(relax):
+    """30 Adam steps of the shipped config with a work tape (hard, or soft in the relax
+    phase), through its relax phase and value annealing: then parallel equals recurrent
+    decoding, and the tape's weights moved."""
+    model = make_model(**SHIPPED, work_tape_relax=relax).train()
     before = model.layers[0].work_tape.to_write.weight.clone()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     for step in range(30):
@@ -232,3 +234,47 @@ def test_inspect_draws_the_work_tape_head_and_its_gate():
     head, gate = panels["work tape head"], panels["work tape: writes"]
     assert head.values.shape[1] == 20 and head.values.sum() == 20  # one cell per token
     assert gate.values.shape == (1, 20) and gate.values.all()       # the gate starts open
+
+
+@pytest.mark.parametrize("length", [1, 40, 150])
+def test_the_soft_tape_equals_the_dense_recurrence_forward_and_backward(length):
+    """``work_tape_relax``'s soft phase: soft moves, jumps and gate, the memory scan in chunks
+    of 64 tokens (recomputed in backward), against the step-by-step dense memory."""
+    tape = random_tape(seed=length, scale=1.0)
+    h = torch.randn(2, length, 16, dtype=torch.double, requires_grad=True)
+    cells = 2 * length + 61
+    soft, dense = tape(h, cells, soft=True), tape.reference(h, cells, soft=True)
+    # the Fourier scan's phases are single precision: agreement to about 1e-7
+    torch.testing.assert_close(soft, dense, atol=1e-6, rtol=1e-5)
+    weights = torch.randn_like(soft)
+    params = [h, *tape.to_moves.parameters(), *tape.to_write.parameters()]
+    for g, w in zip(torch.autograd.grad((soft * weights).sum(), params),
+                    torch.autograd.grad((dense * weights).sum(), params)):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+
+
+def test_a_relaxed_tape_is_soft_in_the_relax_phase_then_hard():
+    model = make_model(**SHIPPED, work_tape_relax=True).train()
+    layer, tokens = model.layers[0], sample_tokens(2, 30, VOCAB)
+    model.set_training_progress(0.1)
+    assert layer.work_tape_soft()
+    gate = layer.controls(*embedded(model, tokens))["work"]["erase"]
+    assert ((gate > 0) & (gate < 1)).all()
+    model(tokens).sum().backward()
+    assert layer.work_tape.to_moves.weight.grad.abs().sum() > 0
+    model.set_training_progress(0.8)
+    assert not layer.work_tape_soft()
+    shift = layer.controls(*embedded(model, tokens))["work"]["shift"]
+    assert set(shift.detach().unique().tolist()) == {0.0, 1.0}
+    model.eval()
+    assert not layer.work_tape_soft()
+
+
+def embedded(model, tokens):
+    u = model.inputs(tokens)
+    return u, torch.zeros(*u.shape[:2], model.layers[0].window, u.shape[-1])
+
+
+def test_work_tape_relax_needs_a_work_tape():
+    with pytest.raises(ConfigError, match="work_tape_relax needs work_tape"):
+        PNTMConfig(work_tape_relax=True)

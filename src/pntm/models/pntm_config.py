@@ -101,6 +101,8 @@ class PNTMConfig:
     #                                      0's score (jumps start on the origin); None: none
     work_tape: bool = False      # a second memory per layer, written and read by one learned
     #                              hard head (models/work_tape.py); the read heads never see it
+    work_tape_relax: bool = False  # the work tape's head follows the relax schedule: soft
+    #                                (the memory scan) until relax[1], then hard
     scan_method: str = "auto"
 
     def __post_init__(self):
@@ -149,6 +151,8 @@ class PNTMConfig:
         if cfg["landing_origin"] is not None and cfg["jump_to"] != "content":
             raise ConfigError("pntm model_config.landing_origin needs jump_to: content (it is "
                               "a prior of the content landing)")
+        if cfg["work_tape_relax"] and not cfg["work_tape"]:
+            raise ConfigError("pntm model_config.work_tape_relax needs work_tape: true")
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")

@@ -191,8 +191,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         # weight of a seed is the same with and without it)
         self.work_tape = (WorkTape(d_ff, d_model, memory_width, self.shift_range,
                                    config.write_bias, config.jump_bias,
-                                   initial=self.initial_memory, horizon=self.jump_horizon)
+                                   initial=self.initial_memory, horizon=self.jump_horizon,
+                                   chunk=config.memory_chunk)
                           if config.work_tape else None)
+        self.work_tape_relax = config.work_tape_relax
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -225,6 +227,11 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
     def relaxing(self) -> bool:
         """Whether some heads run soft now (training, inside the relax phase)."""
         return self.training and self.relaxed and any(self.relaxed_list)
+
+    def work_tape_soft(self) -> bool:
+        """Whether the work tape's head runs soft now (``work_tape_relax``, training, inside
+        the relax phase); recurrent decoding runs it hard, as evaluation does."""
+        return self.work_tape_relax and self.training and self.relaxed
 
     def uses_positions(self) -> bool:
         """Whether every head is hard now, so heads can be carried as integer positions."""
@@ -287,7 +294,9 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         if states is not None:
             ctl["states"] = states
         if self.work_tape is not None:
-            ctl["work"] = self.work_tape.controls(h)
+            relaxes = self.training and self.work_tape_relax
+            ctl["work"] = self.work_tape.controls(h, self.temperature if relaxes else 1.0,
+                                                  self.work_tape_soft())
         if self.match_context:
             window = self.norm(previous).flatten(-2)  # the inputs before t: (B, T, k*d)
             ctl["key"] = self.to_context_key(window).unflatten(-1, (self.content_heads, self.width))
@@ -417,7 +426,8 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             ctl["landing"] = self.landing_weights(
                 ctl, self.initial_memory + self.tape_values(ctl), True)
         if self.work_tape is not None:  # the work tape's reads, by its write events
-            ctl["work_read"] = self.work_tape.read(ctl["work"], self.num_cells(T))
+            ctl["work_read"] = self.work_tape.read(ctl["work"], self.num_cells(T),
+                                                   self.work_tape_soft())
         return ctl
 
     def read_landing(self, ctl: dict[str, Tensor]) -> Tensor | None:

@@ -39,9 +39,15 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   go back and not write.
 * **Its own output projection** ``W_v``, and its modules created after all of the layer's
   others, so a seed's layer has the same initial weights with and without the tape.
-* **No content addressing, no relax phase.** The head is hard from the first step (its
+* **No content addressing; hard unless relaxed.** The head is hard from the first step (its
   straight-through gradient is exact for a hard head, ``pntm.ops.write_event_grads``), as the
-  read heads that count; it jumps to the origin only.
+  read heads that count; it jumps to the origin only. Hard from the start it was not learned
+  (RESULTS.md, "A work tape beside the input tape": on stack_manipulation the gate stayed
+  open, even with the tape as the only memory): a pop needs a move of -1 *and* a shut gate,
+  and a straight-through gradient sees each change alone. With ``relax`` (config
+  ``work_tape_relax``) the head follows the layer's relax schedule: soft moves, jump and gate
+  (the memory scan over every cell, in chunks recomputed in backward,
+  ``pntm.ops.memory_chunks``; cheap at training lengths) until the schedule hardens it.
 
 ``reference`` computes the same reads with a dense memory, one step at a time
 (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
@@ -55,8 +61,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pntm.ops import fourier_heads
 from pntm.ops.fourier_heads import straight_through
 from pntm.ops.hard_heads import hard_cells
+from pntm.ops.memory_chunks import chunked_memory_reads
+from pntm.ops.scan import linear_scan
 from pntm.ops.write_events import event_read, sequential_reference
 
 
@@ -75,10 +84,10 @@ class WorkTape(nn.Module):
 
     def __init__(self, d_ff: int, d_model: int, width: int, shift_range: int,
                  write_bias: float = 2.0, jump_bias: float = -2.0, gate_bias: float = 2.0,
-                 initial: float = 1e-6, horizon: int | None = 16):
+                 initial: float = 1e-6, horizon: int | None = 16, chunk: int = 64):
         super().__init__()
         self.shift_range, self.width = shift_range, width
-        self.initial, self.horizon = initial, horizon
+        self.initial, self.horizon, self.chunk = initial, horizon, chunk
         n_shift = 2 * shift_range + 1
         self.to_moves = nn.Linear(d_ff, n_shift + 1)       # shift logits, then the jump's
         self.to_write = nn.Linear(d_ff, 2 * width + 1)     # erase, add, then the gate's
@@ -89,41 +98,55 @@ class WorkTape(nn.Module):
             self.to_moves.bias[-1] = jump_bias
             self.to_write.bias[-1] = gate_bias
 
-    def controls(self, h: Tensor) -> dict[str, Tensor]:
-        """The head's straight-through one-hot shift (B, T, 2K+1) and 0/1 jump (B, T), and
-        what it writes: ``γ e`` and ``γ a`` (B, T, W), the gate ``γ`` applied."""
-        moves = self.to_moves(h)
+    def controls(self, h: Tensor, temperature: float = 1.0, soft: bool = False
+                 ) -> dict[str, Tensor]:
+        """The head's shift (B, T, 2K+1) and jump (B, T), and what it writes: ``γ e`` and
+        ``γ a`` (B, T, W), the gate ``γ`` applied. Hard (straight-through one-hot shift, 0/1
+        jump and gate) unless ``soft``; the move and gate logits are divided by
+        ``temperature`` (the layer's relax schedule), which shapes the soft values, or the
+        straight-through gradient of the hard ones."""
+        moves = self.to_moves(h) / temperature
+        write = self.to_write(h)
         shift = moves[..., :-1].softmax(-1)
         jump = torch.sigmoid(moves[..., -1])
-        write = self.to_write(h)
-        gate = torch.sigmoid(write[..., -1:])
-        gate = straight_through(gate, (gate > 0.5).to(gate))
-        return {
-            "shift": straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1])
-                                      .to(shift)),
-            "jump": straight_through(jump, (jump > 0.5).to(jump)),
-            "erase": gate * torch.sigmoid(write[..., :self.width]),
-            "add": gate * torch.tanh(write[..., self.width:-1]),
-        }
+        gate = torch.sigmoid(write[..., -1:] / temperature)
+        if not soft:
+            shift = straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1])
+                                     .to(shift))
+            jump = straight_through(jump, (jump > 0.5).to(jump))
+            gate = straight_through(gate, (gate > 0.5).to(gate))
+        return {"shift": shift, "jump": jump,
+                "erase": gate * torch.sigmoid(write[..., :self.width]),
+                "add": gate * torch.tanh(write[..., self.width:-1])}
 
-    def forward(self, h: Tensor, cells: int) -> Tensor:
-        """Reads ``r_t = V_t[c_t]`` (B, T, W) over ``cells`` cells (the layer's ``num_cells``)."""
-        ctl = self.controls(h)
-        return self.read(ctl, cells)
+    def forward(self, h: Tensor, cells: int, soft: bool = False) -> Tensor:
+        """Reads ``r_t = V_t[c_t]`` (B, T, W) over ``cells`` cells (the layer's ``num_cells``);
+        soft: ``r_t = Σ_i w_t[i] V_t[i]`` with soft moves and gate."""
+        return self.read(self.controls(h, soft=soft), cells, soft)
 
-    def read(self, ctl: dict[str, Tensor], cells: int) -> Tensor:
-        """``forward`` from the controls: one ``event_read`` in which the writer (head 0) and
-        the reading head (head 1) make the same moves, so the writer's moves get the
-        straight-through gradients of both."""
+    def read(self, ctl: dict[str, Tensor], cells: int, soft: bool = False) -> Tensor:
+        """``forward`` from the controls: hard, one ``event_read`` in which the writer (head
+        0) and the reading head (head 1) make the same moves, so the writer's moves get the
+        straight-through gradients of both; soft, the memory scan over every cell in chunks
+        (``pntm.ops.memory_chunks``), the same two heads' weightings from the Fourier scan."""
         shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
+        if soft:
+            phases = fourier_heads.shift_phases(self.shift_range, cells, shift.device)
+            a, b = fourier_heads.location_coefficients(shift, jump, phases)
+            start = fourier_heads.start_spectrum(cells, a.device).expand_as(b[:, 0])
+            spectra = linear_scan(a, b, start)
+            contents, _ = chunked_memory_reads(
+                torch.cat([spectra, spectra], 2), ctl["erase"], ctl["add"],
+                ctl["add"].new_zeros(cells, 1), self.initial, self.chunk)
+            return contents[:, :, 0]
         contents, _ = event_read(torch.cat([shift, shift], 2), torch.cat([jump, jump], 2),
                                  ctl["erase"], ctl["add"], self.no_tags(ctl["add"]),
                                  self.initial, cells, self.horizon)
         return contents[:, :, 0]
 
-    def reference(self, h: Tensor, cells: int) -> Tensor:
+    def reference(self, h: Tensor, cells: int, soft: bool = False) -> Tensor:
         """The reads of ``forward`` by the dense recurrence, one step at a time (autograd)."""
-        ctl = self.controls(h)
+        ctl = self.controls(h, soft=soft)
         shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
         contents, _ = sequential_reference(torch.cat([shift, shift], 2),
                                            torch.cat([jump, jump], 2), ctl["erase"],
