@@ -234,7 +234,7 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   forward and straight-through gradients as the Fourier path, tested), the learned writer's
   event path jumps to the origin only. Measured (seed 0, RESULTS.md): binary_addition_dm and
   binary_addition 0.0% validation, as the one config; not adopted.
-* **A work tape** (``work_tape``; off in the shipped config until measured, RESULTS.md). A
+* **A work tape** (``work_tape``; off: at seed 0 it was not learned, RESULTS.md). A
   learned writer over the read heads' own memory destroys the prompt they still need
   (``read_before_write`` above), and without one nothing the machine computes is ever
   stored. A work tape keeps both: the read heads walk the write-once input tape, and one
@@ -243,7 +243,11 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   cell" exact, starting as a tape) are in ``pntm.models.work_tape``. Its modules are made
   last, so a seed's other weights are those of the model without it. Cost (ad hoc, CPU, one
   thread, the other core training; batch 32, 80 tokens, the shipped config): a training
-  step 1.07x in the relax phase, 1.2x after it.
+  step 1.07x in the relax phase, 1.2x after it. Measured (seed 0, RESULTS.md, "A work tape
+  beside the input tape"): stack_manipulation 22.0% validation against the shipped config's
+  37.0%, its reads unused and its gate open at almost every token; as the only memory of a
+  one-layer model, hard or soft in the relax phase (``work_tape_relax``), no stack learned
+  (0.0%, 0.1%).
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

@@ -48,6 +48,14 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   ``work_tape_relax``) the head follows the layer's relax schedule: soft moves, jump and gate
   (the memory scan over every cell, in chunks recomputed in backward,
   ``pntm.ops.memory_chunks``; cheap at training lengths) until the schedule hardens it.
+* **Measured, so off** (RESULTS.md, "A work tape beside the input tape"; seed 0): over the
+  shipped config, stack_manipulation 22.0% validation against 37.0%, the tape's reads unused
+  (removing them costs under 3 points) and its gate open at 95-100% of the tokens;
+  modular_arithmetic_brackets 28.8% against 29.6%. As the only memory of a one-layer model,
+  hard 0.0% and relaxed 0.1% on stack_manipulation. Not tried yet: whether the values and
+  the gate are learned when the moves are given (which separates the moves' credit
+  assignment from the rest), and starts other than the tape (the head staying, the gate
+  shut).
 
 ``reference`` computes the same reads with a dense memory, one step at a time
 (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
