@@ -1,0 +1,128 @@
+"""Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
+
+Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
+[--signal every|final] [--seed N] [--steps N]
+
+Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
+current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack
+leaves it empty), with the stack's top (0, 1, or empty) as the target after *every* action:
+the densest signal a stack can get (``--signal every``). With ``--signal final`` the signal
+is stack_manipulation's instead: after the actions a separator (stay) and as many DUMP tokens
+(pops), and only there a target, the stack from the top down (then empty), so the moves made
+on the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h = GELU(W x)`` (64); the tape (width 8,
+moves -1..1, ``write_bias`` 2 and the gate open at the start, as in the P-NTM) is read after
+its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step
+from 1..20. The modes:
+
+* ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
+* ``relax``: soft moves, jump and gate until 70% of the steps, the temperature falling from
+  1 to 0.1 over [30%, 70%], then hard (``work_tape_relax: true`` on the shipped schedule);
+* ``given``: hard, with the moves of a stack forced (+1 on a push, -1 on a pop that has
+  something to pop, 0 otherwise): only the gate, erase and add are learned. It separates the
+  moves' credit assignment from the rest.
+
+Evaluation (hard, as decoding) on 128 sequences at each length 41, 45, ..., 61 from a stream
+of its own (seed 1234): the share of actions whose top is right, and of sequences right at
+every action. One line per 500 steps (training-length accuracy), one final line. An analysis
+aid, not part of the package (RESULTS.md quotes its output).
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pntm.models.work_tape import WorkTape
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--mode", default="hard", choices=["hard", "relax", "given"])
+parser.add_argument("--signal", default="every", choices=["every", "final"])
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--steps", type=int, default=3000)
+args = parser.parse_args()
+torch.manual_seed(args.seed)
+torch.set_num_threads(1)
+PUSH0, PUSH1, POP, SEP, DUMP, EMPTY, IGNORE = 0, 1, 2, 3, 4, 2, -100
+
+
+def examples(n: int, length: int, gen: torch.Generator):
+    """Tokens, targets (IGNORE where there is none) and the stack's moves, (n, T) each: the
+    ``length`` actions, then with ``--signal final`` SEP and ``length`` DUMPs."""
+    actions = torch.randint(0, 3, (n, length), generator=gen)
+    if args.signal == "final":
+        tail = torch.full((n, length), DUMP)
+        actions = torch.cat([actions, torch.full((n, 1), SEP), tail], 1)
+    tops = torch.full_like(actions, IGNORE)
+    moves = torch.zeros_like(actions)
+    for b in range(n):
+        stack = []
+        for t, a in enumerate(actions[b].tolist()):
+            if a in (POP, DUMP):
+                moves[b, t] = -1 if stack else 0
+                stack = stack[:-1]
+            elif a in (PUSH0, PUSH1):
+                moves[b, t] = 1
+                stack.append(a)
+            if args.signal == "every" or a in (SEP, DUMP):
+                tops[b, t] = stack[-1] if stack else EMPTY
+    return actions, tops, moves
+
+
+class Sandbox(nn.Module):
+    def __init__(self, d: int = 32, d_ff: int = 64, width: int = 8):
+        super().__init__()
+        self.embed = nn.Embedding(5, d)
+        self.controller = nn.Linear(d, d_ff)
+        self.tape = WorkTape(d_ff, d, width, shift_range=1)
+        self.answer = nn.Linear(d, 3)
+
+    def forward(self, actions, soft=False, temperature=1.0, moves=None):
+        x = self.embed(actions)
+        h = F.gelu(self.controller(x))
+        ctl = self.tape.controls(h, temperature, soft)
+        if moves is not None:  # the stack's moves, one-hot, in place of the learned ones
+            ctl["shift"] = F.one_hot(moves + 1, 3).to(x)
+            ctl["jump"] = torch.zeros_like(ctl["jump"])
+        cells = 2 * actions.shape[1] + 3
+        return self.answer(x + self.tape.output(self.tape.read(ctl, cells, soft)))
+
+
+def schedule(fraction: float) -> tuple[bool, float]:
+    """``relax``: soft before 70% of training, the temperature 1 -> 0.1 over [30%, 70%]."""
+    if args.mode != "relax" or fraction >= 0.7:
+        return False, 1.0
+    return True, 0.1 ** min(1.0, max(0.0, (fraction - 0.3) / 0.4))
+
+
+model = Sandbox()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+gen, held_out = torch.Generator().manual_seed(args.seed), torch.Generator().manual_seed(1234)
+evaluation = [examples(128, length, held_out) for length in range(41, 65, 4)]
+check = examples(256, 20, torch.Generator().manual_seed(99))
+
+
+def accuracy(actions, tops, moves) -> tuple[float, float]:
+    with torch.no_grad():
+        guess = model(actions, moves=moves if args.mode == "given" else None).argmax(-1)
+    right, scored = (guess == tops) | (tops == IGNORE), tops != IGNORE
+    return ((right & scored).sum() / scored.sum()).item(), right.all(1).float().mean().item()
+
+
+for step in range(1, args.steps + 1):
+    soft, temperature = schedule(step / args.steps)
+    length = int(torch.randint(1, 21, (1,), generator=gen))
+    actions, tops, moves = examples(32, length, gen)
+    logits = model(actions, soft, temperature, moves if args.mode == "given" else None)
+    loss = F.cross_entropy(logits.flatten(0, 1), tops.flatten())
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    if step % 500 == 0:
+        tokens, sequences = accuracy(*check)
+        print(f"step {step}: loss {loss.item():.3f}, length 20: tops {100 * tokens:.1f}%, "
+              f"sequences {100 * sequences:.1f}%", flush=True)
+results = [accuracy(*batch) for batch in evaluation]
+print(f"{args.mode} {args.signal} seed {args.seed}: lengths 41-61, tops right "
+      f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
+      f"{100 * sum(r[1] for r in results) / len(results):.1f}%")
