@@ -4,15 +4,15 @@ Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|rel
 [--signal every|final] [--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
-current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack
-leaves it empty), with the stack's top (0, 1, or empty) as the target after *every* action:
-the densest signal a stack can get (``--signal every``). With ``--signal final`` the signal
-is stack_manipulation's instead: after the actions a separator (stay) and as many DUMP tokens
-(pops), and only there a target, the stack from the top down (then empty), so the moves made
-on the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h = GELU(W x)`` (64); the tape (width 8,
-moves -1..1, ``write_bias`` 2 and the gate open at the start, as in the P-NTM) is read after
-its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step
-from 1..20. The modes:
+current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack leaves
+it empty), with the stack's top (0, 1, or empty) as the target after *every* action: the densest
+signal a stack can get (``--signal every``). With ``--signal final`` the signal is
+stack_manipulation's instead: after the actions a separator (stay) and as many DUMP tokens
+(pops), and only there a target, the stack from the top down (then empty), so the moves made on
+the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h =
+GELU(W x)`` (64); the tape (width 8, moves -1..1, ``write_bias`` 2 and the gate open at the
+start, as in the P-NTM) is read after its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam
+1e-3, batch 32, one length per step from 1..20. The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
 * ``relax``: soft moves, jump and gate until 70% of the steps, the temperature falling from

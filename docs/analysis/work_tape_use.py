@@ -3,12 +3,12 @@ removed, layer by layer, and what its head does on the validation prompts.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_use.py RUN_DIR [SAMPLES] (a P-NTM run with
 ``work_tape: true``; SAMPLES per length, default 32). It evaluates the run's weights on its
-validation split (lengths 41-64, greedy decoding, as ``pntm eval --split validation``) as trained, then with the work tape's term ``W_v r_t`` of each layer set to zero
-(the tape still runs; its reads no longer reach the layer's output), and prints the sequence
-accuracy of each. Then, over one validation example per length fed with its right answer, the
-share of tokens whose write gate was open and the head's moves per layer (a jump counts as
-the move it made). An analysis aid, not
-part of the package (RESULTS.md quotes its output)."""
+validation split (lengths 41-64, greedy decoding, as ``pntm eval --split validation``) as
+trained, then with the work tape's term ``W_v r_t`` of each layer set to zero (the tape still
+runs; its reads no longer reach the layer's output), and prints the sequence accuracy of each.
+Then, over one validation example per length fed with its right answer, the share of tokens
+whose write gate was open and the head's moves per layer (a jump counts as the move it made). An
+analysis aid, not part of the package (RESULTS.md quotes its output)."""
 import collections
 import sys
 import tempfile
