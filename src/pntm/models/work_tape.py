@@ -52,10 +52,12 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   shipped config, stack_manipulation 22.0% validation against 37.0%, the tape's reads unused
   (removing them costs under 3 points) and its gate open at 95-100% of the tokens;
   modular_arithmetic_brackets 28.8% against 29.6%. As the only memory of a one-layer model,
-  hard 0.0% and relaxed 0.1% on stack_manipulation. Not tried yet: whether the values and
-  the gate are learned when the moves are given (which separates the moves' credit
-  assignment from the rest), and starts other than the tape (the head staying, the gate
-  shut).
+  hard 0.0% and relaxed 0.1% on stack_manipulation. In a sandbox
+  (``docs/analysis/work_tape_sandbox.py``) the hard tape learns an exact stack from the top
+  after every action (3 of 3 seeds), and from a final dump of the stack when its moves are
+  given, but with learned moves from the final dump at 1 seed of 3: the moves' credit
+  assignment from distant reads is what fails. Not tried yet: more seeds chosen on
+  validation, and starts other than the tape (the head staying, the gate shut).
 
 ``reference`` computes the same reads with a dense memory, one step at a time
 (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
