@@ -1,7 +1,7 @@
 """Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
-[--signal every|final] [--seed N] [--steps N]
+[--signal every|final] [--start tape|stay] [--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
 current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack leaves
@@ -37,6 +37,9 @@ from pntm.models.work_tape import WorkTape
 parser = argparse.ArgumentParser()
 parser.add_argument("--mode", default="hard", choices=["hard", "relax", "given"])
 parser.add_argument("--signal", default="every", choices=["every", "final"])
+parser.add_argument("--start", default="tape", choices=["tape", "stay"],
+                    help="stay: the head starts staying (bias 2 on the 0 move, none on +1) "
+                         "with the gate shut (bias -2), instead of the tape")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=3000)
 args = parser.parse_args()
@@ -74,6 +77,10 @@ class Sandbox(nn.Module):
         self.embed = nn.Embedding(5, d)
         self.controller = nn.Linear(d, d_ff)
         self.tape = WorkTape(d_ff, d, width, shift_range=1)
+        if args.start == "stay":
+            with torch.no_grad():
+                self.tape.to_moves.bias[:3] = torch.tensor([0.0, 2.0, 0.0])
+                self.tape.to_write.bias[-1] = -2.0
         self.answer = nn.Linear(d, 3)
 
     def forward(self, actions, soft=False, temperature=1.0, moves=None):
@@ -123,6 +130,6 @@ for step in range(1, args.steps + 1):
         print(f"step {step}: loss {loss.item():.3f}, length 20: tops {100 * tokens:.1f}%, "
               f"sequences {100 * sequences:.1f}%", flush=True)
 results = [accuracy(*batch) for batch in evaluation]
-print(f"{args.mode} {args.signal} seed {args.seed}: lengths 41-61, tops right "
+print(f"{args.mode} {args.signal} start {args.start} seed {args.seed}: lengths 41-61, tops right "
       f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
       f"{100 * sum(r[1] for r in results) / len(results):.1f}%")
