@@ -56,8 +56,9 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   (``docs/analysis/work_tape_sandbox.py``) the hard tape learns an exact stack from the top
   after every action (3 of 3 seeds), and from a final dump of the stack when its moves are
   given, but with learned moves from the final dump at 1 seed of 3: the moves' credit
-  assignment from distant reads is what fails. Not tried yet: more seeds chosen on
-  validation, and starts other than the tape (the head staying, the gate shut).
+  assignment from distant reads is what fails (a head that starts staying with its gate
+  shut: the same one seed of three). Not tried yet: more seeds chosen on validation, and a
+  better gradient for the moves.
 
 ``reference`` computes the same reads with a dense memory, one step at a time
 (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
