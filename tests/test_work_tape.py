@@ -91,7 +91,7 @@ def test_the_event_path_equals_the_dense_recurrence_forward_and_backward(length)
     tape = random_tape(seed=length)
     h = torch.randn(2, length, 16, dtype=torch.double, requires_grad=True)
     cells = 2 * length + 61
-    events, dense = tape(h, cells), tape.reference(h, cells)
+    events, dense = tape(h, cells), tape.reference(tape.controls(h), cells)
     torch.testing.assert_close(events, dense, atol=1e-12, rtol=0)
     ctl = tape.controls(h)
     moves = ctl["shift"].argmax(-1)
@@ -118,22 +118,12 @@ def test_extreme_erase_values(erase):
            "add": (0.1 * torch.randn(2, T, W, dtype=torch.double)).requires_grad_()}
     tape = WorkTape(d_ff=4, d_model=4, width=W, shift_range=1, horizon=None).double()
     events = tape.read(ctl, 2 * T + 61)
-    dense = tape_reference(tape, ctl, 2 * T + 61)
+    dense = tape.reference(ctl, 2 * T + 61)
     torch.testing.assert_close(events, dense, atol=1e-12, rtol=0)
     inputs = [ctl["shift"], ctl["erase"], ctl["add"]]
     for g, w in zip(torch.autograd.grad(events.square().sum(), inputs),
                     torch.autograd.grad(dense.square().sum(), inputs)):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-9)
-
-
-def tape_reference(tape, ctl, cells):
-    """``WorkTape.reference`` from given controls (the dense recurrence)."""
-    from pntm.ops.write_events import sequential_reference
-    shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
-    contents, _ = sequential_reference(torch.cat([shift, shift], 2), torch.cat([jump, jump], 2),
-                                       ctl["erase"], ctl["add"], tape.no_tags(ctl["add"]),
-                                       tape.initial, cells)
-    return contents[:, :, 0]
 
 
 # ------------------------------------------------------------------------------- in a layer
@@ -243,7 +233,7 @@ def test_the_soft_tape_equals_the_dense_recurrence_forward_and_backward(length):
     tape = random_tape(seed=length, scale=1.0)
     h = torch.randn(2, length, 16, dtype=torch.double, requires_grad=True)
     cells = 2 * length + 61
-    soft, dense = tape(h, cells, soft=True), tape.reference(h, cells, soft=True)
+    soft, dense = tape(h, cells, soft=True), tape.reference(tape.controls(h, soft=True), cells)
     # the Fourier scan's phases are single precision: agreement to about 1e-7
     torch.testing.assert_close(soft, dense, atol=1e-6, rtol=1e-5)
     weights = torch.randn_like(soft)

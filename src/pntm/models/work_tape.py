@@ -18,10 +18,10 @@ read heads) writes and reads its own cell after the write, as a Turing machine's
 ``e_t = σ(W_e h_t)``, ``a_t = tanh(W_a h_t)``, and ``γ_t ∈ {0, 1}`` is a hard write gate
 (straight-through, ``σ(W_γ h_t) > 1/2``): with ``γ_t = 0`` the token leaves the tape exactly
 as it was. Everything is a function of the layer's controller output ``h_t``, so the tape
-adds no recurrence: it is one more ``pntm.ops.write_events.event_read`` (a writer and a head
-with the writer's moves), O(T log T) work and O(T·W) memory per sequence, with the exact
-erase/add gradients and the straight-through gradients of the moves. Recurrent decoding keeps
-the cell and the ``N × W`` tape: O(W) work per token.
+adds no recurrence: it is one more ``pntm.ops.write_events.written_rows`` (an
+``event_read`` of a writer and a head with the writer's moves), O(T log T) work and O(T·W)
+memory per sequence, with the exact erase/add gradients and the straight-through gradients
+of the moves. Recurrent decoding keeps the cell and the ``N × W`` tape: O(W) work per token.
 
 Decisions (our own; the paper's abstract is silent on a second memory):
 
@@ -60,8 +60,8 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   shut: the same one seed of three). Not tried yet: more seeds chosen on validation, and a
   better gradient for the moves.
 
-``reference`` computes the same reads with a dense memory, one step at a time
-(``pntm.ops.write_events.sequential_reference``): the tests' oracle.
+``reference`` computes the same reads from the same controls with a dense memory, one step at
+a time (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
 """
 
 from __future__ import annotations
@@ -74,10 +74,9 @@ from torch import Tensor, nn
 
 from pntm.ops import fourier_heads
 from pntm.ops.fourier_heads import straight_through
-from pntm.ops.hard_heads import hard_cells
 from pntm.ops.memory_chunks import chunked_memory_reads
 from pntm.ops.scan import linear_scan
-from pntm.ops.write_events import event_read, sequential_reference
+from pntm.ops.write_events import sequential_reference, written_rows
 
 
 @dataclass
@@ -136,10 +135,11 @@ class WorkTape(nn.Module):
         return self.read(self.controls(h, soft=soft), cells, soft)
 
     def read(self, ctl: dict[str, Tensor], cells: int, soft: bool = False) -> Tensor:
-        """``forward`` from the controls: hard, one ``event_read`` in which the writer (head
-        0) and the reading head (head 1) make the same moves, so the writer's moves get the
-        straight-through gradients of both; soft, the memory scan over every cell in chunks
-        (``pntm.ops.memory_chunks``), the same two heads' weightings from the Fourier scan."""
+        """``forward`` from the controls: hard, the value the writer left in its cell
+        (``pntm.ops.write_events.written_rows``: one ``event_read`` with a read head making
+        the writer's moves, so those moves get the straight-through gradients of both); soft,
+        the memory scan over every cell in chunks (``pntm.ops.memory_chunks``), the same two
+        heads' weightings from the Fourier scan."""
         shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
         if soft:
             phases = fourier_heads.shift_phases(self.shift_range, cells, shift.device)
@@ -150,25 +150,19 @@ class WorkTape(nn.Module):
                 torch.cat([spectra, spectra], 2), ctl["erase"], ctl["add"],
                 ctl["add"].new_zeros(cells, 1), self.initial, self.chunk)
             return contents[:, :, 0]
-        contents, _ = event_read(torch.cat([shift, shift], 2), torch.cat([jump, jump], 2),
-                                 ctl["erase"], ctl["add"], self.no_tags(ctl["add"]),
-                                 self.initial, cells, self.horizon)
-        return contents[:, :, 0]
+        values, _, _ = written_rows(shift, jump, ctl["erase"], ctl["add"],
+                                    self.no_tags(ctl["add"]), self.initial, cells, self.horizon)
+        return values
 
-    def reference(self, h: Tensor, cells: int, soft: bool = False) -> Tensor:
-        """The reads of ``forward`` by the dense recurrence, one step at a time (autograd)."""
-        ctl = self.controls(h, soft=soft)
+    def reference(self, ctl: dict[str, Tensor], cells: int) -> Tensor:
+        """The reads of ``read`` (hard or soft controls) by the dense recurrence, one step at
+        a time, differentiable by autograd: the tests' oracle."""
         shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
         contents, _ = sequential_reference(torch.cat([shift, shift], 2),
                                            torch.cat([jump, jump], 2), ctl["erase"],
                                            ctl["add"], self.no_tags(ctl["add"]),
                                            self.initial, cells)
         return contents[:, :, 0]
-
-    def cells(self, h: Tensor, cells: int) -> Tensor:
-        """The head's cell after each token (B, T) (long), for traces."""
-        ctl = self.controls(h)
-        return hard_cells(ctl["shift"], ctl["jump"], cells)
 
     @staticmethod
     def no_tags(like: Tensor) -> Tensor:
