@@ -64,8 +64,7 @@ def test_a_shut_gate_leaves_the_tape_exactly_as_it_was():
     with torch.no_grad():
         tape.to_write.bias[-1] = -100.0          # gate shut ...
         tape.to_moves.bias.zero_()
-        tape.to_moves.bias[1] = 100.0            # ... staying on cell -1, never jumping
-        tape.to_moves.bias[-1] = -100.0
+        tape.to_moves.bias[1] = 100.0            # ... staying on cell -1
     with torch.no_grad():
         ctl = tape.controls(h)
         ctl["erase"][:, 0], ctl["add"][:, 0] = 1.0, torch.tensor([0.3, -0.1, 0.7, 1e-7, -1.0])
@@ -75,12 +74,24 @@ def test_a_shut_gate_leaves_the_tape_exactly_as_it_was():
     assert set(ctl["erase"][0, 1:].unique().tolist()) == {0.0}
 
 
+def test_the_head_never_jumps_unless_asked():
+    """The default tape's head only shifts (no jump logit at all), however large its
+    weights; ``jumps=True`` gives it the jump to the origin."""
+    torch.manual_seed(0)
+    h = 100 * torch.randn(2, 50, 8)
+    still = WorkTape(d_ff=8, d_model=4, width=3, shift_range=2)
+    assert still.to_moves.out_features == 5
+    assert torch.equal(still.controls(h)["jump"], torch.zeros(2, 50))
+    jumping = WorkTape(d_ff=8, d_model=4, width=3, shift_range=2, jumps=True)
+    assert 0 < jumping.controls(h)["jump"].sum() < 100
+
+
 def random_tape(width=4, K=2, seed=0, scale=20.0, gate_bias=0.0):
     """A work tape whose moves and gates are far from their initial biases: random shifts,
     jumps, overwrites, stays and a shut gate at some tokens."""
     torch.manual_seed(seed)
     tape = WorkTape(d_ff=16, d_model=8, width=width, shift_range=K, horizon=None,
-                    gate_bias=gate_bias).double()
+                    gate_bias=gate_bias, jumps=True).double()
     with torch.no_grad():
         tape.to_moves.weight.mul_(scale)
         tape.to_write.weight.mul_(5.0)

@@ -1,7 +1,7 @@
 """Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
-[--signal every|final] [--start tape|stay] [--reads both|after] [--no-jump] [--seed N]
+[--signal every|final] [--start tape|stay] [--reads both|after] [--jumps] [--seed N]
 [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
@@ -13,8 +13,8 @@ stack_manipulation's instead: after the actions a separator (stay) and as many D
 the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h =
 GELU(W x)`` (64); the tape (width 8, moves -1..1, ``write_bias`` 2 and the gate open at the
 start, as in the P-NTM) is read after its write and before it (``--reads after``: the read
-before the write is zeroed, the tape as it was until 2026-12-06; ``--no-jump``: the head never
-jumps); ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step from
+before the write is zeroed, as the tape was until 2026-12-06; ``--jumps``: the head may jump
+to its origin, as it could until then); ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step from
 1..20. The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
@@ -45,7 +45,8 @@ parser.add_argument("--start", default="tape", choices=["tape", "stay"],
                          "with the gate shut (bias -2), instead of the tape")
 parser.add_argument("--reads", default="both", choices=["both", "after"],
                     help="after: the read before the write is zeroed")
-parser.add_argument("--no-jump", action="store_true", help="the head never jumps")
+parser.add_argument("--jumps", action="store_true",
+                    help="the head may jump to its origin (the tape until 2026-12-06)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=3000)
 args = parser.parse_args()
@@ -82,7 +83,7 @@ class Sandbox(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(5, d)
         self.controller = nn.Linear(d, d_ff)
-        self.tape = WorkTape(d_ff, d, width, shift_range=1)
+        self.tape = WorkTape(d_ff, d, width, shift_range=1, jumps=args.jumps)
         if args.start == "stay":
             with torch.no_grad():
                 self.tape.to_moves.bias[:3] = torch.tensor([0.0, 2.0, 0.0])
@@ -93,8 +94,6 @@ class Sandbox(nn.Module):
         x = self.embed(actions)
         h = F.gelu(self.controller(x))
         ctl = self.tape.controls(h, temperature, soft)
-        if args.no_jump:
-            ctl["jump"] = torch.zeros_like(ctl["jump"])
         if moves is not None:  # the stack's moves, one-hot, in place of the learned ones
             ctl["shift"] = F.one_hot(moves + 1, 3).to(x)
             ctl["jump"] = torch.zeros_like(ctl["jump"])
@@ -142,6 +141,6 @@ for step in range(1, args.steps + 1):
               f"sequences {100 * sequences:.1f}%", flush=True)
 results = [accuracy(*batch) for batch in evaluation]
 print(f"{args.mode} {args.signal} start {args.start} reads {args.reads}"
-      f"{' no-jump' if args.no_jump else ''} seed {args.seed}: lengths 41-61, tops right "
+      f"{' jumps' if args.jumps else ''} seed {args.seed}: lengths 41-61, tops right "
       f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
       f"{100 * sum(r[1] for r in results) / len(results):.1f}%")

@@ -69,7 +69,7 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
    **Work tape** (``work_tape``, optional; ``pntm.models.work_tape``). A second memory per
    layer, beside the one the read heads walk, written and read by one learned hard head
-   (shifts, jumps to its origin, erase/add behind a hard write gate), which reads its cell
+   (shifts, no jumps, erase/add behind a hard write gate), which reads its cell
    after the write and before it, ``r^v_t = [V_t[c_t], V_{t-1}[c_t]]``: a stack or a counter
    the machine writes and re-reads, while the input tape stays intact for the read heads.
    One more write-event read (``pntm.ops.write_events``), O(W) per token in recurrent
@@ -240,8 +240,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   (``read_before_write`` above), and without one nothing the machine computes is ever
   stored. A work tape keeps both: the read heads walk the write-once input tape, and one
   learned head writes and re-reads a memory of its own, as a multi-tape Turing machine's
-  work tape; its decisions (reads after and before the write, the hard write gate that makes
-  "leave the cell" exact, starting as a tape) are in ``pntm.models.work_tape``. Its modules are made
+  work tape; its decisions (reads after and before the write, no jumps, the hard write gate
+  that makes "leave the cell" exact, starting as a tape) are in ``pntm.models.work_tape``. Its modules are made
   last, so a seed's other weights are those of the model without it. Cost (ad hoc, CPU, one
   thread, the other core training; batch 32, 80 tokens, the shipped config): a training
   step 1.07x in the relax phase, 1.2x after it. Measured (seed 0, RESULTS.md, "A work tape

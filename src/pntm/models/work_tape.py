@@ -9,12 +9,12 @@ writer walks back over odds_first's prompt and destroys it, 0.0% validation; RES
 memory beside the input tape, as a multi-tape Turing machine has a read-only input tape and a
 work tape, and the read heads never see it::
 
-    c_t = k_t + (1 - j_t) c_{t-1}  (mod N),          c_0 = -1        (one hard head)
+    c_t = c_{t-1} + k_t  (mod N),                     c_0 = -1        (one hard head)
     V_t = V_{t-1},  V_t[c_t] = V_{t-1}[c_t] ⊙ (1 - γ_t e_t) + γ_t a_t,   V_0 = m_0
     r_t = [V_t[c_t], V_{t-1}[c_t]],        u'_t += W_v r_t
 
-One hard head (straight-through shift ``k_t ∈ -K..K`` and jump ``j_t`` to the origin, as the
-read heads) writes its cell and reads it, both after and before the write.
+One hard head (straight-through shift ``k_t ∈ -K..K``, as the read heads, and no jump) writes
+its cell and reads it, both after and before the write.
 ``e_t = σ(W_e h_t)``, ``a_t = tanh(W_a h_t)``, and ``γ_t ∈ {0, 1}`` is a hard write gate
 (straight-through, ``σ(W_γ h_t) > 1/2``): with ``γ_t = 0`` the token leaves the tape exactly
 as it was. Everything is a function of the layer's controller output ``h_t``, so the tape
@@ -46,13 +46,20 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   go back and not write.
 * **Its own output projection** ``W_v``, and its modules created after all of the layer's
   others, so a seed's layer has the same initial weights with and without the tape.
+* **No jumps** (since 2026-12-06; ``jumps=True`` gives the head the read heads' jump to its
+  origin, as it had before). A Turing machine's work tape head moves a cell at a time, and a
+  stack needs nothing else. With the jump, the sandbox's failing seeds jump to the origin on
+  some pushes and settle on a register that holds the last few values (about 68% of the
+  tops right), a local optimum the straight-through gradient does not leave. Measured in the
+  sandbox (``docs/analysis/work_tape_sandbox.py --jumps`` against without; RESULTS.md, "A
+  work tape beside the input tape").
 * **No content addressing; hard unless relaxed.** The head is hard from the first step (its
   straight-through gradient is exact for a hard head, ``pntm.ops.write_event_grads``), as the
-  read heads that count; it jumps to the origin only. Hard from the start it was not learned
+  read heads that count. Hard from the start it was not learned
   (RESULTS.md, "A work tape beside the input tape": on stack_manipulation the gate stayed
   open, even with the tape as the only memory): a pop needs a move of -1 *and* a shut gate,
   and a straight-through gradient sees each change alone. With ``relax`` (config
-  ``work_tape_relax``) the head follows the layer's relax schedule: soft moves, jump and gate
+  ``work_tape_relax``) the head follows the layer's relax schedule: soft moves and gate
   (the memory scan over every cell, in chunks recomputed in backward,
   ``pntm.ops.memory_chunks``; cheap at training lengths) until the schedule hardens it.
 * **Measured, so off** (RESULTS.md, "A work tape beside the input tape"; seed 0): over the
@@ -101,36 +108,39 @@ class WorkTape(nn.Module):
 
     def __init__(self, d_ff: int, d_model: int, width: int, shift_range: int,
                  write_bias: float = 2.0, jump_bias: float = -2.0, gate_bias: float = 2.0,
-                 initial: float = 1e-6, horizon: int | None = 16, chunk: int = 64):
+                 initial: float = 1e-6, horizon: int | None = 16, chunk: int = 64,
+                 jumps: bool = False):
         super().__init__()
-        self.shift_range, self.width = shift_range, width
+        self.shift_range, self.width, self.jumps = shift_range, width, jumps
         self.initial, self.horizon, self.chunk = initial, horizon, chunk
         n_shift = 2 * shift_range + 1
-        self.to_moves = nn.Linear(d_ff, n_shift + 1)       # shift logits, then the jump's
+        self.to_moves = nn.Linear(d_ff, n_shift + jumps)   # shift logits (then the jump's)
         self.to_write = nn.Linear(d_ff, 2 * width + 1)     # erase, add, then the gate's
-        self.to_out = nn.Linear(2 * width, d_model)     # the reads after and before
+        self.to_out = nn.Linear(2 * width, d_model)        # the reads after and before
         with torch.no_grad():
             self.to_moves.bias.zero_()
             self.to_moves.bias[shift_range + 1] = write_bias  # starts as a tape
-            self.to_moves.bias[-1] = jump_bias
+            if jumps:
+                self.to_moves.bias[-1] = jump_bias
             self.to_write.bias[-1] = gate_bias
 
     def controls(self, h: Tensor, temperature: float = 1.0, soft: bool = False
                  ) -> dict[str, Tensor]:
-        """The head's shift (B, T, 2K+1) and jump (B, T), and what it writes: ``γ e`` and
-        ``γ a`` (B, T, W), the gate ``γ`` applied. Hard (straight-through one-hot shift, 0/1
+        """The head's shift (B, T, 2K+1) and jump (B, T) (zeros unless ``jumps``), and what it
+        writes: ``γ e`` and ``γ a`` (B, T, W), the gate ``γ`` applied. Hard (straight-through one-hot shift, 0/1
         jump and gate) unless ``soft``; the move and gate logits are divided by
         ``temperature`` (the layer's relax schedule), which shapes the soft values, or the
         straight-through gradient of the hard ones."""
         moves = self.to_moves(h) / temperature
         write = self.to_write(h)
-        shift = moves[..., :-1].softmax(-1)
-        jump = torch.sigmoid(moves[..., -1])
+        shift = moves[..., :2 * self.shift_range + 1].softmax(-1)
+        jump = torch.sigmoid(moves[..., -1]) if self.jumps else moves.new_zeros(moves.shape[:-1])
         gate = torch.sigmoid(write[..., -1:] / temperature)
         if not soft:
             shift = straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1])
                                      .to(shift))
-            jump = straight_through(jump, (jump > 0.5).to(jump))
+            if self.jumps:
+                jump = straight_through(jump, (jump > 0.5).to(jump))
             gate = straight_through(gate, (gate > 0.5).to(gate))
         return {"shift": shift, "jump": jump,
                 "erase": gate * torch.sigmoid(write[..., :self.width]),
