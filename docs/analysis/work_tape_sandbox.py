@@ -1,8 +1,7 @@
 """Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
-[--signal every|final] [--start tape|stay] [--reads both|after] [--jumps] [--seed N]
-[--steps N]
+[--signal every|final] [--start tape|stay] [--jumps] [--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
 current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack leaves
@@ -12,10 +11,9 @@ stack_manipulation's instead: after the actions a separator (stay) and as many D
 (pops), and only there a target, the stack from the top down (then empty), so the moves made on
 the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h =
 GELU(W x)`` (64); the tape (width 8, moves -1..1, ``write_bias`` 2 and the gate open at the
-start, as in the P-NTM) is read after its write and before it (``--reads after``: the read
-before the write is zeroed, as the tape was until 2026-12-06; ``--jumps``: the head may jump
-to its origin, as it could until then); ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step from
-1..20. The modes:
+start, as in the P-NTM; no jumps, or with ``--jumps`` the jump to its origin it had until
+2026-12-06) is read after its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch
+32, one length per step from 1..20. The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
 * ``relax``: soft moves, jump and gate until 70% of the steps, the temperature falling from
@@ -43,8 +41,6 @@ parser.add_argument("--signal", default="every", choices=["every", "final"])
 parser.add_argument("--start", default="tape", choices=["tape", "stay"],
                     help="stay: the head starts staying (bias 2 on the 0 move, none on +1) "
                          "with the gate shut (bias -2), instead of the tape")
-parser.add_argument("--reads", default="both", choices=["both", "after"],
-                    help="after: the read before the write is zeroed")
 parser.add_argument("--jumps", action="store_true",
                     help="the head may jump to its origin (the tape until 2026-12-06)")
 parser.add_argument("--seed", type=int, default=0)
@@ -97,11 +93,8 @@ class Sandbox(nn.Module):
         if moves is not None:  # the stack's moves, one-hot, in place of the learned ones
             ctl["shift"] = F.one_hot(moves + 1, 3).to(x)
             ctl["jump"] = torch.zeros_like(ctl["jump"])
-        reads = self.tape.read(ctl, 2 * actions.shape[1] + 3, soft)  # after, then before
-        if args.reads == "after":
-            reads = torch.cat([reads[..., :self.tape.width],
-                               torch.zeros_like(reads[..., self.tape.width:])], -1)
-        return self.answer(x + self.tape.output(reads))
+        cells = 2 * actions.shape[1] + 3
+        return self.answer(x + self.tape.output(self.tape.read(ctl, cells, soft)))
 
 
 def schedule(fraction: float) -> tuple[bool, float]:
@@ -140,7 +133,7 @@ for step in range(1, args.steps + 1):
         print(f"step {step}: loss {loss.item():.3f}, length 20: tops {100 * tokens:.1f}%, "
               f"sequences {100 * sequences:.1f}%", flush=True)
 results = [accuracy(*batch) for batch in evaluation]
-print(f"{args.mode} {args.signal} start {args.start} reads {args.reads}"
-      f"{' jumps' if args.jumps else ''} seed {args.seed}: lengths 41-61, tops right "
+print(f"{args.mode} {args.signal} start {args.start}{' jumps' if args.jumps else ''} "
+      f"seed {args.seed}: lengths 41-61, tops right "
       f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
       f"{100 * sum(r[1] for r in results) / len(results):.1f}%")

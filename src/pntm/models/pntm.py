@@ -70,10 +70,9 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
    **Work tape** (``work_tape``, optional; ``pntm.models.work_tape``). A second memory per
    layer, beside the one the read heads walk, written and read by one learned hard head
    (shifts, no jumps, erase/add behind a hard write gate), which reads its cell
-   after the write and before it, ``r^v_t = [V_t[c_t], V_{t-1}[c_t]]``: a stack or a counter
-   the machine writes and re-reads, while the input tape stays intact for the read heads.
-   One more write-event read (``pntm.ops.write_events``), O(W) per token in recurrent
-   decoding.
+   after the write, ``r^v_t = V_t[c_t]``: a stack or a counter the machine writes and
+   re-reads, while the input tape stays intact for the read heads. One more write-event
+   read (``pntm.ops.write_events``), O(W) per token in recurrent decoding.
 
 5. **Output.** ``u'_t = u_t + W_o [h_t, r^1_t, …, r^H_t] (+ W_v r^v_t)``; after the last layer,
    ``logits_t = W_out LayerNorm(u_t)``. Token embeddings carry a segment vector (prompt, or
@@ -240,15 +239,15 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   (``read_before_write`` above), and without one nothing the machine computes is ever
   stored. A work tape keeps both: the read heads walk the write-once input tape, and one
   learned head writes and re-reads a memory of its own, as a multi-tape Turing machine's
-  work tape; its decisions (reads after and before the write, no jumps, the hard write gate
-  that makes "leave the cell" exact, starting as a tape) are in ``pntm.models.work_tape``. Its modules are made
+  work tape; its decisions (read after the write, no jumps, the hard write gate that makes
+  "leave the cell" exact, starting as a tape) are in ``pntm.models.work_tape``. Its modules are made
   last, so a seed's other weights are those of the model without it. Cost (ad hoc, CPU, one
   thread, the other core training; batch 32, 80 tokens, the shipped config): a training
   step 1.07x in the relax phase, 1.2x after it. Measured (seed 0, RESULTS.md, "A work tape
   beside the input tape"): stack_manipulation 22.0% validation against the shipped config's
   37.0%, its reads unused and its gate open at almost every token; as the only memory of a
   one-layer model, hard or soft in the relax phase (``work_tape_relax``), no stack learned
-  (0.0%, 0.1%); those runs read after the write only (commit ``b0b4e37``).
+  (0.0%, 0.1%); those runs had a head that could jump (commit ``b0b4e37``).
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

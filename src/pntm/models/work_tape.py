@@ -11,32 +11,28 @@ work tape, and the read heads never see it::
 
     c_t = c_{t-1} + k_t  (mod N),                     c_0 = -1        (one hard head)
     V_t = V_{t-1},  V_t[c_t] = V_{t-1}[c_t] ⊙ (1 - γ_t e_t) + γ_t a_t,   V_0 = m_0
-    r_t = [V_t[c_t], V_{t-1}[c_t]],        u'_t += W_v r_t
+    r_t = V_t[c_t],        u'_t += W_v r_t
 
 One hard head (straight-through shift ``k_t ∈ -K..K``, as the read heads, and no jump) writes
-its cell and reads it, both after and before the write.
+and reads its own cell after the write, as a Turing machine's head.
 ``e_t = σ(W_e h_t)``, ``a_t = tanh(W_a h_t)``, and ``γ_t ∈ {0, 1}`` is a hard write gate
 (straight-through, ``σ(W_γ h_t) > 1/2``): with ``γ_t = 0`` the token leaves the tape exactly
 as it was. Everything is a function of the layer's controller output ``h_t``, so the tape
-adds no recurrence: it is one more ``pntm.ops.write_events.event_read`` (a writer and two
-heads with the writer's moves, one reading before the write), O(T log T) work and O(T·W)
+adds no recurrence: it is one more ``pntm.ops.write_events.written_rows`` (an
+``event_read`` of a writer and a head with the writer's moves), O(T log T) work and O(T·W)
 memory per sequence, with the exact erase/add gradients and the straight-through gradients
 of the moves. Recurrent decoding keeps the cell and the ``N × W`` tape: O(W) work per token.
 
 Decisions (our own; the paper's abstract is silent on a second memory):
 
-* **Read after the write** (``V_t[c_t]``). A stack is then the head moving +1 and writing on a
+* **Read after the write** (``M_t[c_t]``). A stack is then the head moving +1 and writing on a
   push (the read is the pushed value), moving -1 with the gate shut on a pop (the read is the
   new top, untouched), staying with the gate shut on anything else; a pop below the bottom
   lands on a cell never written, ``m_0``, which marks the empty stack (the circular tape
-  holds that exactly: the cells below the lowest the head has been are never written). A
-  read before the write alone would read the stale cell above the top after a push.
-* **And before it** (``V_{t-1}[c_t]``, since 2026-12-06). With the read after the write only,
-  a move of -1 is worth something only once the gate is shut too (an open gate overwrites
-  what the move reached before it is read), so the straight-through gradient of the move
-  alone sees no gain. The read before the write shows the cell the move reached whatever the
-  gate does. Measured in the sandbox (``docs/analysis/work_tape_sandbox.py --reads both``
-  against ``--reads after``; RESULTS.md, "A work tape beside the input tape").
+  holds that exactly: the cells below the lowest the head has been are never written). A read
+  before the write would read the stale cell above the top after a push; reading both, before
+  and after, changed nothing in the sandbox (an exact stack at 1 of 5 seeds with jumps, 5 of
+  5 without, either way; commit ``df91d26``), so the tape reads after only.
 * **The write gate.** Without it a no-op needs ``σ(W_e h) = 0`` and ``tanh(W_a h) = 0`` exactly,
   which a sigmoid never reaches: a cell that becomes the top by a pop again and again drifts
   by ``(1 - e) v + a`` each time, and a stack read at length 500 after hundreds of pops is no
@@ -48,11 +44,11 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   others, so a seed's layer has the same initial weights with and without the tape.
 * **No jumps** (since 2026-12-06; ``jumps=True`` gives the head the read heads' jump to its
   origin, as it had before). A Turing machine's work tape head moves a cell at a time, and a
-  stack needs nothing else. With the jump, the sandbox's failing seeds jump to the origin on
-  some pushes and settle on a register that holds the last few values (about 68% of the
-  tops right), a local optimum the straight-through gradient does not leave. Measured in the
-  sandbox (``docs/analysis/work_tape_sandbox.py --jumps`` against without; RESULTS.md, "A
-  work tape beside the input tape").
+  stack needs nothing else. In the sandbox (``docs/analysis/work_tape_sandbox.py``, learned
+  moves, the stack dumped at the end, seeds 0-4) the head without the jump learns an exact
+  stack at 5 seeds of 5, with it at 1 of 5: the failing seeds jump to the origin on some
+  pushes and settle on a register of the last few values (about 68% of the tops right), a
+  local optimum the straight-through gradient does not leave.
 * **No content addressing; hard unless relaxed.** The head is hard from the first step (its
   straight-through gradient is exact for a hard head, ``pntm.ops.write_event_grads``), as the
   read heads that count. Hard from the start it was not learned
@@ -90,7 +86,7 @@ from pntm.ops import fourier_heads
 from pntm.ops.fourier_heads import straight_through
 from pntm.ops.memory_chunks import chunked_memory_reads
 from pntm.ops.scan import linear_scan
-from pntm.ops.write_events import event_read, sequential_reference
+from pntm.ops.write_events import sequential_reference, written_rows
 
 
 @dataclass
@@ -116,7 +112,7 @@ class WorkTape(nn.Module):
         n_shift = 2 * shift_range + 1
         self.to_moves = nn.Linear(d_ff, n_shift + jumps)   # shift logits (then the jump's)
         self.to_write = nn.Linear(d_ff, 2 * width + 1)     # erase, add, then the gate's
-        self.to_out = nn.Linear(2 * width, d_model)        # the reads after and before
+        self.to_out = nn.Linear(width, d_model)
         with torch.no_grad():
             self.to_moves.bias.zero_()
             self.to_moves.bias[shift_range + 1] = write_bias  # starts as a tape
@@ -126,15 +122,16 @@ class WorkTape(nn.Module):
 
     def controls(self, h: Tensor, temperature: float = 1.0, soft: bool = False
                  ) -> dict[str, Tensor]:
-        """The head's shift (B, T, 2K+1) and jump (B, T) (zeros unless ``jumps``), and what it
-        writes: ``γ e`` and ``γ a`` (B, T, W), the gate ``γ`` applied. Hard (straight-through one-hot shift, 0/1
-        jump and gate) unless ``soft``; the move and gate logits are divided by
-        ``temperature`` (the layer's relax schedule), which shapes the soft values, or the
-        straight-through gradient of the hard ones."""
+        """The head's shift (B, T, 2K+1) and jump (B, T) (zeros unless ``jumps``), and what
+        it writes: ``γ e`` and ``γ a`` (B, T, W), the gate ``γ`` applied. Hard
+        (straight-through one-hot shift, 0/1 jump and gate) unless ``soft``; the move and gate
+        logits are divided by ``temperature`` (the layer's relax schedule), which shapes the
+        soft values, or the straight-through gradient of the hard ones."""
         moves = self.to_moves(h) / temperature
         write = self.to_write(h)
         shift = moves[..., :2 * self.shift_range + 1].softmax(-1)
-        jump = torch.sigmoid(moves[..., -1]) if self.jumps else moves.new_zeros(moves.shape[:-1])
+        jump = (torch.sigmoid(moves[..., -1]) if self.jumps
+                else moves.new_zeros(moves.shape[:-1]))
         gate = torch.sigmoid(write[..., -1:] / temperature)
         if not soft:
             shift = straight_through(shift, F.one_hot(shift.argmax(-1), shift.shape[-1])
@@ -147,49 +144,39 @@ class WorkTape(nn.Module):
                 "add": gate * torch.tanh(write[..., self.width:-1])}
 
     def forward(self, h: Tensor, cells: int, soft: bool = False) -> Tensor:
-        """Reads ``r_t = [V_t[c_t], V_{t-1}[c_t]]`` (B, T, 2W) over ``cells`` cells (the
-        layer's ``num_cells``); soft: ``Σ_i w_t[i] V_t[i]`` and ``Σ_i w_t[i] V_{t-1}[i]`` with
-        soft moves and gate."""
+        """Reads ``r_t = V_t[c_t]`` (B, T, W) over ``cells`` cells (the layer's ``num_cells``);
+        soft: ``r_t = Σ_i w_t[i] V_t[i]`` with soft moves and gate."""
         return self.read(self.controls(h, soft=soft), cells, soft)
 
     def read(self, ctl: dict[str, Tensor], cells: int, soft: bool = False) -> Tensor:
-        """``forward`` from the controls: hard, one ``pntm.ops.write_events.event_read`` with
-        two read heads making the writer's moves, the second reading before the write (so the
-        moves get the straight-through gradients of all three); soft, the memory scan over
-        every cell in chunks (``pntm.ops.memory_chunks``), the same three heads' weightings
-        from the Fourier scan."""
-        shift, jump = self.three_heads(ctl)
+        """``forward`` from the controls: hard, the value the writer left in its cell
+        (``pntm.ops.write_events.written_rows``: one ``event_read`` with a read head making
+        the writer's moves, so those moves get the straight-through gradients of both); soft,
+        the memory scan over every cell in chunks (``pntm.ops.memory_chunks``), the same two
+        heads' weightings from the Fourier scan."""
+        shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
         if soft:
             phases = fourier_heads.shift_phases(self.shift_range, cells, shift.device)
             a, b = fourier_heads.location_coefficients(shift, jump, phases)
             start = fourier_heads.start_spectrum(cells, a.device).expand_as(b[:, 0])
             spectra = linear_scan(a, b, start)
             contents, _ = chunked_memory_reads(
-                spectra, ctl["erase"], ctl["add"], ctl["add"].new_zeros(cells, 1),
-                self.initial, self.chunk, last_before=True)
-        else:
-            contents, _ = event_read(shift, jump, ctl["erase"], ctl["add"],
-                                     self.no_tags(ctl["add"]), self.initial, cells,
-                                     self.horizon, self.BEFORE.to(shift.device))
-        return contents.flatten(2)
+                torch.cat([spectra, spectra], 2), ctl["erase"], ctl["add"],
+                ctl["add"].new_zeros(cells, 1), self.initial, self.chunk)
+            return contents[:, :, 0]
+        values, _, _ = written_rows(shift, jump, ctl["erase"], ctl["add"],
+                                    self.no_tags(ctl["add"]), self.initial, cells, self.horizon)
+        return values
 
     def reference(self, ctl: dict[str, Tensor], cells: int) -> Tensor:
         """The reads of ``read`` (hard or soft controls) by the dense recurrence, one step at
         a time, differentiable by autograd: the tests' oracle."""
-        shift, jump = self.three_heads(ctl)
-        contents, _ = sequential_reference(shift, jump, ctl["erase"], ctl["add"],
-                                           self.no_tags(ctl["add"]), self.initial, cells,
-                                           self.BEFORE.to(shift.device))
-        return contents.flatten(2)
-
-    BEFORE = torch.tensor([False, True])  # of the two read heads, the second reads before
-
-    @staticmethod
-    def three_heads(ctl: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """The shift (B, T, 3, 2K+1) and jump (B, T, 3) of the writer and of the two heads
-        that read its cell: all three make the writer's moves."""
-        return (ctl["shift"][:, :, None].expand(-1, -1, 3, -1),
-                ctl["jump"][:, :, None].expand(-1, -1, 3))
+        shift, jump = ctl["shift"][:, :, None], ctl["jump"][:, :, None]
+        contents, _ = sequential_reference(torch.cat([shift, shift], 2),
+                                           torch.cat([jump, jump], 2), ctl["erase"],
+                                           ctl["add"], self.no_tags(ctl["add"]),
+                                           self.initial, cells)
+        return contents[:, :, 0]
 
     @staticmethod
     def no_tags(like: Tensor) -> Tensor:
@@ -210,13 +197,12 @@ class WorkTape(nn.Module):
 
     def step(self, ctl: dict[str, Tensor], state: WorkTapeState) -> Tensor:
         """One token (controls of shape (B, 1, ·)): moves the head, writes its cell, reads it
-        after and before the write (B, 1, 2W). Updates ``state`` in place: O(W) work, whatever the tape's size."""
+        (B, 1, W). Updates ``state`` in place: O(W) work, whatever the tape's size."""
         tape = state.tape
         move = ctl["shift"][:, 0].argmax(-1) - self.shift_range
         jumped = ctl["jump"][:, 0] > 0.5
         cell = torch.remainder(move + torch.where(jumped, 0, state.cell), tape.shape[1])
         rows = torch.arange(tape.shape[0], device=tape.device)
-        before = tape[rows, cell]
-        tape[rows, cell] = before * (1 - ctl["erase"][:, 0]) + ctl["add"][:, 0]
+        tape[rows, cell] = tape[rows, cell] * (1 - ctl["erase"][:, 0]) + ctl["add"][:, 0]
         state.cell = cell
-        return torch.cat([tape[rows, cell], before], -1)[:, None]
+        return tape[rows, cell][:, None]
