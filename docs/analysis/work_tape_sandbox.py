@@ -1,7 +1,7 @@
 """Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
-[--signal every|final] [--start tape|stay] [--jumps] [--seed N] [--steps N]
+[--signal every|final] [--start tape|stay] [--jumps] [--curriculum] [--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
 current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack leaves
@@ -13,7 +13,8 @@ the actions learn only from reads many tokens later. Tokens are embedded (32 num
 GELU(W x)`` (64); the tape (width 8, moves -1..1, ``write_bias`` 2 and the gate open at the
 start, as in the P-NTM; no jumps, or with ``--jumps`` the jump to its origin it had until
 2026-12-06) is read after its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch
-32, one length per step from 1..20. The modes:
+32, one length per step from 1..20 (``--curriculum``: from 1..m, m growing from 1 to 20 over
+70% of the steps, as the P-NTM's curriculum). The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
 * ``relax``: soft moves, jump and gate until 70% of the steps, the temperature falling from
@@ -43,6 +44,9 @@ parser.add_argument("--start", default="tape", choices=["tape", "stay"],
                          "with the gate shut (bias -2), instead of the tape")
 parser.add_argument("--jumps", action="store_true",
                     help="the head may jump to its origin (the tape until 2026-12-06)")
+parser.add_argument("--curriculum", action="store_true",
+                    help="the longest length grows from 1 to 20 over 70%% of the steps, as the "
+                         "P-NTM's training does (from 1 to 40)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=3000)
 args = parser.parse_args()
@@ -120,7 +124,8 @@ def accuracy(actions, tops, moves) -> tuple[float, float]:
 
 for step in range(1, args.steps + 1):
     soft, temperature = schedule(step / args.steps)
-    length = int(torch.randint(1, 21, (1,), generator=gen))
+    longest = min(20, 1 + int(19 * step / (0.7 * args.steps))) if args.curriculum else 20
+    length = int(torch.randint(1, longest + 1, (1,), generator=gen))
     actions, tops, moves = examples(32, length, gen)
     logits = model(actions, soft, temperature, moves if args.mode == "given" else None)
     loss = F.cross_entropy(logits.flatten(0, 1), tops.flatten())
@@ -133,7 +138,8 @@ for step in range(1, args.steps + 1):
         print(f"step {step}: loss {loss.item():.3f}, length 20: tops {100 * tokens:.1f}%, "
               f"sequences {100 * sequences:.1f}%", flush=True)
 results = [accuracy(*batch) for batch in evaluation]
-print(f"{args.mode} {args.signal} start {args.start}{' jumps' if args.jumps else ''} "
+print(f"{args.mode} {args.signal} start {args.start}{' jumps' if args.jumps else ''}"
+      f"{' curriculum' if args.curriculum else ''} "
       f"seed {args.seed}: lengths 41-61, tops right "
       f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
       f"{100 * sum(r[1] for r in results) / len(results):.1f}%")
