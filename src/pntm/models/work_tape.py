@@ -58,17 +58,16 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   ``work_tape_relax``) the head follows the layer's relax schedule: soft moves and gate
   (the memory scan over every cell, in chunks recomputed in backward,
   ``pntm.ops.memory_chunks``; cheap at training lengths) until the schedule hardens it.
-* **Measured, so off** (RESULTS.md, "A work tape beside the input tape"; seed 0): over the
-  shipped config, stack_manipulation 22.0% validation against 37.0%, the tape's reads unused
-  (removing them costs under 3 points) and its gate open at 95-100% of the tokens;
-  modular_arithmetic_brackets 28.8% against 29.6%. As the only memory of a one-layer model,
-  hard 0.0% and relaxed 0.1% on stack_manipulation. In a sandbox
-  (``docs/analysis/work_tape_sandbox.py``) the hard tape learns an exact stack from the top
-  after every action (3 of 3 seeds), and from a final dump of the stack when its moves are
-  given, but with learned moves from the final dump at 1 seed of 3: the moves' credit
-  assignment from distant reads is what fails (a head that starts staying with its gate
-  shut: the same one seed of three). Not tried yet: more seeds chosen on validation, and a
-  better gradient for the moves.
+* **Measured, so off** (RESULTS.md, "A work tape beside the input tape"; seed 0). With the
+  jump (commit ``b0b4e37``): over the shipped config, stack_manipulation 22.0% validation
+  against 37.0%, the tape's reads unused (removing them costs under 3 points) and its gate
+  open at 95-100% of the tokens; modular_arithmetic_brackets 28.8% against 29.6%; as the only
+  memory of a one-layer model, hard 0.0% and relaxed 0.1% on stack_manipulation. In the
+  sandbox the hard tape learns an exact stack from the top after every action (3 of 3
+  seeds), from a final dump of the stack when its moves are given, and, with learned moves
+  from the final dump, at 1 seed of 5 with the jump and 5 of 5 without it. Without the jump,
+  as the only memory of a one-layer model: still 0.0% on stack_manipulation, the gate open at
+  92% of the tokens: what the P-NTM's training adds to the sandbox's is being measured.
 
 ``reference`` computes the same reads from the same controls with a dense memory, one step at
 a time (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
