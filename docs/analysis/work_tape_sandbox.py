@@ -1,7 +1,8 @@
 """Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
-[--signal every|final] [--start tape|stay] [--jumps] [--curriculum] [--seed N] [--steps N]
+[--signal every|final] [--start tape|stay] [--jumps] [--curriculum] [--shift-range K]
+[--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
 current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack leaves
@@ -10,9 +11,9 @@ signal a stack can get (``--signal every``). With ``--signal final`` the signal 
 stack_manipulation's instead: after the actions a separator (stay) and as many DUMP tokens
 (pops), and only there a target, the stack from the top down (then empty), so the moves made on
 the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h =
-GELU(W x)`` (64); the tape (width 8, moves -1..1, ``write_bias`` 2 and the gate open at the
-start, as in the P-NTM; no jumps, or with ``--jumps`` the jump to its origin it had until
-2026-12-06) is read after its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch
+GELU(W x)`` (64); the tape (width 8, moves -1..1, or -K..K with ``--shift-range K``;
+``write_bias`` 2 and the gate open at the start, as in the P-NTM; no jumps, or with
+``--jumps`` the jump to its origin it had until 2026-12-06) is read after its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch
 32, one length per step from 1..20 (``--curriculum``: from 1..m, m growing from 1 to 20 over
 70% of the steps, as the P-NTM's curriculum). The modes:
 
@@ -47,6 +48,8 @@ parser.add_argument("--jumps", action="store_true",
 parser.add_argument("--curriculum", action="store_true",
                     help="the longest length grows from 1 to 20 over 70%% of the steps, as the "
                          "P-NTM's training does (from 1 to 40)")
+parser.add_argument("--shift-range", type=int, default=1,
+                    help="moves -K..K (the P-NTM's shipped config: 2)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=3000)
 args = parser.parse_args()
@@ -83,7 +86,7 @@ class Sandbox(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(5, d)
         self.controller = nn.Linear(d, d_ff)
-        self.tape = WorkTape(d_ff, d, width, shift_range=1, jumps=args.jumps)
+        self.tape = WorkTape(d_ff, d, width, shift_range=args.shift_range, jumps=args.jumps)
         if args.start == "stay":
             with torch.no_grad():
                 self.tape.to_moves.bias[:3] = torch.tensor([0.0, 2.0, 0.0])
@@ -95,7 +98,8 @@ class Sandbox(nn.Module):
         h = F.gelu(self.controller(x))
         ctl = self.tape.controls(h, temperature, soft)
         if moves is not None:  # the stack's moves, one-hot, in place of the learned ones
-            ctl["shift"] = F.one_hot(moves + 1, 3).to(x)
+            K = args.shift_range
+            ctl["shift"] = F.one_hot(moves + K, 2 * K + 1).to(x)
             ctl["jump"] = torch.zeros_like(ctl["jump"])
         cells = 2 * actions.shape[1] + 3
         return self.answer(x + self.tape.output(self.tape.read(ctl, cells, soft)))
@@ -139,7 +143,8 @@ for step in range(1, args.steps + 1):
               f"sequences {100 * sequences:.1f}%", flush=True)
 results = [accuracy(*batch) for batch in evaluation]
 print(f"{args.mode} {args.signal} start {args.start}{' jumps' if args.jumps else ''}"
-      f"{' curriculum' if args.curriculum else ''} "
+      f"{' curriculum' if args.curriculum else ''}"
+      f"{f' shift-range {args.shift_range}' if args.shift_range != 1 else ''} "
       f"seed {args.seed}: lengths 41-61, tops right "
       f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
       f"{100 * sum(r[1] for r in results) / len(results):.1f}%")
