@@ -13,9 +13,10 @@ stack_manipulation's instead: after the actions a separator (stay) and as many D
 the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h =
 GELU(W x)`` (64); the tape (width 8, moves -1..1, or -K..K with ``--shift-range K``;
 ``write_bias`` 2 and the gate open at the start, as in the P-NTM; no jumps, or with
-``--jumps`` the jump to its origin it had until 2026-12-06) is read after its write; ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch
-32, one length per step from 1..20 (``--curriculum``: from 1..m, m growing from 1 to 20 over
-70% of the steps, as the P-NTM's curriculum). The modes:
+``--jumps`` the jump to its origin it had until 2026-12-06) is read after its write;
+``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step from 1..20
+(``--curriculum``: from 1..m, m growing from 1 to 20 over 70% of the steps, as the P-NTM's
+curriculum). The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
 * ``relax``: soft moves, jump and gate until 70% of the steps, the temperature falling from
