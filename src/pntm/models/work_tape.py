@@ -51,10 +51,11 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   local optimum the straight-through gradient does not leave.
 * **No content addressing; hard unless relaxed.** The head is hard from the first step (its
   straight-through gradient is exact for a hard head, ``pntm.ops.write_event_grads``), as the
-  read heads that count. Hard from the start it was not learned
-  (RESULTS.md, "A work tape beside the input tape": on stack_manipulation the gate stayed
-  open, even with the tape as the only memory): a pop needs a move of -1 *and* a shut gate,
-  and a straight-through gradient sees each change alone. With ``relax`` (config
+  read heads that count. Hard from the start, with the jump, it was not learned (RESULTS.md,
+  "A work tape beside the input tape": on stack_manipulation the gate stayed open, even with
+  the tape as the only memory); the guess then, that a straight-through gradient cannot make
+  a pop's two changes (a move of -1 and a shut gate) together, did not hold in the sandbox,
+  where the hard head without the jump learns both. With ``relax`` (config
   ``work_tape_relax``) the head follows the layer's relax schedule: soft moves and gate
   (the memory scan over every cell, in chunks recomputed in backward,
   ``pntm.ops.memory_chunks``; cheap at training lengths) until the schedule hardens it.
