@@ -90,7 +90,9 @@ class Sandbox(nn.Module):
         self.tape = WorkTape(d_ff, d, width, shift_range=args.shift_range, jumps=args.jumps)
         if args.start == "stay":
             with torch.no_grad():
-                self.tape.to_moves.bias[:3] = torch.tensor([0.0, 2.0, 0.0])
+                K = args.shift_range  # the shift logits -K..K (then the jump's, if any)
+                self.tape.to_moves.bias[:2 * K + 1] = 0.0
+                self.tape.to_moves.bias[K] = 2.0
                 self.tape.to_write.bias[-1] = -2.0
         self.answer = nn.Linear(d, 3)
 
