@@ -1,7 +1,7 @@
 """Can a work tape learn a stack when it is told the top after every action? A fast sandbox.
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
-[--signal every|final] [--start tape|stay] [--jumps] [--curriculum] [--shift-range K]
+[--signal every|final|task] [--start tape|stay] [--jumps] [--curriculum] [--shift-range K]
 [--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
@@ -10,7 +10,11 @@ it empty), with the stack's top (0, 1, or empty) as the target after *every* act
 signal a stack can get (``--signal every``). With ``--signal final`` the signal is
 stack_manipulation's instead: after the actions a separator (stay) and as many DUMP tokens
 (pops), and only there a target, the stack from the top down (then empty), so the moves made on
-the actions learn only from reads many tokens later. Tokens are embedded (32 numbers); ``h =
+the actions learn only from reads many tokens later. With ``--signal task`` the examples
+are ``pntm.tasks``' stack_manipulation itself, in the P-NTM's format: a stack of bits (each a
+push), the actions, SEP, then the answer fed back token by token (a bit in the answer is a pop)
+and EOS once the stack is empty; the targets are the answer and EOS, and the tokens carry the
+P-NTM's segment vector (prompt, or separator-and-answer). Tokens are embedded (32 numbers); ``h =
 GELU(W x)`` (64); the tape (width 8, moves -1..1, or -K..K with ``--shift-range K``;
 ``write_bias`` 2 and the gate open at the start, as in the P-NTM; no jumps, or with
 ``--jumps`` the jump to its origin it had until 2026-12-06) is read after its write;
@@ -32,15 +36,17 @@ aid, not part of the package (RESULTS.md quotes its output).
 """
 import argparse
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pntm.models.work_tape import WorkTape
+from pntm.tasks import get_task
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--mode", default="hard", choices=["hard", "relax", "given"])
-parser.add_argument("--signal", default="every", choices=["every", "final"])
+parser.add_argument("--signal", default="every", choices=["every", "final", "task"])
 parser.add_argument("--start", default="tape", choices=["tape", "stay"],
                     help="stay: the head starts staying (bias 2 on the 0 move, none on +1) "
                          "with the gate shut (bias -2), instead of the tape")
@@ -54,14 +60,44 @@ parser.add_argument("--shift-range", type=int, default=1,
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=3000)
 args = parser.parse_args()
+TASK = get_task("stack_manipulation")
 torch.manual_seed(args.seed)
 torch.set_num_threads(1)
 PUSH0, PUSH1, POP, SEP, DUMP, EMPTY, IGNORE = 0, 1, 2, 3, 4, 2, -100
+BIT0, BIT1 = 5, 6  # --signal task: the stack's bits in the prompt, the answer's bits
+
+
+def task_examples(n: int, length: int, gen: torch.Generator):
+    """``--signal task``: ``n`` stack_manipulation examples of one length as tokens, targets
+    and the stack's moves (n, T): prompt, SEP, answer, padded with EOS (targets IGNORE)."""
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen)))
+    names = {"0": BIT0, "1": BIT1, "POP": POP, "PUSH0": PUSH0, "PUSH1": PUSH1}
+    rows, targets, moves = [], [], []
+    for _ in range(n):
+        example = TASK.generate(length, rng)
+        answer = [names[a] for a in example.answer]
+        tokens = [names[p] for p in example.prompt] + [SEP] + answer
+        rows.append(tokens)
+        targets.append([IGNORE] * len(example.prompt) + [a - BIT0 for a in answer] + [EMPTY])
+        size, move = 0, []
+        for t, token in enumerate(tokens):  # a bit in the prompt pushes, in the answer pops
+            push = token in (PUSH0, PUSH1) or (token in (BIT0, BIT1) and t < len(example.prompt))
+            pop = token == POP or (token in (BIT0, BIT1) and t > len(example.prompt))
+            move.append(1 if push else (-1 if pop and size else 0))
+            size = size + 1 if push else (max(size - 1, 0) if pop else size)
+        moves.append(move)
+    T = max(map(len, rows))
+    pad = lambda row, value: row + [value] * (T - len(row))  # noqa: E731
+    return (torch.tensor([pad(r, DUMP) for r in rows]),
+            torch.tensor([pad(r, IGNORE) for r in targets]),
+            torch.tensor([pad(r, 0) for r in moves]))
 
 
 def examples(n: int, length: int, gen: torch.Generator):
     """Tokens, targets (IGNORE where there is none) and the stack's moves, (n, T) each: the
     ``length`` actions, then with ``--signal final`` SEP and ``length`` DUMPs."""
+    if args.signal == "task":
+        return task_examples(n, length, gen)
     actions = torch.randint(0, 3, (n, length), generator=gen)
     if args.signal == "final":
         tail = torch.full((n, length), DUMP)
@@ -85,7 +121,8 @@ def examples(n: int, length: int, gen: torch.Generator):
 class Sandbox(nn.Module):
     def __init__(self, d: int = 32, d_ff: int = 64, width: int = 8):
         super().__init__()
-        self.embed = nn.Embedding(5, d)
+        self.embed = nn.Embedding(7, d)
+        self.segment = nn.Embedding(2, d)  # prompt, or separator-and-answer (--signal task)
         self.controller = nn.Linear(d, d_ff)
         self.tape = WorkTape(d_ff, d, width, shift_range=args.shift_range, jumps=args.jumps)
         if args.start == "stay":
@@ -98,6 +135,8 @@ class Sandbox(nn.Module):
 
     def forward(self, actions, soft=False, temperature=1.0, moves=None):
         x = self.embed(actions)
+        if args.signal == "task":
+            x = x + self.segment((torch.cumsum(actions == SEP, 1) > 0).long())
         h = F.gelu(self.controller(x))
         ctl = self.tape.controls(h, temperature, soft)
         if moves is not None:  # the stack's moves, one-hot, in place of the learned ones
