@@ -2,7 +2,7 @@
 
 Usage: PYTHONPATH=src python docs/analysis/work_tape_sandbox.py [--mode hard|relax|given]
 [--signal every|final|task] [--start tape|stay] [--jumps] [--curriculum] [--shift-range K]
-[--seed N] [--steps N]
+[--window K] [--width W] [--longest L] [--seed N] [--steps N]
 
 Not the P-NTM: one ``pntm.models.work_tape.WorkTape`` behind a controller that sees only the
 current token, on a stream of stack actions (PUSH0, PUSH1, POP; a pop of the empty stack leaves
@@ -15,11 +15,12 @@ are ``pntm.tasks``' stack_manipulation itself, in the P-NTM's format: a stack of
 push), the actions, SEP, then the answer fed back token by token (a bit in the answer is a pop)
 and EOS once the stack is empty; the targets are the answer and EOS, and the tokens carry the
 P-NTM's segment vector (prompt, or separator-and-answer). Tokens are embedded (32 numbers); ``h =
-GELU(W x)`` (64); the tape (width 8, moves -1..1, or -K..K with ``--shift-range K``;
+GELU(W x)`` (64; with ``--window K`` ``x`` is the token's embedding and the K before it); the
+tape (width 8 or ``--width``, moves -1..1, or -K..K with ``--shift-range K``;
 ``write_bias`` 2 and the gate open at the start, as in the P-NTM; no jumps, or with
 ``--jumps`` the jump to its origin it had until 2026-12-06) is read after its write;
 ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step from 1..20
-(``--curriculum``: from 1..m, m growing from 1 to 20 over 70% of the steps, as the P-NTM's
+(or ``--longest``; ``--curriculum``: from 1..m, m growing from 1 to it over 70% of the steps, as the P-NTM's
 curriculum). The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
@@ -53,10 +54,17 @@ parser.add_argument("--start", default="tape", choices=["tape", "stay"],
 parser.add_argument("--jumps", action="store_true",
                     help="the head may jump to its origin (the tape until 2026-12-06)")
 parser.add_argument("--curriculum", action="store_true",
-                    help="the longest length grows from 1 to 20 over 70%% of the steps, as the "
+                    help="the longest length grows from 1 to --longest over 70%% of the steps, as the "
                          "P-NTM's training does (from 1 to 40)")
 parser.add_argument("--shift-range", type=int, default=1,
                     help="moves -K..K (the P-NTM's shipped config: 2)")
+parser.add_argument("--window", type=int, default=0,
+                    help="the controller sees the K tokens before each one too, as the P-NTM's "
+                         "window (its shipped config: 3)")
+parser.add_argument("--width", type=int, default=8,
+                    help="numbers per tape cell (the P-NTM's memory_width: 32)")
+parser.add_argument("--longest", type=int, default=20,
+                    help="the longest training length (the P-NTM's: 40)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--steps", type=int, default=3000)
 args = parser.parse_args()
@@ -121,9 +129,10 @@ def examples(n: int, length: int, gen: torch.Generator):
 class Sandbox(nn.Module):
     def __init__(self, d: int = 32, d_ff: int = 64, width: int = 8):
         super().__init__()
+        width = args.width
         self.embed = nn.Embedding(7, d)
         self.segment = nn.Embedding(2, d)  # prompt, or separator-and-answer (--signal task)
-        self.controller = nn.Linear(d, d_ff)
+        self.controller = nn.Linear(d * (1 + args.window), d_ff)
         self.tape = WorkTape(d_ff, d, width, shift_range=args.shift_range, jumps=args.jumps)
         if args.start == "stay":
             with torch.no_grad():
@@ -137,7 +146,8 @@ class Sandbox(nn.Module):
         x = self.embed(actions)
         if args.signal == "task":
             x = x + self.segment((torch.cumsum(actions == SEP, 1) > 0).long())
-        h = F.gelu(self.controller(x))
+        seen = [F.pad(x, (0, 0, k, 0))[:, :x.shape[1]] for k in range(1 + args.window)]
+        h = F.gelu(self.controller(torch.cat(seen, -1)))  # the token and the K before it
         ctl = self.tape.controls(h, temperature, soft)
         if moves is not None:  # the stack's moves, one-hot, in place of the learned ones
             K = args.shift_range
@@ -170,7 +180,8 @@ def accuracy(actions, tops, moves) -> tuple[float, float]:
 
 for step in range(1, args.steps + 1):
     soft, temperature = schedule(step / args.steps)
-    longest = min(20, 1 + int(19 * step / (0.7 * args.steps))) if args.curriculum else 20
+    top = args.longest
+    longest = min(top, 1 + int((top - 1) * step / (0.7 * args.steps))) if args.curriculum else top
     length = int(torch.randint(1, longest + 1, (1,), generator=gen))
     actions, tops, moves = examples(32, length, gen)
     logits = model(actions, soft, temperature, moves if args.mode == "given" else None)
@@ -186,7 +197,10 @@ for step in range(1, args.steps + 1):
 results = [accuracy(*batch) for batch in evaluation]
 print(f"{args.mode} {args.signal} start {args.start}{' jumps' if args.jumps else ''}"
       f"{' curriculum' if args.curriculum else ''}"
-      f"{f' shift-range {args.shift_range}' if args.shift_range != 1 else ''} "
+      f"{f' shift-range {args.shift_range}' if args.shift_range != 1 else ''}"
+      f"{f' window {args.window}' if args.window else ''}"
+      f"{f' width {args.width}' if args.width != 8 else ''}"
+      f"{f' longest {args.longest}' if args.longest != 20 else ''} "
       f"seed {args.seed}: lengths 41-61, tops right "
       f"{100 * sum(r[0] for r in results) / len(results):.1f}%, sequences right "
       f"{100 * sum(r[1] for r in results) / len(results):.1f}%")
