@@ -71,8 +71,14 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   of a one-layer model 0.0%, 3.5% and 0.0% on stack_manipulation at seeds 0-2, the gate open
   at 92% of the tokens at seed 0; over the shipped config 49.9% against 37.0% at seed 0, but
   with its reads barely used (removing them costs under 3 points), and
-  modular_arithmetic_brackets 29.4% against 29.6%: dropped by its rule. What else keeps the
-  P-NTM's tape from learning the stack the sandbox's learns is open.
+  modular_arithmetic_brackets 29.4% against 29.6%: dropped by its rule.
+* **The window is the trap** (2026-12-06). On stack_manipulation's own examples the sandbox's
+  tape learns an exact stack at 4 seeds of 5, and with the P-NTM's window (the controller
+  sees the three tokens before each one) at 0 of 3: the local view gives a guess of the top
+  that the moves are never pulled away from. The one-layer P-NTM above, with ``window: 0``,
+  learns stack_manipulation exactly, 100% at every test length to 500, at seeds 0-2 (with the
+  window: 0.0-3.5% validation). Over the shipped config without the window: RESULTS.md, "The
+  work tape without the window over the shipped config".
 
 ``reference`` computes the same reads from the same controls with a dense memory, one step at
 a time (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
