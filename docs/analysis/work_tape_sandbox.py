@@ -20,8 +20,8 @@ tape (width 8 or ``--width``, moves -1..1, or -K..K with ``--shift-range K``;
 ``write_bias`` 2 and the gate open at the start, as in the P-NTM; no jumps, or with
 ``--jumps`` the jump to its origin it had until 2026-12-06) is read after its write;
 ``y = W_y (x + W_v r)`` over 3 classes. Adam 1e-3, batch 32, one length per step from 1..20
-(or ``--longest``; ``--curriculum``: from 1..m, m growing from 1 to it over 70% of the steps, as the P-NTM's
-curriculum). The modes:
+(or ``--longest``; ``--curriculum``: from 1..m, m growing from 1 to it over 70% of the steps,
+as the P-NTM's curriculum). The modes:
 
 * ``hard``: the tape hard from the first step (straight-through), as ``work_tape: true``;
 * ``relax``: soft moves, jump and gate until 70% of the steps, the temperature falling from
@@ -54,8 +54,8 @@ parser.add_argument("--start", default="tape", choices=["tape", "stay"],
 parser.add_argument("--jumps", action="store_true",
                     help="the head may jump to its origin (the tape until 2026-12-06)")
 parser.add_argument("--curriculum", action="store_true",
-                    help="the longest length grows from 1 to --longest over 70%% of the steps, as the "
-                         "P-NTM's training does (from 1 to 40)")
+                    help="the longest length grows from 1 to --longest over 70%% of the "
+                         "steps, as the P-NTM's training does (from 1 to 40)")
 parser.add_argument("--shift-range", type=int, default=1,
                     help="moves -K..K (the P-NTM's shipped config: 2)")
 parser.add_argument("--window", type=int, default=0,
