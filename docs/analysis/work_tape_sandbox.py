@@ -77,7 +77,8 @@ BIT0, BIT1 = 5, 6  # --signal task: the stack's bits in the prompt, the answer's
 
 def task_examples(n: int, length: int, gen: torch.Generator):
     """``--signal task``: ``n`` stack_manipulation examples of one length as tokens, targets
-    and the stack's moves (n, T): prompt, SEP, answer, padded with EOS (targets IGNORE)."""
+    and the stack's moves (n, T): prompt, SEP, answer (its targets the answer, then the empty
+    stack's class for EOS), padded with DUMP tokens whose targets are IGNORE."""
     rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen)))
     names = {"0": BIT0, "1": BIT1, "POP": POP, "PUSH0": PUSH0, "PUSH1": PUSH1}
     rows, targets, moves = [], [], []
@@ -130,8 +131,9 @@ class Sandbox(nn.Module):
     def __init__(self, d: int = 32, d_ff: int = 64, width: int = 8):
         super().__init__()
         width = args.width
-        self.embed = nn.Embedding(7, d)
-        self.segment = nn.Embedding(2, d)  # prompt, or separator-and-answer (--signal task)
+        task = args.signal == "task"  # (the other signals draw the weights they drew before)
+        self.embed = nn.Embedding(7 if task else 5, d)
+        self.segment = nn.Embedding(2, d) if task else None  # prompt, or separator-and-answer
         self.controller = nn.Linear(d * (1 + args.window), d_ff)
         self.tape = WorkTape(d_ff, d, width, shift_range=args.shift_range, jumps=args.jumps)
         if args.start == "stay":
@@ -144,7 +146,7 @@ class Sandbox(nn.Module):
 
     def forward(self, actions, soft=False, temperature=1.0, moves=None):
         x = self.embed(actions)
-        if args.signal == "task":
+        if self.segment is not None:
             x = x + self.segment((torch.cumsum(actions == SEP, 1) > 0).long())
         seen = [F.pad(x, (0, 0, k, 0))[:, :x.shape[1]] for k in range(1 + args.window)]
         h = F.gelu(self.controller(torch.cat(seen, -1)))  # the token and the K before it
