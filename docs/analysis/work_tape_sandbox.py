@@ -128,14 +128,13 @@ def examples(n: int, length: int, gen: torch.Generator):
 
 
 class Sandbox(nn.Module):
-    def __init__(self, d: int = 32, d_ff: int = 64, width: int = 8):
+    def __init__(self, d: int = 32, d_ff: int = 64):
         super().__init__()
-        width = args.width
         task = args.signal == "task"  # (the other signals draw the weights they drew before)
         self.embed = nn.Embedding(7 if task else 5, d)
         self.segment = nn.Embedding(2, d) if task else None  # prompt, or separator-and-answer
         self.controller = nn.Linear(d * (1 + args.window), d_ff)
-        self.tape = WorkTape(d_ff, d, width, shift_range=args.shift_range, jumps=args.jumps)
+        self.tape = WorkTape(d_ff, d, args.width, shift_range=args.shift_range, jumps=args.jumps)
         if args.start == "stay":
             with torch.no_grad():
                 K = args.shift_range  # the shift logits -K..K (then the jump's, if any)
