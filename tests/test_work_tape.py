@@ -151,7 +151,8 @@ def make_model(**overrides):
 
 
 SHIPPED = {key: value for key, value in PNTMConfig.run_default().as_dict().items()
-           if key not in ("d_model", "d_ff", "memory_width", "work_tape", "work_tape_relax")}
+           if key not in ("d_model", "d_ff", "memory_width", "work_tape", "work_tape_relax",
+                          "work_tape_input")}
 
 
 @pytest.mark.parametrize("overrides", [
@@ -159,6 +160,7 @@ SHIPPED = {key: value for key, value in PNTMConfig.run_default().as_dict().items
     {"hard": False},                                         # soft heads, soft memory scan
     {"tape_writer": True, "window": 3, "content_heads": 1},  # the tape's position path
     SHIPPED,                                                 # the shipped config
+    {**SHIPPED, "work_tape_input": "token"},                 # its own controller
 ])
 def test_parallel_and_recurrent_modes_agree_with_a_work_tape(overrides):
     model = make_model(**overrides)
@@ -168,12 +170,13 @@ def test_parallel_and_recurrent_modes_agree_with_a_work_tape(overrides):
                                    atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("relax", [False, True])
-def test_parallel_and_recurrent_modes_agree_after_training(relax):
+@pytest.mark.parametrize("relax, drive", [(False, "controller"), (True, "controller"),
+                                          (False, "token")])
+def test_parallel_and_recurrent_modes_agree_after_training(relax, drive):
     """30 Adam steps of the shipped config with a work tape (hard, or soft in the relax
-    phase), through its relax phase and value annealing: then parallel equals recurrent
-    decoding, and the tape's weights moved."""
-    model = make_model(**SHIPPED, work_tape_relax=relax).train()
+    phase; driven by the layer's controller or its own), through its relax phase and value
+    annealing: then parallel equals recurrent decoding, and the tape's weights moved."""
+    model = make_model(**SHIPPED, work_tape_relax=relax, work_tape_input=drive).train()
     before = model.layers[0].work_tape.to_write.weight.clone()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     for step in range(30):
@@ -200,6 +203,27 @@ def test_a_layer_with_a_work_tape_starts_with_the_same_other_weights():
     assert {k for k in taped if not k.startswith("work_tape.")} == set(plain)
     for key, value in plain.items():
         assert torch.equal(taped[key], value), key
+
+
+def test_the_tapes_own_controller_sees_the_token_not_the_window():
+    """``work_tape_input: token``: the head's controls at ``t`` do not change when only the
+    tokens before ``t`` change (the window), while the layer's controller output does; its
+    controller is made after the tape, so the other weights of a seed stay the same."""
+    torch.manual_seed(3)
+    shared = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, work_tape=True)
+    torch.manual_seed(3)
+    layer = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, work_tape=True,
+                      work_tape_input="token").eval()
+    own = layer.state_dict()
+    assert {k for k in own if not k.startswith("work_tape_controller.")} == set(
+        shared.state_dict())
+    u, previous = torch.randn(2, 5, 16), torch.randn(2, 5, 3, 16)
+    with torch.no_grad():
+        ctl = layer.controls(u, previous)
+        other = layer.controls(u, previous + 1.0)
+    assert not torch.allclose(ctl["h"], other["h"])
+    for key in ("shift", "erase", "add"):
+        torch.testing.assert_close(ctl["work"][key], other["work"][key])
 
 
 def test_the_tape_starts_as_a_tape_and_its_trace_is_the_decoded_cells():
@@ -279,3 +303,7 @@ def embedded(model, tokens):
 def test_work_tape_relax_needs_a_work_tape():
     with pytest.raises(ConfigError, match="work_tape_relax needs work_tape"):
         PNTMConfig(work_tape_relax=True)
+    with pytest.raises(ConfigError, match="work_tape_input needs work_tape"):
+        PNTMConfig(work_tape_input="token")
+    with pytest.raises(ConfigError, match="work_tape_input"):
+        PNTMConfig(work_tape=True, work_tape_input="window")

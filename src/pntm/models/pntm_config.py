@@ -103,6 +103,9 @@ class PNTMConfig:
     #                              hard head (models/work_tape.py); the read heads never see it
     work_tape_relax: bool = False  # the work tape's head follows the relax schedule: soft
     #                                (the memory scan) until relax[1], then hard
+    work_tape_input: str = "controller"  # what drives the work tape's head: the layer's
+    #                                      controller output h_t (it sees the window), or
+    #                                      token: a controller of its own over u_t alone
     scan_method: str = "auto"
 
     def __post_init__(self):
@@ -153,6 +156,8 @@ class PNTMConfig:
                               "a prior of the content landing)")
         if cfg["work_tape_relax"] and not cfg["work_tape"]:
             raise ConfigError("pntm model_config.work_tape_relax needs work_tape: true")
+        if cfg["work_tape_input"] != "controller" and not cfg["work_tape"]:
+            raise ConfigError("pntm model_config.work_tape_input needs work_tape: true")
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")

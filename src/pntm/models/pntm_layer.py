@@ -195,6 +195,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
                                    chunk=config.memory_chunk)
                           if config.work_tape else None)
         self.work_tape_relax = config.work_tape_relax
+        # work_tape_input token: the tape's head has a controller of its own that sees u_t
+        # only, not the window (made after the tape, for the same reason)
+        self.work_tape_controller = (nn.Linear(d_model, d_ff)
+                                     if config.work_tape_input == "token" else None)
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -280,7 +284,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         their states after each token: of the whole sequence by the scan (parallel mode), or
         one step from ``machine_before`` (B, H_state, S) when it is given (recurrent mode).
         They come before the heads' moves, which ``state_moves`` steers with them."""
-        x = self.norm(u)
+        token = x = self.norm(u)
         if self.window:
             x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
         h = F.gelu(self.controller(x))
@@ -295,7 +299,9 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             ctl["states"] = states
         if self.work_tape is not None:
             relaxes = self.training and self.work_tape_relax
-            ctl["work"] = self.work_tape.controls(h, self.temperature if relaxes else 1.0,
+            drive = (h if self.work_tape_controller is None
+                     else F.gelu(self.work_tape_controller(token)))
+            ctl["work"] = self.work_tape.controls(drive, self.temperature if relaxes else 1.0,
                                                   self.work_tape_soft())
         if self.match_context:
             window = self.norm(previous).flatten(-2)  # the inputs before t: (B, T, k*d)

@@ -40,6 +40,12 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   2.0) and the head starts as a tape (``write_bias`` on the +1 shift, as the learned writer):
   what the tape first learns is to store each token's write in order, then where to stay,
   go back and not write.
+* **What drives the head** (``work_tape_input``). ``controller`` (the default): the layer's
+  controller output ``h_t``, which sees the window. ``token``: a controller of the tape's own,
+  ``h'_t = GELU(W' LN(u_t))``, over the layer's input at ``t`` alone (made after the tape's
+  other modules); the rest of the layer keeps the window. It asks where the window's trap
+  (below) is: in what the head is driven by (a local guess written and read straight back),
+  or in the shortcut the window gives the layer's output.
 * **Its own output projection** ``W_v``, and its modules created after all of the layer's
   others, so a seed's layer has the same initial weights with and without the tape.
 * **No jumps** (since 2026-12-06; ``jumps=True`` gives the head the read heads' jump to its
