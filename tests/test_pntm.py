@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers import sample_tokens, run_recurrent
+from pntm.errors import ConfigError
 from pntm.models.pntm import PNTM
+from pntm.models.pntm_config import PNTMConfig
+from pntm.models.pntm_layer import PNTMLayer
 
 SEP = 2
 VOCAB = 9
@@ -666,3 +669,32 @@ def test_state_resets_parallel_and_recurrent_agree(values):
     with torch.no_grad():
         torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_window_dropout_hides_the_window_of_whole_training_sequences_only():
+    """``window_dropout``: in training each sequence either sees its window or sees none (its
+    controls then equal those of a layer fed zeros, as before the first token), both occur,
+    and at evaluation every sequence sees its window (the model without dropout)."""
+    torch.manual_seed(0)
+    layer = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, window_dropout=0.5)
+    u = torch.randn(64, 7, 16)
+    with torch.no_grad():
+        full = layer.controls(u, torch.stack([F.pad(u, (0, 0, k, 0))[:, :7]
+                                              for k in (1, 2, 3)], 2))["h"]
+        blind = layer.controls(u, torch.zeros(64, 7, 3, 16))["h"]
+        layer.train()
+        torch.manual_seed(1)
+        seen = layer.parallel_controls(u)["h"]
+        layer.eval()
+        evaluated = layer.parallel_controls(u)["h"]
+    kept = torch.isclose(seen, full).flatten(1).all(1)
+    hidden = torch.isclose(seen, blind).flatten(1).all(1)
+    assert bool((kept ^ hidden).all()) and 10 < int(hidden.sum()) < 54
+    torch.testing.assert_close(evaluated, full)
+
+
+def test_window_dropout_needs_a_window():
+    with pytest.raises(ConfigError, match="window_dropout needs a window"):
+        PNTMConfig(window_dropout=0.5)
+    with pytest.raises(ConfigError, match="window_dropout"):
+        PNTMConfig(window=3, window_dropout=1.0)

@@ -8,7 +8,10 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
 
    With a ``window`` of ``k > 0`` tokens the controller sees a short causal window instead,
    ``[LN(u_t), LN(u_{t-1}), …, LN(u_{t-k})]`` (zeros before the first token), like the short
-   convolutions in front of recent linear RNNs; still no state.
+   convolutions in front of recent linear RNNs; still no state. With ``window_dropout``
+   ``p``, a share ``p`` of the training sequences, drawn anew at each step, sees no window
+   (its ``u_{t-j}`` all zero, as before the first token), so that the local view is not the
+   only way a task can be learned; evaluation and decoding always see it.
 
 2. **Head locations as an affine scan.** Every head (one write head, ``read_heads`` read heads)
    keeps a weighting ``w_t`` over ``N`` memory cells, starting on cell -1::

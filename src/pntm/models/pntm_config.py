@@ -60,6 +60,8 @@ class PNTMConfig:
     #                                 straight-through gradient of the relaxed heads
     relaxed_heads: int | None = None  # read heads (per layer) the relax phase softens; None: all
     window: int = 0              # how many previous inputs the controller sees (0: none)
+    window_dropout: float = 0.0  # the share of training sequences whose window is hidden
+    #                              (zeros); never at evaluation or in recurrent mode
     memory_path: str = "auto"    # auto: closed-form tape memory when tape_writer, write events
     #                              for a hard learned writer, chunked scan for a soft one;
     #                              scan: always the whole memory scan (the reference)
@@ -164,6 +166,8 @@ class PNTMConfig:
         if cfg["content_codes"] and cfg["memory_width"] % cfg["content_codes"]:
             raise ConfigError(f"pntm model_config.content_codes {cfg['content_codes']} must "
                               f"divide memory_width {cfg['memory_width']} (groups of equal size)")
+        if cfg["window_dropout"] and not cfg["window"]:
+            raise ConfigError("pntm model_config.window_dropout needs a window (window >= 1)")
         if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["window"]:
             raise ConfigError("pntm model_config.content_match 'context' needs a window (the "
                               "context is the window of inputs before each token)")

@@ -123,6 +123,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         self.relaxed = False    # training only: soft heads (see set_training_progress)
         self.temperature = 1.0  # training only: softmax temperature of relaxed heads
         self.window = config.window  # how many previous inputs the controller sees
+        self.window_dropout = config.window_dropout  # training sequences without it
         self._build_modules(config)
 
     def _build_modules(self, config: PNTMConfig) -> None:
@@ -427,7 +428,12 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         (``ctl["states"]``, (B, T, H_state, S)) when the layer has them."""
         T = u.shape[1]
         earlier = [F.pad(u, (0, 0, k, 0))[:, :T] for k in range(1, self.window + 1)]
-        ctl = self.controls(u, torch.stack(earlier, dim=2) if earlier else None)
+        previous = torch.stack(earlier, dim=2) if earlier else None
+        if previous is not None and self.training and self.window_dropout:
+            # window_dropout: whole sequences see no window, as before their first token
+            kept = torch.rand(u.shape[0], 1, 1, 1, device=u.device) >= self.window_dropout
+            previous = previous * kept
+        ctl = self.controls(u, previous)
         if self.to_landing is not None:  # over the tape: cell j holds m_0 + v_j from step j
             ctl["landing"] = self.landing_weights(
                 ctl, self.initial_memory + self.tape_values(ctl), True)
