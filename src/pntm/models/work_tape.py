@@ -43,9 +43,9 @@ Decisions (our own; the paper's abstract is silent on a second memory):
 * **What drives the head** (``work_tape_input``). ``controller`` (the default): the layer's
   controller output ``h_t``, which sees the window. ``token``: a controller of the tape's own,
   ``h'_t = GELU(W' LN(u_t))``, over the layer's input at ``t`` alone (made after the tape's
-  other modules); the rest of the layer keeps the window. It asks where the window's trap
-  (below) is: in what the head is driven by (a local guess written and read straight back),
-  or in the shortcut the window gives the layer's output.
+  other modules); the rest of the layer keeps the window. Driven by ``h_t``, the head can
+  write the window's local guess and read it straight back; driven by ``h'_t``, what it reads
+  is only what it stored (measured below).
 * **Its own output projection** ``W_v``, and its modules created after all of the layer's
   others, so a seed's layer has the same initial weights with and without the tape.
 * **No jumps** (since 2026-12-06; ``jumps=True`` gives the head the read heads' jump to its
@@ -83,8 +83,15 @@ Decisions (our own; the paper's abstract is silent on a second memory):
   sees the three tokens before each one) at 0 of 3: the local view gives a guess of the top
   that the moves are never pulled away from. The one-layer P-NTM above, with ``window: 0``,
   learns stack_manipulation exactly, 100% at every test length to 500, at seeds 0-2 (with the
-  window: 0.0-3.5% validation). Over the shipped config without the window: RESULTS.md, "The
-  work tape without the window over the shipped config".
+  window: 0.0-3.5% validation). Over the shipped config without the window it learns
+  stack_manipulation (100% at seeds 0-1) but loses what the window carries:
+  associative_recall 10.4% against 99.7%, binary_addition 0.0% against 66.3% (seed 0; not
+  adopted, RESULTS.md, "The work tape without the window over the shipped config"). The
+  trap is in what drives the head: in the one-layer model with the window kept,
+  ``work_tape_input: token`` (the head's own controller over ``u_t`` alone) learns the stack
+  at seeds 1 and 2 (≥ 99.2% at every test length to 500; seed 0 0.1%), while hiding the
+  window from half of the training sequences (``window_dropout: 0.5``) does not (0.0% at
+  seeds 0 and 1).
 
 ``reference`` computes the same reads from the same controls with a dense memory, one step at
 a time (``pntm.ops.write_events.sequential_reference``): the tests' oracle.
