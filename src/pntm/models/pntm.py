@@ -250,7 +250,12 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   beside the input tape"): stack_manipulation 22.0% validation against the shipped config's
   37.0%, its reads unused and its gate open at almost every token; as the only memory of a
   one-layer model, hard or soft in the relax phase (``work_tape_relax``), no stack learned
-  (0.0%, 0.1%); those runs had a head that could jump (commit ``b0b4e37``).
+  (0.0%, 0.1%); those runs had a head that could jump (commit ``b0b4e37``). Without the
+  jump and without the window it learns stack_manipulation (100% to length 500 at seeds 0
+  and 1) but the config then loses associative recall (10.4% against 99.7%) and binary
+  addition (0.0% against 66.3%), which rest on the window; with the window kept and the head
+  driven by its own controller (``work_tape_input: token``), stack_manipulation is at 40.6%
+  at seed 0 (``pntm.models.work_tape`` and RESULTS.md have the runs).
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads
