@@ -194,29 +194,27 @@ def test_parallel_and_recurrent_modes_agree_after_training(relax, drive):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_a_layer_with_a_work_tape_starts_with_the_same_other_weights():
-    """The tape's modules are made last: every other weight of a seed is unchanged."""
+@pytest.mark.parametrize("drive", ["controller", "token"])
+def test_a_layer_with_a_work_tape_starts_with_the_same_other_weights(drive):
+    """The tape's modules (and its own controller, ``work_tape_input: token``) are made last:
+    every other weight of a seed is unchanged."""
     torch.manual_seed(3)
-    plain = PNTMLayer(d_model=16, d_ff=32, memory_width=8).state_dict()
+    plain = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3).state_dict()
     torch.manual_seed(3)
-    taped = PNTMLayer(d_model=16, d_ff=32, memory_width=8, work_tape=True).state_dict()
-    assert {k for k in taped if not k.startswith("work_tape.")} == set(plain)
+    taped = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, work_tape=True,
+                      work_tape_input=drive).state_dict()
+    tape_keys = ("work_tape.", "work_tape_controller.")
+    assert {k for k in taped if not k.startswith(tape_keys)} == set(plain)
     for key, value in plain.items():
         assert torch.equal(taped[key], value), key
 
 
 def test_the_tapes_own_controller_sees_the_token_not_the_window():
     """``work_tape_input: token``: the head's controls at ``t`` do not change when only the
-    tokens before ``t`` change (the window), while the layer's controller output does; its
-    controller is made after the tape, so the other weights of a seed stay the same."""
-    torch.manual_seed(3)
-    shared = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, work_tape=True)
+    tokens before ``t`` change (the window), while the layer's controller output does."""
     torch.manual_seed(3)
     layer = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, work_tape=True,
                       work_tape_input="token").eval()
-    own = layer.state_dict()
-    assert {k for k in own if not k.startswith("work_tape_controller.")} == set(
-        shared.state_dict())
     u, previous = torch.randn(2, 5, 16), torch.randn(2, 5, 3, 16)
     with torch.no_grad():
         ctl = layer.controls(u, previous)
