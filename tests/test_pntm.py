@@ -671,6 +671,50 @@ def test_state_resets_parallel_and_recurrent_agree(values):
                                    atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("values", [False, True])
+def test_state_heads_driven_by_the_token_parallel_and_recurrent_agree(values):
+    """``state_input: token``, with the window and valued or one-hot heads: the recurrent
+    mode is the parallel pass, token by token."""
+    model = make_model(state_heads=2, states=5, state_values=values, window=3,
+                       state_input="token")
+    tokens = random_tokens(3, 150)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_state_heads_driven_by_the_token_do_not_see_the_window():
+    """``state_input: token``: the states after ``t`` do not change when only the inputs
+    before each token (the window) change, while the layer's controller output does; with
+    the default the states do change. The heads' controller is made last, so a seed's other
+    weights are unchanged."""
+    torch.manual_seed(3)
+    plain = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, state_heads=2, states=5)
+    torch.manual_seed(3)
+    layer = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, state_heads=2, states=5,
+                      state_input="token")
+    own = {k: v for k, v in layer.state_dict().items() if not k.startswith("state_controller.")}
+    assert own.keys() == plain.state_dict().keys()
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in own.items())
+    with torch.no_grad():  # maps that move with their input, so a change would show
+        for each in (plain, layer):
+            each.machine.to_maps.weight.normal_(0, 3.0)
+    u, previous = torch.randn(2, 6, 16), torch.randn(2, 6, 3, 16)
+    with torch.no_grad():
+        for each, blind in ((layer, True), (plain, False)):
+            ctl = each.eval().controls(u, previous)
+            other = each.controls(u, previous.flip(2))
+            assert not torch.allclose(ctl["h"], other["h"], atol=1e-3)
+            assert torch.equal(ctl["states"], other["states"]) == blind
+
+
+def test_state_input_needs_state_heads():
+    with pytest.raises(ConfigError, match="state_input needs state_heads"):
+        PNTMConfig(state_input="token")
+    with pytest.raises(ConfigError, match="state_input"):
+        PNTMConfig(state_heads=1, state_input="window")
+
+
 def test_window_dropout_hides_the_window_of_whole_training_sequences_only():
     """``window_dropout``: in training each sequence either sees its window or sees none (its
     controls then equal those of a layer fed zeros, as before the first token), both occur,

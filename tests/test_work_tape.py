@@ -218,8 +218,8 @@ def test_the_tapes_own_controller_sees_the_token_not_the_window():
     u, previous = torch.randn(2, 5, 16), torch.randn(2, 5, 3, 16)
     with torch.no_grad():
         ctl = layer.controls(u, previous)
-        other = layer.controls(u, previous + 1.0)
-    assert not torch.allclose(ctl["h"], other["h"])
+        other = layer.controls(u, previous.flip(2))  # (a constant added: LN removes it)
+    assert not torch.allclose(ctl["h"], other["h"], atol=1e-3)
     for key in ("shift", "erase", "add"):
         torch.testing.assert_close(ctl["work"][key], other["work"][key])
 

@@ -68,7 +68,9 @@ A stack of layers. Each layer reads its inputs ``u_1..u_T`` (d_model each) and r
    themselves, ``s_t = f_t(s_{t-1})``, the maps compose in a parallel scan
    (``pntm.ops.state_maps``), and the head reads a learned embedding of its state. With
    ``state_values`` the state carries values, ``x_t = (d_t ⊙ x_{t-1}) A_t + c_t``, which
-   ``state_anneal`` fades back to the exact one-hot automaton by the end of training.
+   ``state_anneal`` fades back to the exact one-hot automaton by the end of training. With
+   ``state_input: token`` the maps (and values) come from a controller of the heads' own,
+   ``GELU(W_s LN(u_t))``, which does not see the window (off by default; below).
 
    **Work tape** (``work_tape``, optional; ``pntm.models.work_tape``). A second memory per
    layer, beside the one the read heads walk, written and read by one learned hard head
@@ -255,7 +257,14 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   and 1) but the config then loses associative recall (10.4% against 99.7%) and binary
   addition (0.0% against 66.3%), which rest on the window; with the window kept and the head
   driven by its own controller (``work_tape_input: token``), stack_manipulation is at 40.6%
-  at seed 0 (``pntm.models.work_tape`` and RESULTS.md have the runs).
+  at seed 0 (``pntm.models.work_tape`` and RESULTS.md have the runs). Without the state
+  heads it learns the stack exactly (seed 0): the state heads driven by the windowed
+  controller are what the tape loses to.
+* **State heads driven by the token** (``state_input: token``, off). A diagnostic of that
+  finding: the state heads' maps and values from a controller of their own over ``u_t``
+  alone (made last, so a seed's other weights are unchanged), while the read heads and the
+  content head keep the window; in a second layer ``u_t`` still carries the first layer's
+  windowed output. Measured in RESULTS.md ("A work tape beside the input tape").
 * Parallel (``forward``) and recurrent (``init_state``/``step``) modes share every weight and
   every formula; the recurrent mode is the scan's sequential form, one token at a time. Its
   state holds the memory (``N`` cells for the length it is set up for). Hard location heads

@@ -108,6 +108,9 @@ class PNTMConfig:
     work_tape_input: str = "controller"  # what drives the work tape's head: the layer's
     #                                      controller output h_t (it sees the window), or
     #                                      token: a controller of its own over u_t alone
+    state_input: str = "controller"  # what drives the state heads' maps: the layer's
+    #                                  controller output h_t (it sees the window), or token:
+    #                                  a controller of their own over u_t alone
     scan_method: str = "auto"
 
     def __post_init__(self):
@@ -160,6 +163,8 @@ class PNTMConfig:
             raise ConfigError("pntm model_config.work_tape_relax needs work_tape: true")
         if cfg["work_tape_input"] != "controller" and not cfg["work_tape"]:
             raise ConfigError("pntm model_config.work_tape_input needs work_tape: true")
+        if cfg["state_input"] != "controller" and not cfg["state_heads"]:
+            raise ConfigError("pntm model_config.state_input needs state_heads >= 1")
         if cfg["state_moves"] and not cfg["state_heads"]:
             raise ConfigError("pntm model_config.state_moves needs state_heads >= 1 (their "
                               "states steer the heads' moves)")

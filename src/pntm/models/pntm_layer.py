@@ -200,6 +200,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         # only, not the window (made after the tape, for the same reason)
         self.work_tape_controller = (nn.Linear(d_model, d_ff)
                                      if config.work_tape_input == "token" else None)
+        # state_input token: the state heads' maps come from a controller of their own that
+        # sees u_t only (made last, for the same reason)
+        self.state_controller = (nn.Linear(d_model, d_ff)
+                                 if config.state_input == "token" else None)
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -289,7 +293,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         if self.window:
             x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
         h = F.gelu(self.controller(x))
-        states = None if self.machine is None else self.machine_states(h, machine_before)
+        states = None
+        if self.machine is not None:
+            drive = h if self.state_controller is None else F.gelu(self.state_controller(token))
+            states = self.machine_states(drive, machine_before)
         steer = None
         if self.state_to_moves is not None:
             steer = self.machine.read(states).flatten(2)

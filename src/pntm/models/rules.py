@@ -139,6 +139,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "landing_origin": lambda v: None if v is None else FINITE(v),
              "scan_method": scan_method, "work_tape": boolean,
              "work_tape_relax": boolean, "work_tape_input": choice("controller", "token"),
+             "state_input": choice("controller", "token"),
              "state_heads": integer(0), "states": POSITIVE, "stay_bias": FINITE,
              "state_rank": integer(0), "state_values": boolean, "state_moves": boolean,
              "state_hard_every": integer(0), "state_resets": boolean,
