@@ -708,6 +708,51 @@ def test_state_heads_driven_by_the_token_do_not_see_the_window():
             assert torch.equal(ctl["states"], other["states"]) == blind
 
 
+@pytest.mark.parametrize("extra", [
+    {},                                                       # a learned writer
+    {"tape_writer": True, "content_heads": 1, "jump_to": "content", "state_heads": 2,
+     "states": 5, "state_values": True, "work_tape": True},   # the shipped config's parts
+])
+def test_window_scope_memory_parallel_and_recurrent_agree(extra):
+    model = make_model(window=3, window_scope="memory", **extra)
+    tokens = random_tokens(3, 150)
+    with torch.no_grad():
+        torch.testing.assert_close(run_recurrent(model, tokens), model(tokens),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_window_scope_memory_feeds_the_window_to_writes_and_queries_only():
+    """``window_scope: memory``: when only the inputs before each token change, what is
+    written (erase, add) and what content addressing seeks (queries, strengths, landings)
+    change, while the moves, the state heads and ``h`` (the layer's output term) do not; the
+    token controller is made last, so a seed's other weights are unchanged."""
+    config = dict(d_model=16, d_ff=32, memory_width=8, window=3, tape_writer=True,
+                  content_heads=1, jump_to="content", state_heads=2, states=5)
+    torch.manual_seed(3)
+    plain = PNTMLayer(**config).state_dict()
+    torch.manual_seed(3)
+    layer = PNTMLayer(**config, window_scope="memory").eval()
+    own = {k: v for k, v in layer.state_dict().items() if not k.startswith("token_controller.")}
+    assert own.keys() == plain.keys() and all(torch.equal(v, plain[k]) for k, v in own.items())
+    with torch.no_grad():  # maps that move with their input, so a change would show
+        layer.machine.to_maps.weight.normal_(0, 3.0)
+        layer.to_shift.weight.normal_(0, 3.0)
+    u, previous = torch.randn(2, 6, 16), torch.randn(2, 6, 3, 16)
+    with torch.no_grad():
+        ctl, other = layer.controls(u, previous), layer.controls(u, previous.flip(2))
+    for key in ("h", "shift", "jump", "states"):
+        assert torch.equal(ctl[key], other[key]), key
+    for key in ("erase", "add", "query", "strength", "landing_query", "landing_strength"):
+        assert not torch.allclose(ctl[key], other[key], atol=1e-4), key
+
+
+def test_window_scope_needs_a_window():
+    with pytest.raises(ConfigError, match="window_scope needs a window"):
+        PNTMConfig(window_scope="memory")
+    with pytest.raises(ConfigError, match="window_scope"):
+        PNTMConfig(window=2, window_scope="moves")
+
+
 def test_state_input_needs_state_heads():
     with pytest.raises(ConfigError, match="state_input needs state_heads"):
         PNTMConfig(state_input="token")

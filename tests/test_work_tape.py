@@ -170,13 +170,16 @@ def test_parallel_and_recurrent_modes_agree_with_a_work_tape(overrides):
                                    atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("relax, drive", [(False, "controller"), (True, "controller"),
-                                          (False, "token")])
-def test_parallel_and_recurrent_modes_agree_after_training(relax, drive):
+@pytest.mark.parametrize("relax, drive, scope", [
+    (False, "controller", "all"), (True, "controller", "all"), (False, "token", "all"),
+    (False, "controller", "memory")])
+def test_parallel_and_recurrent_modes_agree_after_training(relax, drive, scope):
     """30 Adam steps of the shipped config with a work tape (hard, or soft in the relax
-    phase; driven by the layer's controller or its own), through its relax phase and value
-    annealing: then parallel equals recurrent decoding, and the tape's weights moved."""
-    model = make_model(**SHIPPED, work_tape_relax=relax, work_tape_input=drive).train()
+    phase; driven by the layer's controller or its own; the window feeding the whole layer
+    or only its memory, ``window_scope``), through its relax phase and value annealing: then
+    parallel equals recurrent decoding, and the tape's weights moved."""
+    model = make_model(**{**SHIPPED, "window_scope": scope}, work_tape_relax=relax,
+                       work_tape_input=drive).train()
     before = model.layers[0].work_tape.to_write.weight.clone()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     for step in range(30):

@@ -61,6 +61,10 @@ class PNTMConfig:
     relaxed_heads: int | None = None  # read heads (per layer) the relax phase softens; None: all
     window: int = 0              # how many previous inputs the controller sees (0: none)
     window_dropout: float = 0.0  # the share of training sequences whose window is hidden
+    window_scope: str = "all"    # what the window feeds: all of the controller's outputs, or
+    #                              memory: only what is written (erase/add) and what content
+    #                              addressing seeks (queries, landings); moves, state heads,
+    #                              work tape and output then come from u_t alone
     #                              (zeros); never at evaluation or in recurrent mode
     memory_path: str = "auto"    # auto: closed-form tape memory when tape_writer, write events
     #                              for a hard learned writer, chunked scan for a soft one;
@@ -171,6 +175,8 @@ class PNTMConfig:
         if cfg["content_codes"] and cfg["memory_width"] % cfg["content_codes"]:
             raise ConfigError(f"pntm model_config.content_codes {cfg['content_codes']} must "
                               f"divide memory_width {cfg['memory_width']} (groups of equal size)")
+        if cfg["window_scope"] != "all" and not cfg["window"]:
+            raise ConfigError("pntm model_config.window_scope needs a window (window >= 1)")
         if cfg["window_dropout"] and not cfg["window"]:
             raise ConfigError("pntm model_config.window_dropout needs a window (window >= 1)")
         if cfg["content_match"] == "context" and cfg["content_heads"] and not cfg["window"]:

@@ -204,6 +204,10 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         # sees u_t only (made last, for the same reason)
         self.state_controller = (nn.Linear(d_model, d_ff)
                                  if config.state_input == "token" else None)
+        # window_scope memory: the moves, the state heads, the work tape and the output come
+        # from a controller that sees u_t only (made last, for the same reason)
+        self.token_controller = (nn.Linear(d_model, d_ff)
+                                 if config.window_scope == "memory" else None)
 
     # ---- schedule and memory size ----------------------------------------------------------
     def set_training_progress(self, fraction: float, step: int | None = None) -> None:
@@ -292,7 +296,9 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         token = x = self.norm(u)
         if self.window:
             x = torch.cat([x, self.norm(previous).flatten(-2)], dim=-1)
-        h = F.gelu(self.controller(x))
+        h = local = F.gelu(self.controller(x))
+        if self.token_controller is not None:  # window_scope memory: the window shapes only
+            h = F.gelu(self.token_controller(token))  # what is written and what is sought
         states = None
         if self.machine is not None:
             drive = h if self.state_controller is None else F.gelu(self.state_controller(token))
@@ -302,7 +308,7 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             steer = self.machine.read(states).flatten(2)
         shift, jump = self.head_choices(h, steer)
         ctl = {"h": h, "shift": shift, "jump": jump,
-               "erase": torch.sigmoid(self.to_erase(h)), "add": torch.tanh(self.to_add(h))}
+               "erase": torch.sigmoid(self.to_erase(local)), "add": torch.tanh(self.to_add(local))}
         if states is not None:
             ctl["states"] = states
         if self.work_tape is not None:
@@ -316,13 +322,14 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
             ctl["key"] = self.to_context_key(window).unflatten(-1, (self.content_heads, self.width))
             ctl["query"] = ctl["key"]
         elif self.content_heads:
-            ctl["query"] = self.to_query(h).unflatten(-1, (self.content_heads, self.width))
+            ctl["query"] = self.to_query(local).unflatten(-1, (self.content_heads, self.width))
         if self.content_heads:
-            ctl["strength"] = F.softplus(self.to_strength(h))
+            ctl["strength"] = F.softplus(self.to_strength(local))
         if self.match_keys:
-            ctl["key"] = self.to_key(h)
+            ctl["key"] = self.to_key(local)
         if self.to_landing is not None:
-            landing = self.to_landing(h).unflatten(-1, (self.learned_heads, self.landing_size))
+            landing = self.to_landing(local).unflatten(-1, (self.learned_heads,
+                                                            self.landing_size))
             ctl["landing_query"] = landing[..., :self.width]
             ctl["landing_strength"] = F.softplus(landing[..., self.width])
             if self.landing_origin is not None:

@@ -128,6 +128,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "min_temperature": number(0, 1, low_open=True), "hold_temperature": boolean,
              "relaxed_heads": integer(0, nullable=True), "window": integer(0),
              "window_dropout": number(0, 1, high_open=True),
+             "window_scope": choice("all", "memory"),
              "memory_path": choice("auto", "scan"),
              "head_path": choice("auto", "fourier"), "jump_horizon": integer(1, nullable=True),
              "content_heads": integer(0), "content_match": choice("content", "key", "context"),
