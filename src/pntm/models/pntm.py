@@ -258,8 +258,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   addition (0.0% against 66.3%), which rest on the window; with the window kept and the head
   driven by its own controller (``work_tape_input: token``), stack_manipulation is at 40.6%
   at seed 0 (``pntm.models.work_tape`` and RESULTS.md have the runs). Without the state
-  heads it learns the stack exactly (seed 0): the state heads driven by the windowed
-  controller are what the tape loses to.
+  heads it learns the stack exactly (seeds 0 and 1): the state heads, beside the window, are
+  what the tape loses to.
 * **State heads driven by the token** (``state_input: token``, off). A diagnostic of that
   finding: the state heads' maps and values from a controller of their own over ``u_t``
   alone (made last, so a seed's other weights are unchanged), while the read heads and the

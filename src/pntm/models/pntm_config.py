@@ -61,11 +61,11 @@ class PNTMConfig:
     relaxed_heads: int | None = None  # read heads (per layer) the relax phase softens; None: all
     window: int = 0              # how many previous inputs the controller sees (0: none)
     window_dropout: float = 0.0  # the share of training sequences whose window is hidden
+    #                              (zeros); never at evaluation or in recurrent mode
     window_scope: str = "all"    # what the window feeds: all of the controller's outputs, or
     #                              memory: only what is written (erase/add) and what content
     #                              addressing seeks (queries, landings); moves, state heads,
     #                              work tape and output then come from u_t alone
-    #                              (zeros); never at evaluation or in recurrent mode
     memory_path: str = "auto"    # auto: closed-form tape memory when tape_writer, write events
     #                              for a hard learned writer, chunked scan for a soft one;
     #                              scan: always the whole memory scan (the reference)
