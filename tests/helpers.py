@@ -3,6 +3,7 @@
 import torch
 
 from pntm.cli import main
+from pntm.models.pntm_layer import PNTMLayer
 
 BOS, SEP = 1, 2
 
@@ -15,6 +16,22 @@ def run_recurrent(model, tokens):
         step_logits, state = model.step(tokens[:, t], state)
         logits.append(step_logits)
     return torch.stack(logits, 1)
+
+
+def layers_without_and_with(change, new_modules, **config):
+    """Two ``PNTMLayer``s of ``config`` built at one seed, without and with the options
+    ``change``. Asserts that the change only adds the modules named by the prefixes
+    ``new_modules`` and leaves every other initial weight as it was (they are made last)."""
+    torch.manual_seed(3)
+    plain = PNTMLayer(**config)
+    torch.manual_seed(3)
+    changed = PNTMLayer(**config, **change)
+    before, after = plain.state_dict(), changed.state_dict()
+    kept = {k: v for k, v in after.items() if not k.startswith(new_modules)}
+    assert kept.keys() == before.keys()
+    for key, value in before.items():
+        assert torch.equal(kept[key], value), key
+    return plain, changed
 
 
 def brute_force_jump_gradient(G, shift, jump, cell, cells, horizon, here=False, landing=None):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import sample_tokens, run_recurrent
+from helpers import layers_without_and_with, run_recurrent, sample_tokens
 from pntm.errors import ConfigError
 from pntm.models.pntm import PNTM
 from pntm.models.pntm_config import PNTMConfig
@@ -688,14 +688,9 @@ def test_state_heads_driven_by_the_token_do_not_see_the_window():
     before each token (the window) change, while the layer's controller output does; with
     the default the states do change. The heads' controller is made last, so a seed's other
     weights are unchanged."""
-    torch.manual_seed(3)
-    plain = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, state_heads=2, states=5)
-    torch.manual_seed(3)
-    layer = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, state_heads=2, states=5,
-                      state_input="token")
-    own = {k: v for k, v in layer.state_dict().items() if not k.startswith("state_controller.")}
-    assert own.keys() == plain.state_dict().keys()
-    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in own.items())
+    plain, layer = layers_without_and_with({"state_input": "token"}, ("state_controller.",),
+                                           d_model=16, d_ff=32, memory_width=8, window=3,
+                                           state_heads=2, states=5)
     with torch.no_grad():  # maps that move with their input, so a change would show
         for each in (plain, layer):
             each.machine.to_maps.weight.normal_(0, 3.0)
@@ -728,12 +723,9 @@ def test_window_scope_memory_feeds_the_window_to_writes_and_queries_only():
     token controller is made last, so a seed's other weights are unchanged."""
     config = dict(d_model=16, d_ff=32, memory_width=8, window=3, tape_writer=True,
                   content_heads=1, jump_to="content", state_heads=2, states=5)
-    torch.manual_seed(3)
-    plain = PNTMLayer(**config).state_dict()
-    torch.manual_seed(3)
-    layer = PNTMLayer(**config, window_scope="memory").eval()
-    own = {k: v for k, v in layer.state_dict().items() if not k.startswith("token_controller.")}
-    assert own.keys() == plain.keys() and all(torch.equal(v, plain[k]) for k, v in own.items())
+    _, layer = layers_without_and_with({"window_scope": "memory"}, ("token_controller.",),
+                                       **config)
+    layer.eval()
     with torch.no_grad():  # maps that move with their input, so a change would show
         layer.machine.to_maps.weight.normal_(0, 3.0)
         layer.to_shift.weight.normal_(0, 3.0)

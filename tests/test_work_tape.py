@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import run_recurrent, sample_tokens
+from helpers import layers_without_and_with, run_recurrent, sample_tokens
 from pntm.errors import ConfigError
 from pntm.models.pntm import PNTM
 from pntm.models.pntm_config import PNTMConfig
@@ -201,15 +201,9 @@ def test_parallel_and_recurrent_modes_agree_after_training(relax, drive, scope):
 def test_a_layer_with_a_work_tape_starts_with_the_same_other_weights(drive):
     """The tape's modules (and its own controller, ``work_tape_input: token``) are made last:
     every other weight of a seed is unchanged."""
-    torch.manual_seed(3)
-    plain = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3).state_dict()
-    torch.manual_seed(3)
-    taped = PNTMLayer(d_model=16, d_ff=32, memory_width=8, window=3, work_tape=True,
-                      work_tape_input=drive).state_dict()
-    tape_keys = ("work_tape.", "work_tape_controller.")
-    assert {k for k in taped if not k.startswith(tape_keys)} == set(plain)
-    for key, value in plain.items():
-        assert torch.equal(taped[key], value), key
+    layers_without_and_with({"work_tape": True, "work_tape_input": drive},
+                            ("work_tape.", "work_tape_controller."),
+                            d_model=16, d_ff=32, memory_width=8, window=3)
 
 
 def test_the_tapes_own_controller_sees_the_token_not_the_window():
