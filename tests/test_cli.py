@@ -123,6 +123,7 @@ def test_missing_task(capsys, tmp_path):
     ("train.steps=-5", "train.steps"),
     ("eval.lengths=9-3", "eval.lengths"),
     ("train.early_stop.lengths=41", "train.early_stop.lengths"),
+    ("train.early_stop.start=1", "train.early_stop.start"),
 ])
 def test_bad_set(capsys, tmp_path, item, fragment):
     assert_user_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--set", item,

@@ -151,6 +151,36 @@ def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
     assert train_run(tmp_path / "run", steps=200, quiet=True) is None  # stays finished
 
 
+def test_early_stop_checks_only_from_its_start(tmp_path, monkeypatch):
+    steps = []
+
+    def perfect(model, task, vocab, lengths, *args, **kwargs):
+        steps.append(len(steps))
+        return [{"length": n, "samples": 1, "token_accuracy": 1.0, "sequence_accuracy": 1.0}
+                for n in lengths]
+
+    monkeypatch.setattr(train_lib, "evaluate_lengths", perfect)
+    cfg = tiny_config(100, "train.early_stop.every=5", "train.early_stop.patience=2",
+                      "train.early_stop.start=0.42", "train.eval_at_end=false")
+    train(cfg, tmp_path / "run", quiet=True)
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["step"] == 50 and state["early_stopped"]  # checks at 45 and 50, none before 42
+    assert len(steps) == 2
+
+
+def test_early_stop_checks_leave_the_trajectory_unchanged(tmp_path):
+    """What ``train.early_stop.start`` relies on: a run that checks (and does not stop) trains
+    exactly as one that never checks, a P-NTM with relaxed heads and a curriculum included."""
+    common = [*PNTM_TINY, "train.curriculum=0.5", "model_config.relax=[0.3,0.6]",
+              "train.early_stop.patience=100", "train.early_stop.samples=2"]
+    for name, start in (("checked", 0.0), ("late", 0.9)):
+        cfg = config_lib.build_config("parity", "pntm", steps=20, sets=[
+            *common, "train.early_stop.every=5", f"train.early_stop.start={start}"])
+        train(cfg, tmp_path / name, quiet=True)
+    assert_same_weights(tmp_path / "checked", tmp_path / "late")
+    assert metrics_without_time(tmp_path / "checked") == metrics_without_time(tmp_path / "late")
+
+
 def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
     target = tmp_path / "file.txt"
     atomic_write_text(target, "old")

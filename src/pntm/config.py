@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
             "lengths": None,          # a spec within train_lengths; None = all of them
             "samples": 32,
             "patience": 2,            # stop after this many checks in a row at 100%
+            "start": 0.0,             # no check before this fraction of the steps (e.g. the end
+            #                           of a curriculum or of relaxed heads: the final model)
             "seed": 4321,             # its own examples, distinct from the eval set
             "restore_best": False,    # evaluate the weights of the best check, not the last
         },

@@ -122,6 +122,7 @@ def _check_values(cfg: dict) -> None:
              f"must be [min, max] with 1 <= min <= max <= {tasks.MAX_SPEC_LENGTH}")
     _require(0 <= train["curriculum"] < 1, "train.curriculum", "must be in [0, 1)")
     _require(es["every"] >= 0, "train.early_stop.every", "must be >= 0 (0 disables it)")
+    _require(0 <= es["start"] < 1, "train.early_stop.start", "must be in [0, 1)")
     for key in ("samples", "patience"):
         _require(es[key] >= 1, f"train.early_stop.{key}", "must be a positive integer")
     _require(es["samples"] <= MAX_SAMPLES, "train.early_stop.samples", f"must be <= {MAX_SAMPLES}")

@@ -24,6 +24,14 @@ most of a task and then lose it in a few steps (RESULTS.md, modular_arithmetic_s
 what was left, not what was found. The best weights travel in the training state, so a resumed
 run restores the same ones.
 
+With ``train.early_stop.start = f`` no check runs before step ``f * train.steps``. Why it
+exists: a check tests the model as it will be evaluated (greedy, hard heads), while before the
+end of a curriculum and of a relax phase (``model_config.relax``) the model trains on short
+lengths with soft heads; a run that passes two checks then stops before it ever trained in
+the form it is evaluated in (RESULTS.md: reverse under ``work-tape-scope`` at seed 0 stopped at
+step 750 and missed at length 400). The trajectory up to ``f * steps`` is the same either way
+(the checks draw their own examples). Default 0: checks from the first ``every``.
+
 Entry points: ``start_run(out_dir, config)`` creates a run directory, ``train_run(out_dir)``
 trains it (from scratch or from its last checkpoint), ``train(config, out_dir)`` does both.
 """
@@ -334,8 +342,8 @@ class Trainer:
             if snapshot and self.step % snapshot == 0:
                 self.run.save_weights(self.model, self.step, self.cfg,
                                       name=f"{SNAPSHOTS}/step-{self.step:06d}.safetensors")
-            every = self.tcfg["early_stop"]["every"]
-            if every and self.step % every == 0:
+            every, start = self.tcfg["early_stop"]["every"], self.tcfg["early_stop"]["start"]
+            if every and self.step % every == 0 and self.step >= start * self.tcfg["steps"]:
                 self.early_stop_check()
             if (self.finished or self.step % self.tcfg["checkpoint_every"] == 0
                     or self.step == stop_at):
