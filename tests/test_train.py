@@ -152,10 +152,10 @@ def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
 
 
 def test_early_stop_checks_only_from_its_start(tmp_path, monkeypatch):
-    steps = []
+    checks = []
 
     def perfect(model, task, vocab, lengths, *args, **kwargs):
-        steps.append(len(steps))
+        checks.append(lengths)
         return [{"length": n, "samples": 1, "token_accuracy": 1.0, "sequence_accuracy": 1.0}
                 for n in lengths]
 
@@ -165,12 +165,13 @@ def test_early_stop_checks_only_from_its_start(tmp_path, monkeypatch):
     train(cfg, tmp_path / "run", quiet=True)
     state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
     assert state["step"] == 50 and state["early_stopped"]  # checks at 45 and 50, none before 42
-    assert len(steps) == 2
+    assert len(checks) == 2
 
 
 def test_early_stop_checks_leave_the_trajectory_unchanged(tmp_path):
-    """What ``train.early_stop.start`` relies on: a run that checks (and does not stop) trains
-    exactly as one that never checks, a P-NTM with relaxed heads and a curriculum included."""
+    """What ``train.early_stop.start`` relies on: a run that checks from its first steps (and
+    does not stop) trains exactly as one that checks only at its end, a P-NTM with relaxed
+    heads and a curriculum included."""
     common = [*PNTM_TINY, "train.curriculum=0.5", "model_config.relax=[0.3,0.6]",
               "train.early_stop.patience=100", "train.early_stop.samples=2"]
     for name, start in (("checked", 0.0), ("late", 0.9)):
