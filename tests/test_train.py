@@ -133,7 +133,8 @@ def test_finished_run_only_reevaluates_without_eval_json(tmp_path):
     assert (run_dir / "eval.json").is_file()
 
 
-def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
+def perfect_checks(monkeypatch) -> list:
+    """Every early-stop check scores 100%; returns the list of the lengths each check asked for."""
     calls = []
 
     def perfect(model, task, vocab, lengths, *args, **kwargs):
@@ -142,6 +143,11 @@ def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
                 for n in lengths]
 
     monkeypatch.setattr(train_lib, "evaluate_lengths", perfect)
+    return calls
+
+
+def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
+    calls = perfect_checks(monkeypatch)
     cfg = tiny_config(100, "train.early_stop.every=5", "train.early_stop.patience=3",
                       "train.eval_at_end=false")
     train(cfg, tmp_path / "run", quiet=True)
@@ -152,14 +158,7 @@ def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
 
 
 def test_early_stop_checks_only_from_its_start(tmp_path, monkeypatch):
-    checks = []
-
-    def perfect(model, task, vocab, lengths, *args, **kwargs):
-        checks.append(lengths)
-        return [{"length": n, "samples": 1, "token_accuracy": 1.0, "sequence_accuracy": 1.0}
-                for n in lengths]
-
-    monkeypatch.setattr(train_lib, "evaluate_lengths", perfect)
+    checks = perfect_checks(monkeypatch)
     cfg = tiny_config(100, "train.early_stop.every=5", "train.early_stop.patience=2",
                       "train.early_stop.start=0.42", "train.eval_at_end=false")
     train(cfg, tmp_path / "run", quiet=True)
