@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from helpers import assert_user_error
 from safetensors.torch import load_file
 
 from pntm import config as config_lib
@@ -281,6 +282,51 @@ def test_a_run_extended_past_its_schedule_equals_the_shorter_run_up_to_there(tmp
     assert metrics_without_time(tmp_path / "short") == metrics_without_time(tmp_path / "long")
     train_run(tmp_path / "long", quiet=True)  # and it trains on to 40, at progress 1
     assert torch.load(tmp_path / "long" / "train_state.pt", weights_only=True)["step"] == 40
+
+
+def pntm_cli_sets(*extra):
+    return [x for s in [*PNTM_TINY, "train.curriculum=0.7", *extra] for x in ("--set", s)]
+
+
+def test_a_finished_run_extended_at_a_late_decaying_rate_equals_the_extended_config(
+        tmp_path, capsys):
+    """20 steps of P-NTM at a constant rate (relax phase, value annealing, curriculum), then
+    `pntm train --out RUN --steps 40 --set train.lr_schedule=cosine --set
+    train.lr_decay_start=0.5`: the run a fresh 40-step config with `schedule_steps: 20` and
+    that cosine makes, weights and metrics, and the config it saves says so. A plain
+    `--steps 40` pins the schedules the same way."""
+    resumed, fresh, plain = (str(tmp_path / name) for name in ("resumed", "fresh", "plain"))
+    for out in (resumed, plain):
+        assert main(["train", "--task", "parity", "--model", "pntm", "--steps", "20", "--out",
+                     out, *pntm_cli_sets("train.lr_schedule=constant")]) == 0
+    assert main(["train", "--out", resumed, "--steps", "40", "--set",
+                 "train.lr_schedule=cosine", "--set", "train.lr_decay_start=0.5"]) == 0
+    assert main(["train", "--task", "parity", "--model", "pntm", "--steps", "40", "--out", fresh,
+                 *pntm_cli_sets("train.lr_schedule=cosine", "train.lr_decay_start=0.5",
+                                "train.schedule_steps=20")]) == 0
+    assert_same_weights(resumed, fresh)
+    assert metrics_without_time(resumed) == metrics_without_time(fresh)
+    assert RunDir(resumed).load_config()["train"] == RunDir(fresh).load_config()["train"]
+    assert main(["train", "--out", plain, "--steps", "40"]) == 0
+    saved = RunDir(plain).load_config()["train"]
+    assert (saved["steps"], saved["schedule_steps"], saved["lr_schedule"]) == (40, 20, "constant")
+
+
+def test_a_resumed_run_refuses_a_rate_that_changes_trained_steps(tmp_path, capsys):
+    """A decay starting before the trained steps end, or a new base rate, is one line (exit 2)
+    and leaves the config as it was."""
+    out = str(tmp_path / "run")
+    assert main(["train", "--task", "parity", "--model", "pntm", "--steps", "20", "--out", out,
+                 *pntm_cli_sets("train.lr_schedule=constant")]) == 0
+    before, _ = RunDir(out).load_config(), capsys.readouterr()
+    assert_user_error(capsys, ["train", "--out", out, "--steps", "40", "--set",
+                               "train.lr_schedule=cosine", "--set", "train.lr_decay_start=0.2"],
+                      "rate of step 9", "already trained")
+    assert_user_error(capsys, ["train", "--out", out, "--steps", "40", "--set", "train.lr=3e-4"],
+                      "--set would change it")
+    assert_user_error(capsys, ["train", "--out", out, "--set", "train.lr_schedule=linear"],
+                      "train.lr_schedule")
+    assert RunDir(out).load_config() == before
 
 
 def test_schedule_steps_beyond_steps_is_one_line(tmp_path, capsys):

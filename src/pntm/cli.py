@@ -73,22 +73,34 @@ def cmd_train(args, argv: list[str]) -> int:
     if not run.is_run():  # everything checked (and the model built) before anything is written
         cfg = prepare_run(cfg or new_config(), dataset, device)
     with run.writer():  # one writer per run; a failed set-up leaves the directory as it was
+        rate = None
         if run.is_run():
-            _check_resume(run, args, dataset)
+            rate = _check_resume(run, args, dataset)
         else:
             run.create(cfg)
             what = cfg["task"] if dataset is None else f"{dataset.path} ({len(dataset)} examples)"
             print(f"pntm: training {cfg['model']} on {what} (seed {cfg['seed']}) into {out}",
                   file=sys.stderr)
         train_run(out, steps=args.steps, device=device, command=command_line(argv),
-                  dataset=dataset, tensorboard=args.tensorboard)
+                  dataset=dataset, tensorboard=args.tensorboard, rate=rate)
     return 0
 
 
-def _check_resume(run, args, dataset=None) -> None:
-    """Resuming takes the saved config; options that would change it are refused."""
-    saved = run.load_config()
-    changed = [flag for flag, given in (("--config", args.config), ("--set", args.sets)) if given]
+def _check_resume(run, args, dataset=None) -> dict:
+    """Resuming takes the saved config; options that would change it are refused, but for
+    ``--set train.K=V`` with K a learning-rate key (``pntm.train.RATE_KEYS``), returned for
+    ``train_run`` to check against the steps already trained."""
+    from pntm.train import RATE_KEYS
+
+    saved, rate, others = run.load_config(), {}, []
+    for item in args.sets:
+        top = config_lib.parse_set(item)
+        inner = top.get("train") if list(top) == ["train"] else None
+        if isinstance(inner, dict) and len(inner) == 1 and next(iter(inner)) in RATE_KEYS:
+            rate.update(inner)
+        else:
+            others.append(item)
+    changed = [flag for flag, given in (("--config", args.config), ("--set", others)) if given]
     changed += [f"--{key}" for key in ("task", "model", "seed")
                 if getattr(args, key) is not None and getattr(args, key) != saved[key]]
     if dataset is not None and dataset.sha256 != (saved["data"] or {}).get("sha256"):
@@ -96,8 +108,10 @@ def _check_resume(run, args, dataset=None) -> None:
     if changed:
         raise RunDirError(f"{run} already holds a {saved['task']}/{saved['model']} run "
                           f"(seed {saved['seed']}); {', '.join(changed)} would change it. Resume "
-                          f"with `pntm train --out {run}` (plus --steps N to extend) or pick "
-                          "another --out")
+                          f"with `pntm train --out {run}` (plus --steps N to extend, and "
+                          "--set train.lr_schedule/lr_decay_start/min_lr_ratio) or pick another "
+                          "--out")
+    return rate
 
 
 def cmd_eval(args, argv: list[str]) -> int:

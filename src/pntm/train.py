@@ -32,6 +32,14 @@ the form it is evaluated in (RESULTS.md: reverse under ``work-tape-scope`` at se
 step 750 and missed at length 400). The trajectory up to ``f * steps`` is the same either way
 (the checks draw their own examples). Default 0: checks from the first ``every``.
 
+Extending a run (``pntm train --out RUN --steps N``) changes its budget, never a step it has
+already trained: the schedules that span the budget (``schedule_span``: the curriculum and the
+model's own) stay pinned to the span the run was started with, and the learning-rate keys
+(``RATE_KEYS``) may be set anew only where the rate of every trained step stays the same
+(without them a cosine rate spans the new budget, ``resumed_config``). So
+a finished 4,000-step run at a constant rate, extended to 8,000 with a cosine held to step
+4,000, is the run a fresh 8,000-step config with ``schedule_steps: 4000`` makes (tested).
+
 Entry points: ``start_run(out_dir, config)`` creates a run directory, ``train_run(out_dir)``
 trains it (from scratch or from its last checkpoint), ``train(config, out_dir)`` does both.
 """
@@ -196,14 +204,54 @@ def train(cfg: dict, out_dir: str | Path, **kwargs) -> dict | None:
         return train_run(out_dir, **kwargs)
 
 
+RATE_KEYS = ("lr_schedule", "lr_decay_start", "min_lr_ratio")  # settable when resuming
+
+
+def resumed_config(cfg: dict, trained: int, steps: int | None = None,
+                   rate: dict | None = None) -> dict:
+    """``cfg`` with a new budget ``steps`` and new learning-rate keys ``rate`` (a subset of
+    ``train``'s ``RATE_KEYS``), for a run that has trained ``trained`` steps; a change to any
+    of those steps is an error (and ``cfg`` is left as it was).
+
+    Decision: a longer budget keeps the schedules where they were (``schedule_steps`` is
+    pinned to the run's span) rather than stretching them, which would turn hard heads soft
+    again and shorten the curriculum in the middle of a run. A shorter budget (of a run not
+    yet finished) shortens the span with it, and without ``rate`` a cosine rate spans the new
+    budget, as both always have (so a cosine run extended this way starts again from a higher
+    rate; setting ``rate`` is what asks for the trained steps' rates to be kept)."""
+    tcfg = cfg["train"]
+    new = {**cfg, "train": {**tcfg, **(rate or {})}}
+    unknown = sorted(set(rate or {}) - set(RATE_KEYS))
+    if unknown:
+        raise RunDirError(f"train.{unknown[0]} cannot change in a run that has started; a "
+                          f"resumed run may set only {', '.join('train.' + k for k in RATE_KEYS)}")
+    if steps is not None and steps != tcfg["steps"]:
+        if steps < trained:
+            raise RunDirError(f"the run has already trained {trained} steps; --steps {steps} "
+                              "would be fewer (a run cannot be shortened; its config is left "
+                              "as it was)")
+        if steps > tcfg["steps"]:
+            new["train"]["schedule_steps"] = schedule_span(tcfg)
+        new["train"]["steps"] = steps
+    new = config_lib.validate(new)
+    for step in range(1, trained + 1 if rate else 0):
+        if learning_rate(step, new["train"]) != learning_rate(step, tcfg):
+            raise RunDirError(f"the new learning-rate schedule changes the rate of step {step}, "
+                              f"which the run has already trained ({learning_rate(step, tcfg):.3g}"
+                              f" -> {learning_rate(step, new['train']):.3g}); its config is "
+                              "left as it was")
+    return new
+
+
 def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
               command: str | None = None, stop_at: int | None = None,
               quiet: bool = False, dataset: JsonlDataset | None = None,
-              tensorboard: bool = False) -> dict | None:
+              tensorboard: bool = False, rate: dict | None = None) -> dict | None:
     """Train the run in ``out_dir`` from its last checkpoint (or from scratch) to the end.
 
-    ``steps`` changes the run's total number of steps (to extend a finished run; fewer steps
-    than the run has already trained is an error, and the config is left as it was).
+    ``steps`` changes the run's total number of steps and ``rate`` its learning-rate keys
+    (``resumed_config``: to extend a finished run; a change to a step already trained is an
+    error, and the config is left as it was).
     ``stop_at`` stops after that step, checkpointed, as if interrupted (used by tests).
     At the end, when ``train.eval_at_end``, evaluates and returns the eval.json report;
     otherwise returns None. ``quiet`` silences the evaluation table on stdout.
@@ -215,14 +263,14 @@ def train_run(out_dir: str | Path, *, steps: int | None = None, device=None,
     with run.writer():
         cfg = run.load_config()
         changed = False
-        if steps is not None and steps != cfg["train"]["steps"]:
+        if (steps is not None and steps != cfg["train"]["steps"]) or rate:
             trained = run.training_facts().get("steps", 0) if run.file(WEIGHTS).is_file() else 0
-            if steps < trained:
-                raise RunDirError(f"{run} has already trained {trained} steps; --steps {steps} "
-                                  "would be fewer (a run cannot be shortened; its config is "
-                                  "left as it was)")
-            cfg["train"]["steps"] = steps
-            changed = True
+            try:
+                new = resumed_config(cfg, trained, steps, rate)
+            except RunDirError as err:
+                raise RunDirError(f"{run}: {err}") from None
+            changed = new != cfg
+            cfg = new
         if tensorboard and not cfg["train"]["tensorboard"]:
             from pntm.tblog import check_available
             check_available()
