@@ -18,6 +18,15 @@ gathers. ``G^w`` already carries the whole future through ``μ``: the horizon li
 far the write head's *location* adjoint is followed, as for read heads. The horizon's
 counterfactual queries are answered for a block of offsets at once (``_counterfactual``), not
 one offset per pass as in ``hard_heads``.
+
+Where the time goes (measured 2026-12-06 on the pieces of ``_EventRead``, CPU, one thread, no
+other job running: batch 32, T = 1024, W = 20, one read head, K = 1, horizon 16; medians of 5):
+the sorted event list 19.5 ms, its reverse scan 21.6 ms, the local (shift) gradients 18.4 ms
+(write head) and 14.8 ms (read head), the jump gradients 55.3 ms and 45.2 ms. So the
+horizon's counterfactual queries are over half of the op; within the write head's, the search
+(``searchsorted``, 25%), the batched dot (``bmm``, 25%), the row gather (15%) and the index
+gathers (13%) share it about equally, and no one of them is the bottleneck an eager rewrite
+could remove (a fused kernel could: each query is one search and one 2W-dot).
 """
 
 from __future__ import annotations
