@@ -72,6 +72,11 @@ def sample_tokens(batch, length, vocab, seed=0, sep_at=None):
     return tokens
 
 
+def sets(items) -> list[str]:
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``: config overrides as flags."""
+    return [x for s in items for x in ("--set", s)]
+
+
 def assert_user_error(capsys, argv, *fragments):
     """``pntm argv`` fails with exit code 2 and one line ``pntm: error: ...`` naming the
     problem (every fragment in it); returns that line."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import assert_user_error
+from helpers import assert_user_error, sets
 from pntm import config as config_lib
 from pntm import train as train_lib
 from pntm.cli import main
@@ -24,10 +24,6 @@ TINY = ["train.batch_size=4", "train.train_lengths=[1,4]", "train.log_every=1",
 LSTM = ["model_config.d_model=8", "model_config.num_layers=1"]
 PNTM = ["model_config.d_model=8", "model_config.d_ff=8", "model_config.layers=1",
         "model_config.memory_width=4", "model_config.read_heads=1", "model_config.address_width=2"]
-
-
-def sets(items):
-    return [x for s in items for x in ("--set", s)]
 
 
 def train_args(out, model="lstm", task="parity", steps=2, extra=()):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import assert_user_error
+from helpers import assert_user_error, sets
 from pntm import cli, tasks
 from pntm.cli import main
 from pntm.models import KNOWN_MODELS, available_models
@@ -19,10 +19,6 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 TINY = ["model_config.d_model=16", "model_config.num_layers=1", "train.batch_size=8",
         "train.train_lengths=[1,8]", "train.log_every=5", "train.early_stop.every=0",
         "eval.lengths=1-8,12", "eval.samples=4"]
-
-
-def sets(items):
-    return [x for s in items for x in ("--set", s)]
 
 
 @pytest.fixture(scope="module")

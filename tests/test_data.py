@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_user_error
+from helpers import assert_user_error, sets
 from pntm import tasks
 from pntm.cli import main
 from pntm.data import format_lengths, load_jsonl
@@ -23,10 +23,6 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 
 TINY = ["model_config.d_model=16", "model_config.num_layers=1", "train.batch_size=8",
         "train.log_every=5", "train.early_stop.every=0", "eval.samples=4"]
-
-
-def sets(items):
-    return [x for s in items for x in ("--set", s)]
 
 
 def write_lines(path, lines):

@@ -6,6 +6,7 @@ import json
 
 import torch
 import yaml
+from helpers import sets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,9 +59,8 @@ def check_outcome(code, err, out):
 @given(key=keys, text=value_texts)
 def test_any_set_is_a_clean_run_or_one_error_line(tmp_path, capsys, key, text):
     out = tmp_path / f"run{next(COUNTER)}"
-    sets = [x for item in [*BASE, f"{key}={text}"] for x in ("--set", item)]
     code = main(["train", "--task", "parity", "--model", "lstm", "--steps", "1",
-                 "--out", str(out), *sets])
+                 "--out", str(out), *sets([*BASE, f"{key}={text}"])])
     check_outcome(code, capsys.readouterr().err, out)
 
 
@@ -83,8 +83,7 @@ def test_any_jsonl_file_is_a_clean_run_or_one_error_line(tmp_path, capsys, body)
     n = next(COUNTER)
     data, out = tmp_path / f"data{n}.jsonl", tmp_path / f"run{n}"
     data.write_text("\n".join(body) + "\n", encoding="utf-8", errors="surrogatepass")
-    sets = [x for item in BASE if not item.startswith("train.train_lengths")
-            for x in ("--set", item)]
+    flags = sets(item for item in BASE if not item.startswith("train.train_lengths"))
     code = main(["train", "--data", str(data), "--model", "lstm", "--steps", "1",
-                 "--out", str(out), *sets])
+                 "--out", str(out), *flags])
     check_outcome(code, capsys.readouterr().err, out)

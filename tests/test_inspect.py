@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import sets
 
 from pntm.cli import main
 from pntm.models import build_model, get_model_class
@@ -26,10 +27,6 @@ TINY_MODELS = {
                     "model_config.d_ff=16"],
 }
 TRAIN = ["train.batch_size=4", "train.early_stop.every=0", "train.eval_at_end=false"]
-
-
-def sets(items):
-    return [x for s in items for x in ("--set", s)]
 
 
 @pytest.mark.parametrize("model", TINY_MODELS)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from helpers import assert_user_error
+from helpers import assert_user_error, sets
 from pntm.cli import main
 from pntm.tools.sweep import parse_lrs, run_name
 
@@ -15,7 +15,7 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 TINY = ["model_config.d_model=8", "model_config.num_layers=1", "train.batch_size=4",
         "train.train_lengths=[1,3]", "train.early_stop.every=0", "eval.lengths=2,4",
         "eval.samples=4", "eval.validation_lengths=5-6"]
-SETS = [x for s in TINY for x in ("--set", s)] + ["--steps", "3"]
+SETS = sets(TINY) + ["--steps", "3"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import sets
 
 from pntm import config as config_lib
 from pntm.cli import main
@@ -21,7 +22,7 @@ torch.set_num_threads(1)  # tiny models; the machine is shared
 TINY = ["model_config.d_model=8", "model_config.num_layers=1", "train.batch_size=4",
         "train.train_lengths=[1,3]", "train.early_stop.every=0", "eval.lengths=2,4",
         "eval.samples=4", "eval.validation_lengths=5-6"]
-SETS = [x for s in TINY for x in ("--set", s)] + ["--steps", "3"]
+SETS = sets(TINY) + ["--steps", "3"]
 
 
 def sweep(out, tasks="parity,copy", seeds="0,1", extra=()):
@@ -149,10 +150,10 @@ def test_ray_executor(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child pids from /proc")
 def test_sigterm_stops_the_workers_and_the_run_resumes(tmp_path):
     out = tmp_path / "grid"
-    sets = [x for s in TINY + ["train.checkpoint_every=50"] for x in ("--set", s)]
+    flags = sets(TINY + ["train.checkpoint_every=50"])
     sweep = subprocess.Popen([sys.executable, "-m", "pntm.cli", "sweep", "--tasks", "parity",
                               "--models", "lstm", "--seeds", "0", "--out", str(out),
-                              "--workers", "1", *sets, "--steps", "1000000"],
+                              "--workers", "1", *flags, "--steps", "1000000"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "parity-lstm-s0" / "metrics.jsonl"
     deadline = time.monotonic() + 120

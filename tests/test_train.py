@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from helpers import assert_user_error
+from helpers import assert_user_error, sets
 from safetensors.torch import load_file
 
 from pntm import config as config_lib
@@ -96,17 +96,16 @@ def test_summary_metrics():
 def test_extending_a_finished_run_equals_a_straight_run(tmp_path, capsys):
     """`pntm train` 20 steps, then `pntm train --out RUN --steps 40` == 40 steps at once (with
     schedules that do not depend on the step budget: a constant learning rate, no curriculum)."""
-    sets = [x for s in [*TINY, "train.lr_schedule=constant", "train.curriculum=0",
-                        "train.eval_at_end=false"]
-            for x in ("--set", s)]
+    flags = sets([*TINY, "train.lr_schedule=constant", "train.curriculum=0",
+                  "train.eval_at_end=false"])
     resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
     assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "20",
-                 "--out", resumed, *sets]) == 0
+                 "--out", resumed, *flags]) == 0
     assert torch.load(os.path.join(resumed, "train_state.pt"), weights_only=True)["step"] == 20
     assert main(["train", "--out", resumed, "--steps", "40"]) == 0
     assert "resuming at step 20/40" in capsys.readouterr().err
     assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "40",
-                 "--out", straight, *sets]) == 0
+                 "--out", straight, *flags]) == 0
     assert_same_weights(resumed, straight)
     assert metrics_without_time(resumed) == metrics_without_time(straight)
 
@@ -285,7 +284,7 @@ def test_a_run_extended_past_its_schedule_equals_the_shorter_run_up_to_there(tmp
 
 
 def pntm_cli_sets(*extra):
-    return [x for s in [*PNTM_TINY, "train.curriculum=0.7", *extra] for x in ("--set", s)]
+    return sets([*PNTM_TINY, "train.curriculum=0.7", *extra])
 
 
 def test_a_finished_run_extended_at_a_late_decaying_rate_equals_the_extended_config(

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_user_error
+from helpers import assert_user_error, sets
 from pntm.runs import RunDir
 
 TINY = ["model_config.d_model=8", "model_config.num_layers=1", "train.batch_size=4",
         "train.train_lengths=[1,4]", "train.log_every=1", "train.early_stop.every=0",
         "train.checkpoint_every=1", "eval.lengths=1-4", "eval.samples=2"]
-SETS = [x for s in TINY for x in ("--set", s)]
+SETS = sets(TINY)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                       os.environ.get("PYTHONPATH", "")])}

@@ -36,9 +36,9 @@ Extending a run (``pntm train --out RUN --steps N``) changes its budget, never a
 already trained: the schedules that span the budget (``schedule_span``: the curriculum and the
 model's own) stay pinned to the span the run was started with, and the learning-rate keys
 (``RATE_KEYS``) may be set anew only where the rate of every trained step stays the same
-(without them a cosine rate spans the new budget, ``resumed_config``). So
-a finished 4,000-step run at a constant rate, extended to 8,000 with a cosine held to step
-4,000, is the run a fresh 8,000-step config with ``schedule_steps: 4000`` makes (tested).
+(without them a cosine rate spans the new budget, ``resumed_config``). So a finished
+4,000-step run at a constant rate, extended to 8,000 with a cosine held to step 4,000, is the
+run a fresh 8,000-step config with ``schedule_steps: 4000`` makes (tested).
 
 Entry points: ``start_run(out_dir, config)`` creates a run directory, ``train_run(out_dir)``
 trains it (from scratch or from its last checkpoint), ``train(config, out_dir)`` does both.
