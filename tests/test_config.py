@@ -133,3 +133,19 @@ def test_the_shipped_content_head_does_not_retrieve_untrained(content_match, ret
         assert hits >= 0.95 * prompts
     else:
         assert hits <= 0.3 * prompts, hits
+
+
+def test_a_shipped_schedule_span_scales_with_the_budget_asked(monkeypatch):
+    """A shipped config that trains on past its schedules keeps their share of any budget that
+    --steps or --set train.steps asks for (4,000 of 8,000 -> 250 of 500); a span the user
+    sets is kept, and a config without one (span 0 = steps) is untouched."""
+    shipped = {"train": {"steps": 8000, "schedule_steps": 4000}}
+    monkeypatch.setattr(config_lib, "package_config", lambda model: shipped)
+    span = lambda **kw: config_lib.build_config("parity", "lstm", **kw)["train"]["schedule_steps"]
+    assert span() == 4000
+    assert span(steps=500) == 250 and span(steps=3) == 2 and span(steps=1) == 1
+    assert span(sets=["train.steps=12000"]) == 6000
+    assert span(steps=500, sets=["train.schedule_steps=100"]) == 100
+    assert span(steps=500, sets=["train.schedule_steps=0"]) == 0
+    monkeypatch.setattr(config_lib, "package_config", lambda model: {})
+    assert span(steps=500) == 0

@@ -11,8 +11,9 @@ A config is a nested dict::
 Layers, later ones winning: ``DEFAULTS`` (with the model's own defaults), the package's
 ``configs/{model}.yaml`` (one per model, the same for every task: no shipped config knows the
 task it trains on), the user's ``--config FILE``, each ``--set``, then the ``--steps`` /
-``--seed`` flags. Every key is checked against the defaults, so a typo is an error rather than
-a silently ignored setting.
+``--seed`` flags (a shipped ``schedule_steps`` keeps its share of the budget these ask for:
+:func:`_schedule_for_budget`). Every key is checked against the defaults, so a typo is an error
+rather than a silently ignored setting.
 
 Checks: :mod:`pntm.config_checks` (every key's type, each value's range, each model's own
 values), and, when a run starts, the memory one training step needs against the machine's
@@ -145,6 +146,7 @@ def build_config(task: str | None = None, model: str | None = None, *,
         if not isinstance(user.get(key), str) or not user[key]:
             raise ConfigError(f"no {key} given (use --{key} or set {key} in --config)")
     base = merge(defaults_for(user["model"]), package_config(user["model"]))
+    base = _schedule_for_budget(base, user.get("train"))
     user = upgraded(user)  # e.g. the config.yaml of a run made before a key was renamed
     if data is None:
         task = tasks.get_task(user["task"])  # an unknown task fails here, with the list of tasks
@@ -154,6 +156,24 @@ def build_config(task: str | None = None, model: str | None = None, *,
     cfg["data"] = dict(data)
     cfg["train"]["train_lengths"] = [lengths[0], lengths[-1]]
     return validate(cfg)
+
+
+def _schedule_for_budget(base: dict, user_train) -> dict:
+    """``base`` with its ``train.schedule_steps`` scaled to the budget the user asks for.
+
+    Decision: a shipped config that trains on past its schedules (``schedule_steps`` S of
+    ``steps`` B) keeps that share at any other budget N asked with ``--steps`` or ``--set
+    train.steps`` (S * N / B, rounded, at least 1), as its fractional schedules (curriculum,
+    relax, anneal, the rate's decay start) scale with the budget; ``--steps 500`` is the same
+    config on a shorter budget, not an error. A ``schedule_steps`` the user sets is kept."""
+    span, budget = base["train"]["schedule_steps"], base["train"]["steps"]
+    if not isinstance(user_train, dict) or "schedule_steps" in user_train or not span:
+        return base
+    steps = user_train.get("steps", budget)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1 or steps == budget:
+        return base  # a bad value is validate()'s to report
+    scaled = max(1, round(span * steps / budget))
+    return merge(base, {"train": {"schedule_steps": scaled}})
 
 
 def fit_lengths(cfg: dict, task: tasks.Task) -> dict:
