@@ -261,7 +261,8 @@ def test_schedule_steps_by_hand():
 PNTM_TINY = ["model_config.d_model=16", "model_config.d_ff=16", "model_config.memory_width=8",
              "model_config.states=4", "train.batch_size=4", "train.train_lengths=[1,8]",
              "train.log_every=5", "train.checkpoint_every=5", "train.warmup_steps=2",
-             "train.early_stop.every=0", "train.eval_at_end=false"]
+             "train.early_stop.every=0", "train.eval_at_end=false",
+             "train.schedule_steps=0"]  # the schedules span the whole (tiny) budget
 
 
 def test_a_run_extended_past_its_schedule_equals_the_shorter_run_up_to_there(tmp_path):
