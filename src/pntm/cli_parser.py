@@ -79,8 +79,9 @@ def _add_train(sub, handlers: dict[str, Handler]) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set train.lr=3e-4 (repeatable; "
                    "resuming a run, only train.lr_schedule, lr_decay_start, min_lr_ratio)")
-    p.add_argument("--steps", type=positive_int, help="training steps (extends a finished run; "
-                   "its schedules keep their span)")
+    p.add_argument("--steps", type=positive_int, help="training steps (a new run: a shipped "
+                   "schedule_steps keeps its share of them; a finished run: extends it, its "
+                   "schedules keep their span)")
     p.add_argument("--seed", type=non_negative_int, help="run seed (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/TASK-MODEL-sSEED)")
