@@ -170,7 +170,7 @@ def _schedule_for_budget(base: dict, user_train) -> dict:
     if not isinstance(user_train, dict) or "schedule_steps" in user_train or not span:
         return base
     steps = user_train.get("steps", budget)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1 or steps == budget:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         return base  # a bad value is validate()'s to report
     scaled = max(1, round(span * steps / budget))
     return merge(base, {"train": {"schedule_steps": scaled}})
