@@ -393,6 +393,65 @@ def test_restore_best_without_checks_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+ROLLBACK = [*RESTORE[:3], "train.early_stop.rollback=0.5"]
+
+
+def state_of(run_dir):
+    return torch.load(run_dir / "train_state.pt", weights_only=True)
+
+
+def test_rollback_puts_the_best_checks_weights_and_optimizer_back(tmp_path, monkeypatch):
+    """Checks at 10, 20, 30 score 0.5, 0.9, 0.3: 0.3 < 0.5 * 0.9, so after step 30 the model and
+    the optimizer are those of step 20, as a 20-step run (constant rate, no curriculum) leaves
+    them. Scores 0.9, 0.5, 0.5, 0.2: the drops to 0.5 (not below 0.45) do not roll back, 0.2
+    does, to step 10. Training goes on from the step of the rollback with batches of its own."""
+    scripted_checks(monkeypatch, [0.5, 0.9, 0.3])
+    start_run(tmp_path / "a", tiny_config(40, *ROLLBACK))
+    assert train_run(tmp_path / "a", stop_at=30, quiet=True) is None
+    scripted_checks(monkeypatch, [0.5, 0.9])
+    train(tiny_config(20, *ROLLBACK), tmp_path / "b", quiet=True)
+    a, b = state_of(tmp_path / "a"), state_of(tmp_path / "b")
+    assert a["step"] == 30 and a["rollbacks"] == [[30, 20]] and b["rollbacks"] == []
+    for key, value in b["model"].items():
+        assert torch.equal(a["model"][key], value), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key, moments in b["optimizer"]["state"].items():
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["optimizer"]["state"][key][name], moments[name]), (key, name)
+    scripted_checks(monkeypatch, [0.9, 0.5, 0.5, 0.2])
+    train(tiny_config(40, *ROLLBACK), tmp_path / "c", quiet=True)
+    assert state_of(tmp_path / "c")["rollbacks"] == [[40, 10]]
+
+
+def test_rollback_survives_a_resume_and_is_reported(tmp_path, monkeypatch):
+    """Stopped at step 30 (just after a rollback) and at 40, resumed: the same weights and the
+    same rollbacks as an uninterrupted run, listed in eval.json."""
+    scores = [0.5, 0.9, 0.3, 0.8, 0.2]
+    cfg = tiny_config(50, *ROLLBACK)
+    scripted_checks(monkeypatch, scores)
+    start_run(tmp_path / "a", cfg)
+    assert train_run(tmp_path / "a", stop_at=30, quiet=True) is None
+    scripted_checks(monkeypatch, scores[3:])
+    assert train_run(tmp_path / "a", quiet=True)["rollbacks"] == [[30, 20], [50, 20]]
+    scripted_checks(monkeypatch, scores)
+    report = train(cfg, tmp_path / "b", quiet=True)
+    assert report["rollbacks"] == [[30, 20], [50, 20]]
+    assert json.loads((tmp_path / "b" / "eval.json").read_text())["rollbacks"] == [[30, 20],
+                                                                                 [50, 20]]
+    assert_same_weights(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("extra, key, text", [
+    (["train.early_stop.rollback=1.5"], "train.early_stop.rollback", "[0, 1)"),
+    (["train.early_stop.rollback=0.5", "train.early_stop.every=0"], "train.early_stop.rollback",
+     "every > 0"),
+])
+def test_bad_rollback_is_one_line(tmp_path, capsys, extra, key, text):
+    assert_user_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--out",
+                               str(tmp_path / "run"), *sets(extra)], key, text)
+    assert not (tmp_path / "run").exists()
+
+
 def test_snapshots_keep_every_nth_steps_weights_and_change_nothing(tmp_path):
     fixed = ["train.lr_schedule=constant", "train.curriculum=0", "train.eval_at_end=false"]
     train(tiny_config(30, *fixed, "train.snapshot_every=10"), tmp_path / "a", quiet=True)

@@ -81,6 +81,8 @@ DEFAULTS: dict[str, Any] = {
             #                           of a curriculum or of relaxed heads: the final model)
             "seed": 4321,             # its own examples, distinct from the eval set
             "restore_best": False,    # evaluate the weights of the best check, not the last
+            "rollback": 0.0,          # a check below this fraction of the best check's score
+            #                           puts the best check's weights and optimizer back; 0 = off
         },
         "eval_at_end": True,
         "tensorboard": False,         # also log metrics to RUN_DIR/tensorboard (optional extra)

@@ -129,6 +129,11 @@ def _check_values(cfg: dict) -> None:
     _check_seed(es["seed"], "train.early_stop.seed")
     _require(not es["restore_best"] or es["every"] > 0, "train.early_stop.restore_best",
              "needs the checks it chooses among: train.early_stop.every > 0")
+    _require(0 <= es["rollback"] < 1, "train.early_stop.rollback",
+             f"must be in [0, 1) (a fraction of the best check's score; 0: off), got "
+             f"{es['rollback']!r}")
+    _require(not es["rollback"] or es["every"] > 0, "train.early_stop.rollback",
+             "needs the checks it compares: train.early_stop.every > 0")
     if es["lengths"] is not None:
         outside = [n for n in lengths_from(es["lengths"], "train.early_stop.lengths")
                    if not lo_hi[0] <= n <= lo_hi[1]]
