@@ -149,3 +149,19 @@ def test_bookkeeping_keys_are_not_changes(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg))
     rows = {row["name"]: row for row in build_ablation(str(variants), str(base), "c")["rows"]}
     assert rows["one-layer"]["changes"] == ["layers 2 → 1"]
+
+
+def test_a_nested_change_names_its_key(tmp_path):
+    """A change inside a table (``train.early_stop``) names that key, not the whole table, and
+    a key added to the table's defaults since a run was made is not a change."""
+    variants, base = folders(tmp_path)
+    path = variants / "one-layer" / "copy-pntm-s0" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"]["early_stop"]["start"] = 0.5
+    path.write_text(yaml.safe_dump(cfg))
+    old = base / "copy-pntm-s0" / "config.yaml"
+    cfg = yaml.safe_load(old.read_text())
+    del cfg["train"]["early_stop"]["rollback"]  # a run made before the key existed
+    old.write_text(yaml.safe_dump(cfg))
+    rows = {row["name"]: row for row in build_ablation(str(variants), str(base), "c")["rows"]}
+    assert rows["one-layer"]["changes"] == ["layers 2 → 1", "early_stop.start 0.35 → 0.5"]

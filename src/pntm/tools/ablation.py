@@ -59,10 +59,18 @@ BOOKKEEPING = {"train.log_every", "train.checkpoint_every", "train.snapshot_ever
 def _config(runs_dir: Path, run: str) -> dict:
     """The run's compared keys, from its validated config (``RunDir.load_config``: keys
     renamed since the run was made under their current names, missing ones at their
-    defaults), as ``section.key``."""
+    defaults), as ``section.key``; a nested table's keys one by one (``train.early_stop.start``),
+    so a change names the key that changed, not the whole table."""
     cfg = RunDir(runs_dir / run).load_config()
-    return {f"{section}.{k}": v for section in COMPARED for k, v in cfg[section].items()
-            if f"{section}.{k}" not in BOOKKEEPING}
+    return {key: v for section in COMPARED for key, v in _flat(cfg[section], section).items()
+            if key not in BOOKKEEPING}
+
+
+def _flat(table: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in table.items():
+        out.update(_flat(v, f"{prefix}.{k}") if isinstance(v, dict) else {f"{prefix}.{k}": v})
+    return out
 
 
 def config_changes(base: dict, variant: dict) -> list[str]:
