@@ -87,9 +87,14 @@ def provenance(command: str | None = None) -> dict:
 def determinism() -> dict:
     """What a bitwise rerun must match besides code, config and seed: torch's intra-op thread
     count (reductions split across threads add in another order, so a CPU run reproduces to
-    the digit only with the same count) and the deterministic-algorithm switches."""
+    the digit only with the same count), the instruction set ATen's CPU kernels run with
+    (``AVX512``, ``AVX2``, ...: vectors of another width add in another order too; settable
+    with the ``ATEN_CPU_CAPABILITY`` environment variable) and the deterministic-algorithm
+    switches. Recorded since two runs of one config and seed on two machines parted in the
+    7th digit of the loss at step 50 (RESULTS.md, "Rolling back a collapse")."""
     return {
         "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
