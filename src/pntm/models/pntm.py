@@ -127,8 +127,9 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   stack_manipulation and binary_addition (new), and the eleven failing tasks' validation sum
   rose from 424.9 to 471.3 points. At seed 1 ten of those eleven succeed (stack_manipulation:
   98.4% at its worst lengths) and modular_arithmetic_simple is exact to 500 too, which seed 0
-  is not (RESULTS.md, "The shipped config with the work tape"). What the config before them learns is in RESULTS.md ("The
-  shipped config with content landings": seed 0 of the 20 distinct tasks, seeds 1-2 of some;
+  is not (RESULTS.md, "The shipped config with the work tape"). What the config before them
+  learns is in RESULTS.md ("The shipped config with content landings": seed 0 of the 20
+  distinct tasks, seeds 1-2 of some;
   "before content landings": five seeds of the nine tasks that version solves, at least three
   succeeding on each). What each bias is worth (RESULTS.md, the ablation of the config before
   content landings, seed 0 on parity, cycle navigation, reverse and odds_first): without state
