@@ -15,7 +15,6 @@ def test_source_commit_variable_names_the_commit_of_a_copied_tree(monkeypatch):
     assert provenance.git_commit() != "abc1234"
 
 
-
 def test_provenance_records_what_a_bitwise_rerun_must_match():
     """The thread count and ATen's CPU instruction set, which change the order floats add in:
     pinned with ATEN_CPU_CAPABILITY, the record says so."""

@@ -33,6 +33,11 @@ def weights(run_dir):
     return load_file(os.path.join(run_dir, "model.safetensors"))
 
 
+def state_of(run_dir):
+    """The run's training state (train_state.pt)."""
+    return torch.load(os.path.join(run_dir, "train_state.pt"), weights_only=True)
+
+
 def assert_same_weights(a, b):
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
@@ -57,7 +62,7 @@ def test_tiny_run_writes_every_file(tmp_path):
     assert cfg["vocab"][:4] == ["<pad>", "<bos>", "<sep>", "<eos>"]
     assert cfg["train"]["steps"] == 30
     assert report == json.loads((run_dir / "eval.json").read_text())
-    assert torch.load(run_dir / "train_state.pt", weights_only=True)["step"] == 30
+    assert state_of(run_dir)["step"] == 30
 
 
 def test_eval_json_schema(tmp_path):
@@ -101,7 +106,7 @@ def test_extending_a_finished_run_equals_a_straight_run(tmp_path, capsys):
     resumed, straight = str(tmp_path / "resumed"), str(tmp_path / "straight")
     assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "20",
                  "--out", resumed, *flags]) == 0
-    assert torch.load(os.path.join(resumed, "train_state.pt"), weights_only=True)["step"] == 20
+    assert state_of(resumed)["step"] == 20
     assert main(["train", "--out", resumed, "--steps", "40"]) == 0
     assert "resuming at step 20/40" in capsys.readouterr().err
     assert main(["train", "--task", "parity", "--model", "lstm", "--steps", "40",
@@ -115,7 +120,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     cfg = tiny_config(40, "train.eval_at_end=false", "train.checkpoint_every=7")
     start_run(tmp_path / "a", cfg)
     assert train_run(tmp_path / "a", stop_at=20, quiet=True) is None
-    assert torch.load(tmp_path / "a" / "train_state.pt", weights_only=True)["step"] == 20
+    assert state_of(tmp_path / "a")["step"] == 20
     train_run(tmp_path / "a", quiet=True)
     train(cfg, tmp_path / "b", quiet=True)
     assert_same_weights(tmp_path / "a", tmp_path / "b")
@@ -151,7 +156,7 @@ def test_early_stop_after_patience_perfect_checks(tmp_path, monkeypatch):
     cfg = tiny_config(100, "train.early_stop.every=5", "train.early_stop.patience=3",
                       "train.eval_at_end=false")
     train(cfg, tmp_path / "run", quiet=True)
-    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    state = state_of(tmp_path / "run")
     assert state["step"] == 15 and state["early_stopped"]
     assert calls == [list(range(1, 9))] * 3  # the ID lengths only, never OOD
     assert train_run(tmp_path / "run", steps=200, quiet=True) is None  # stays finished
@@ -162,7 +167,7 @@ def test_early_stop_checks_only_from_its_start(tmp_path, monkeypatch):
     cfg = tiny_config(100, "train.early_stop.every=5", "train.early_stop.patience=2",
                       "train.early_stop.start=0.42", "train.eval_at_end=false")
     train(cfg, tmp_path / "run", quiet=True)
-    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    state = state_of(tmp_path / "run")
     assert state["step"] == 50 and state["early_stopped"]  # checks at 45 and 50, none before 42
     assert len(checks) == 2
 
@@ -281,7 +286,7 @@ def test_a_run_extended_past_its_schedule_equals_the_shorter_run_up_to_there(tmp
     assert_same_weights(tmp_path / "short", tmp_path / "long")
     assert metrics_without_time(tmp_path / "short") == metrics_without_time(tmp_path / "long")
     train_run(tmp_path / "long", quiet=True)  # and it trains on to 40, at progress 1
-    assert torch.load(tmp_path / "long" / "train_state.pt", weights_only=True)["step"] == 40
+    assert state_of(tmp_path / "long")["step"] == 40
 
 
 def pntm_cli_sets(*extra):
@@ -364,7 +369,7 @@ def test_restore_best_evaluates_the_best_checks_weights(tmp_path, monkeypatch):
     scripted_checks(monkeypatch, [0.0, 0.0, 0.0])
     train(tiny_config(30, *RESTORE[:2], "train.early_stop.every=10"), tmp_path / "b", quiet=True)
     assert_same_weights(tmp_path / "a", tmp_path / "b")
-    state = torch.load(tmp_path / "a" / "train_state.pt", weights_only=True)
+    state = state_of(tmp_path / "a")
     assert state["step"] == 40 and state["best_check"]["step"] == 30  # training goes on from 40
     assert not torch.equal(state["model"]["to_logits.weight"], weights(tmp_path / "b")["to_logits.weight"])
 
@@ -396,10 +401,6 @@ def test_restore_best_without_checks_is_one_line(tmp_path, capsys):
 ROLLBACK = [*RESTORE[:3], "train.early_stop.rollback=0.5"]
 
 
-def state_of(run_dir):
-    return torch.load(run_dir / "train_state.pt", weights_only=True)
-
-
 def test_rollback_puts_the_best_checks_weights_and_optimizer_back(tmp_path, monkeypatch):
     """Checks at 10, 20, 30 score 0.5, 0.9, 0.3: 0.3 < 0.5 * 0.9, so after step 30 the model and
     the optimizer are those of step 20, as a 20-step run (constant rate, no curriculum) leaves
@@ -424,8 +425,8 @@ def test_rollback_puts_the_best_checks_weights_and_optimizer_back(tmp_path, monk
 
 
 def test_rollback_survives_a_resume_and_is_reported(tmp_path, monkeypatch):
-    """Stopped at step 30 (just after a rollback) and at 40, resumed: the same weights and the
-    same rollbacks as an uninterrupted run, listed in eval.json."""
+    """Stopped at step 30 (just after a rollback) and resumed: the same weights and the same
+    rollbacks as an uninterrupted run, listed in eval.json."""
     scores = [0.5, 0.9, 0.3, 0.8, 0.2]
     cfg = tiny_config(50, *ROLLBACK)
     scripted_checks(monkeypatch, scores)
