@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean results-one-config results-ablation results-chomsky-baselines report
+.PHONY: demo test install clean results-one-config results-ablation results-chomsky-baselines \
+	results-heldout report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +80,26 @@ results-chomsky-baselines: $(STAMP)
 	$(BIN)/pntm sweep --tasks chomsky --models $(BASELINES) --seeds $(SEEDS) \
 	  --out results/chomsky-baselines --workers 2
 	$(BIN)/pntm report results/chomsky-baselines --out RESULTS.md --no-plots
+
+# The shipped P-NTM config on the six held-out tasks of benchmarks/heldout/make_tasks.py (no
+# choice was made on them), fed as JSONL: for each task and seed of HELDOUT_SEEDS, train (it
+# resumes), then evaluate on the task's validation and test files unless eval.json already
+# holds the test file's; then their table in RESULTS.md. Data: build/heldout (not committed;
+# the script makes the same files everywhere, and each run's config.yaml holds their sha256).
+HELDOUT_TASKS ?= count_mod_3 binary_increment majority interleave bitwise_xor repeat_copy
+HELDOUT_SEEDS ?= 0
+HELDOUT_DATA := build/heldout
+results-heldout: $(STAMP)
+	$(BIN)/python benchmarks/heldout/make_tasks.py --out $(HELDOUT_DATA)
+	set -e; for t in $(HELDOUT_TASKS); do for s in $(HELDOUT_SEEDS); do \
+	  d=results/heldout/$$t-pntm-s$$s; data=$(HELDOUT_DATA)/$$t; \
+	  $(BIN)/pntm train --data $$data/train.jsonl --task $$t --model pntm --seed $$s \
+	    --threads 1 --out $$d; \
+	  if ! grep -qs '"file": "'$$data/test.jsonl'"' $$d/eval.json; then \
+	    $(BIN)/pntm eval $$d --split validation --data $$data/validation.jsonl; \
+	    $(BIN)/pntm eval $$d --data $$data/test.jsonl; fi; \
+	done; done
+	$(BIN)/pntm report results/heldout --out RESULTS.md --no-plots
 
 # results/benchmark.json, one plot per task in results/plots/ and the results/grid tables of
 # RESULTS.md, from the eval.json files of the grid (`pntm sweep ... --out results/grid`).
