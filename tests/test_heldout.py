@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pntm import tasks
+from pntm import splits, tasks
+from pntm.config import DEFAULT_EVAL_LENGTHS
 from pntm.data import load_jsonl
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "heldout" / "make_tasks.py"
@@ -74,6 +75,15 @@ def test_lengths_and_counts(heldout):
             wanted = heldout.lengths(task, split)
             assert sorted({len(x) for x, _ in made}) == wanted, (task, split)
             assert len(made) == len(wanted) * heldout.PER_LENGTH[split]
+
+
+def test_length_grids_are_the_protocols(heldout):
+    """The script keeps its own copy of the splits' lengths (it imports nothing of pntm):
+    they must be the library's, so that held-out runs are scored as the built-in tasks are."""
+    low, high = tasks.DEFAULT_TRAIN_LENGTHS
+    assert list(heldout.TRAIN_LENGTHS) == list(range(low, high + 1))
+    assert list(heldout.VALIDATION_LENGTHS) == tasks.parse_lengths(splits.VALIDATION_LENGTHS)
+    assert heldout.TEST_LENGTHS == tasks.parse_lengths(DEFAULT_EVAL_LENGTHS)
 
 
 def test_the_same_examples_every_time(heldout):
