@@ -55,6 +55,44 @@ def test_eval_writes_json_and_prints_table(run_dir, tmp_path, capsys):
     assert report["samples"] == 3 and report["provenance"]["command"].startswith("pntm eval")
 
 
+def test_eval_errors_lists_every_wrong_example(run_dir, tmp_path, capsys):
+    """--errors writes each example decoded wrong (and only those) with its right answer; fed
+    back through --data, the same weights get every one of them wrong again."""
+    report_path, errors = tmp_path / "e.json", tmp_path / "wrong" / "errors.jsonl"
+    assert main(["eval", run_dir, "--lengths", "3,9-10", "--samples", "8", "--json",
+                 str(report_path), "--errors", str(errors)]) == 0
+    rows = json.loads(report_path.read_text())["lengths"]
+    wrong = [json.loads(line) for line in errors.read_text().splitlines()]
+    expected = {r["length"]: round(r["samples"] * (1 - r["sequence_accuracy"])) for r in rows}
+    assert sum(expected.values()) > 0  # ten steps of training: parity is not learned yet
+    assert {n: sum(w["length"] == n for w in wrong) for n in expected} == expected
+    parity = tasks.get_task("parity")
+    for w in wrong:
+        assert len(w["input"]) == w["length"]
+        assert tuple(w["target"]) == parity.solve(w["input"])
+        assert len(w["output"]) == len(w["target"]) + 1
+        assert w["output"] != [*w["target"], tasks.EOS]
+    assert f"{len(wrong)} examples decoded wrong" in capsys.readouterr().out
+
+    again = tmp_path / "again.json"
+    assert main(["eval", run_dir, "--data", str(errors), "--json", str(again)]) == 0
+    assert all(r["sequence_accuracy"] == 0.0 for r in json.loads(again.read_text())["lengths"])
+
+
+def test_eval_errors_bad_path(capsys, run_dir, tmp_path):
+    """A path the file cannot be written to fails before the evaluation writes anything."""
+    report = tmp_path / "e.json"
+    assert_user_error(capsys, ["eval", run_dir, "--json", str(report), "--errors",
+                               str(tmp_path)], "--errors", "is a directory")
+    (tmp_path / "file").write_text("x")
+    assert_user_error(capsys, ["eval", run_dir, "--json", str(report), "--errors",
+                               str(tmp_path / "file" / "errors.jsonl")], "--errors",
+                      "not a directory")
+    assert not report.exists()
+    assert_user_error(capsys, ["eval", str(Path(run_dir).parent), "--errors",
+                               str(tmp_path / "x.jsonl")], "--errors", "for one run")
+
+
 def test_generate_prints_an_answer(run_dir, capsys):
     for prompt in ["0110", "0 1 1"]:  # one token per character, or whitespace-separated
         assert main(["generate", run_dir, prompt]) == 0

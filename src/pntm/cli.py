@@ -13,6 +13,7 @@ fails at once, and a set-up that fails leaves the directory as it was.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pntm import config as config_lib
 from pntm import tasks
@@ -122,7 +123,8 @@ def cmd_eval(args, argv: list[str]) -> int:
     if args.lengths is not None:
         tasks.parse_lengths(args.lengths)  # a bad spec fails before any loading
     if is_run_folder_collection(args.run_dir):
-        given = [flag for flag, value in (("--json", args.json), ("--data", args.data)) if value]
+        given = [flag for flag, value in (("--json", args.json), ("--data", args.data),
+                                          ("--errors", args.errors)) if value]
         if given:
             raise PntmError(f"{', '.join(given)}: for one run, not a folder of runs")
         return evaluate_folder(args.run_dir, args.split, device=device, lengths=args.lengths,
@@ -133,9 +135,23 @@ def cmd_eval(args, argv: list[str]) -> int:
         if cfg["data"] is None:  # so do lengths the run's task cannot produce
             tasks.get_task(cfg["task"]).check_lengths(tasks.parse_lengths(args.lengths),
                                                       "--lengths")
+    if args.errors is not None:
+        _check_output_file(args.errors, "--errors")
     evaluate_run(args.run_dir, lengths=args.lengths, samples=args.samples, json_path=args.json,
-                 device=device, command=command_line(argv), data=args.data, split=args.split)
+                 device=device, command=command_line(argv), data=args.data, split=args.split,
+                 errors=args.errors)
     return 0
+
+
+def _check_output_file(path: str, flag: str) -> None:
+    """A file an evaluation will write at its end: fail now, before the evaluation, if it is a
+    directory or its nearest existing parent is not one."""
+    target = Path(path)
+    if target.is_dir():
+        raise PntmError(f"{flag} {path}: is a directory, not a file")
+    parent = next((p for p in target.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise PntmError(f"{flag} {path}: {parent} is not a directory")
 
 
 def cmd_generate(args, argv: list[str]) -> int:

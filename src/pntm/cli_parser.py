@@ -105,6 +105,8 @@ def _add_eval(sub, handlers: dict[str, Handler]) -> None:
     p.add_argument("--data", metavar="TEST.jsonl", help="evaluate on the examples of a JSONL file, "
                    "per input length (every example unless --samples caps them)")
     p.add_argument("--json", metavar="PATH", help="where to write the report (default RUN_DIR/eval.json)")
+    p.add_argument("--errors", metavar="PATH", help="also write every example decoded wrong to "
+                   "this JSON Lines file (length, input, target, output), which `--data` reads")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
 
 

@@ -35,7 +35,7 @@ from pntm.metrics import evaluate_groups, evaluate_lengths, summarize
 from pntm.models import SequenceModel
 from pntm.provenance import provenance
 from pntm.locks import dir_lock
-from pntm.runs import CONFIG, WEIGHTS, RunDir, atomic_write_json, load_model
+from pntm.runs import CONFIG, WEIGHTS, RunDir, atomic_write_json, atomic_write_text, load_model
 
 
 # --------------------------------------------------------------------------- the report
@@ -65,7 +65,8 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
                  json_path: str | Path | None = None, device=None, command: str | None = None,
                  model: SequenceModel | None = None, extra: dict | None = None,
                  quiet: bool = False, data: str | Path | None = None,
-                 train_dataset: JsonlDataset | None = None, split: str = "test") -> dict:
+                 train_dataset: JsonlDataset | None = None, split: str = "test",
+                 errors: str | Path | None = None) -> dict:
     """Evaluate a run on ``split``, write its file (eval.json for test, eval-validation.json for
     validation, or ``json_path``), print the table; returns the report.
 
@@ -74,6 +75,11 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
     fields to the report. ``quiet`` prints nothing. ``data``: a JSONL file of the split's
     examples (its lengths, every example unless ``samples`` caps them); ``train_dataset``: a JSONL
     run's training file, already loaded. The data is read and checked before the model is loaded.
+    ``errors``: a JSON Lines file to write every example decoded wrong to, one per line (written
+    whole once the evaluation ends; empty when none is wrong): ``{"length", "input", "target",
+    "output"}``, tokens as lists of strings, ``output`` the ``len(target) + 1`` greedy tokens
+    (``<eos>`` included where decoded). Its ``input`` and ``target`` are those of ``--data``
+    files, so the file can be evaluated again with ``pntm eval --data``.
     """
     split = splits.check_split(split)
     run = RunDir(run_dir)
@@ -82,13 +88,13 @@ def evaluate_run(run_dir: str | Path, *, lengths: str | None = None, samples: in
         # already holds the lock); a training run or another eval on it fails this one at once
         with dir_lock(run.path):
             return _evaluate_run(run, lengths, samples, json_path, device, command, model, extra,
-                                 quiet, data, train_dataset, split)
+                                 quiet, data, train_dataset, split, errors)
     return _evaluate_run(run, lengths, samples, json_path, device, command, model, extra, quiet,
-                         data, train_dataset, split)
+                         data, train_dataset, split, errors)
 
 
 def _evaluate_run(run: RunDir, lengths, samples, json_path, device, command, model, extra,
-                  quiet, data, train_dataset, split) -> dict:
+                  quiet, data, train_dataset, split, errors=None) -> dict:
     """The body of :func:`evaluate_run`."""
     cfg = run.load_config()
     vocab = run.vocab(cfg)
@@ -113,17 +119,24 @@ def _evaluate_run(run: RunDir, lengths, samples, json_path, device, command, mod
     show(TABLE_HEADER)
     started = time.perf_counter()
     progress = not quiet and sys.stderr.isatty()
+    wrong: list[dict] = []
+
+    def on_error(length, example, decoded):
+        wrong.append({"length": length, "input": list(example.prompt),
+                      "target": list(example.answer), "output": vocab.decode(decoded)})
+
+    collect = on_error if errors is not None else None
     if source is None:
         task = tasks.get_task(cfg["task"])
         rows = evaluate_lengths(model, task, vocab, length_list, samples, cfg["eval"]["eval_seed"],
                                 cfg["eval"]["batch_size"], device,
                                 on_row=lambda r: show(format_row(r)), progress=progress,
-                                split=split)
+                                split=split, on_error=collect)
     else:
         groups = ((n, dataset.subset(n, samples, cfg["eval"]["eval_seed"])) for n in length_list)
         rows = evaluate_groups(model, vocab, groups, cfg["eval"]["batch_size"], device,
                                on_row=lambda r: show(format_row(r)), progress=progress,
-                               total=len(length_list))
+                               total=len(length_list), on_error=collect)
     id_lengths = tasks.parse_lengths(cfg["data"]["lengths"]) if cfg["data"] is not None else None
     summary = summarize(rows, (lo, hi), id_lengths)
     show(format_summary(summary))
@@ -143,6 +156,11 @@ def _evaluate_run(run: RunDir, lengths, samples, json_path, device, command, mod
     path = Path(json_path) if json_path is not None else run.file(splits.split_file(split))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, report)
+    if errors is not None:
+        errors = Path(errors)
+        errors.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(errors, "".join(json.dumps(w) + "\n" for w in wrong))
+        show(f"{len(wrong)} example{'' if len(wrong) == 1 else 's'} decoded wrong: {errors}")
     return report
 
 

@@ -50,20 +50,23 @@ def answer_token_score(decoded: Sequence[int], answer: Sequence[int],
 
 
 def score_examples(model: SequenceModel, vocab: tasks.Vocab, examples: Sequence[tasks.Example],
-                   batch_size: int, device=None) -> dict:
+                   batch_size: int, device=None, on_error=None) -> dict:
     """Token (EOS included), answer-token (EOS excluded) and sequence accuracy of greedy
-    decoding on ``examples``."""
+    decoding on ``examples``; ``on_error(example, decoded)`` is called for every example whose
+    sequence is wrong, with its ``len(answer) + 1`` decoded token ids."""
     right_tokens = total_tokens = right_sequences = right_answer = counted_answer = 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start: start + batch_size]
         targets = [vocab.encode(ex.answer) + [vocab.eos_id] for ex in chunk]
         decoded = greedy_decode(model, vocab, [ex.prompt for ex in chunk],
                                 [len(t) for t in targets], device)
-        for got, want in zip(decoded, targets):
+        for example, got, want in zip(chunk, decoded, targets):
             right = sum(g == w for g, w in zip(got, want))
             right_tokens += right
             total_tokens += len(want)
             right_sequences += right == len(want)
+            if on_error is not None and right != len(want):
+                on_error(example, got)
             right_a, counted_a = answer_token_score(got, want[:-1], vocab.eos_id)
             right_answer += right_a
             counted_answer += counted_a
@@ -76,26 +79,31 @@ def score_examples(model: SequenceModel, vocab: tasks.Vocab, examples: Sequence[
 def evaluate_lengths(model: SequenceModel, task: tasks.Task, vocab: tasks.Vocab,
                      lengths: Sequence[int], samples: int, eval_seed: int, batch_size: int,
                      device=None, on_row=None, progress: bool = False,
-                     split: str = "test") -> list[dict]:
+                     split: str = "test", on_error=None) -> list[dict]:
     """One row per length: ``{length, samples, token_accuracy, answer_token_accuracy,
-    sequence_accuracy}``, on the examples of ``split`` (pntm.splits)."""
+    sequence_accuracy}``, on the examples of ``split`` (pntm.splits); ``on_error`` as in
+    :func:`evaluate_groups`."""
     if task.max_length is not None and max(lengths) > task.max_length:
         raise PntmError(f"task {task.name} has no examples longer than {task.max_length} "
                         f"(asked for {max(lengths)})")
     groups = ((n, splits.split_examples(task, split, n, samples, eval_seed)) for n in lengths)
     return evaluate_groups(model, vocab, groups, batch_size, device, on_row, progress,
-                           total=len(lengths))
+                           total=len(lengths), on_error=on_error)
 
 
 def evaluate_groups(model: SequenceModel, vocab: tasks.Vocab, groups, batch_size: int,
                     device=None, on_row=None, progress: bool = False,
-                    total: int | None = None) -> list[dict]:
+                    total: int | None = None, on_error=None) -> list[dict]:
     """One row per ``(length, examples)`` of ``groups`` (an iterable, consumed lazily so only
-    one length's examples exist at a time)."""
+    one length's examples exist at a time); ``on_error(length, example, decoded)`` is called for
+    every example decoded wrong (``decoded``: its ``len(answer) + 1`` token ids)."""
     rows = []
     for length, examples in tqdm(groups, desc="eval", unit="length", leave=False, total=total,
                                  disable=not progress):
-        row = {"length": length, **score_examples(model, vocab, examples, batch_size, device)}
+        wrong = None if on_error is None else (
+            lambda example, decoded, n=length: on_error(n, example, decoded))
+        row = {"length": length,
+               **score_examples(model, vocab, examples, batch_size, device, wrong)}
         rows.append(row)
         if on_row:
             on_row(row)
