@@ -1,0 +1,56 @@
+"""Which keys associative recall's wrong answers come from.
+
+Reads a `pntm eval --errors` file of an `associative_recall` run (each line a prompt of n
+groups `k1 k2 k3 v`, then `? q1 q2 q3`; its target and the greedy output) and says, for every
+wrong answer, which stored keys differ from the query in exactly one letter (its *near
+misses*), and whether the wrong digit is the value of one of them, against chance: a wrong
+digit drawn uniformly from the nine other digits would be one of those values with probability
+(their distinct values other than the answer) / 9, summed over the wrong answers:
+
+    python benchmarks/diagnostics/recall_near_misses.py \\
+        results/diagnostics/associative_recall-s1/errors-validation.jsonl
+
+prints one line per wrong answer and a JSON summary (`--json PATH` writes it too). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def near_misses(example: dict) -> dict:
+    tokens, answer, output = example["input"], example["target"][0], example["output"][0]
+    pairs = len(tokens) // 4 - 1
+    keys = [tuple(tokens[4 * i: 4 * i + 3]) for i in range(pairs)]
+    values = [tokens[4 * i + 3] for i in range(pairs)]
+    query = tuple(tokens[-3:])
+    near = [i for i, key in enumerate(keys) if sum(a != b for a, b in zip(key, query)) == 1]
+    return {"pairs": pairs, "query": "".join(query), "answer": answer, "output": output,
+            "near_misses": ["".join(keys[i]) + "=" + values[i] for i in near],
+            "output_is_a_near_miss_value": any(values[i] == output for i in near),
+            "chance": len({values[i] for i in near} - {answer}) / 9}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("errors", help="a `pntm eval --errors` file of associative_recall")
+    parser.add_argument("--json", help="also write the summary here")
+    args = parser.parse_args()
+    rows = [near_misses(json.loads(line)) for line in Path(args.errors).read_text().splitlines()]
+    for r in rows:
+        print(f"{r['pairs']} pairs, query {r['query']}: answer {r['answer']}, output "
+              f"{r['output']}; keys one letter off: {', '.join(r['near_misses']) or 'none'}")
+    summary = {"errors_file": args.errors, "wrong": len(rows),
+               "with_a_near_miss": sum(bool(r["near_misses"]) for r in rows),
+               "output_is_a_near_miss_value": sum(r["output_is_a_near_miss_value"] for r in rows),
+               "expected_by_chance": round(sum(r["chance"] for r in rows), 2),
+               "examples": rows}
+    print(json.dumps({k: v for k, v in summary.items() if k != "examples"}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
