@@ -179,6 +179,20 @@ def test_relaxed_pntm_variant_runs_the_fourier_path():
     assert not any(layer.uses_positions() for layer in relaxed.layers)
 
 
+def test_the_shipped_variant_is_the_shipped_model_hard():
+    """``pntm-shipped`` builds the model of configs/pntm.yaml itself (not the NTM-sized P-NTM
+    with its keys over it), every head hard; ``--set`` still reaches it."""
+    from pntm.config_files import package_config
+
+    shipped = package_config("pntm")["model_config"]
+    assert bench.bench_config("pntm-shipped") == shipped
+    model = bench.bench_model("pntm-shipped").train()
+    assert len(model.layers) == shipped["layers"] and shipped["layers"] != 1
+    assert all(layer.uses_positions() for layer in model.layers)
+    assert bench.bench_config("pntm-shipped", {"states": 8})["states"] == 8
+    assert bench.parameter_count(model) > 2 * bench.parameter_count(bench.bench_model("pntm"))
+
+
 def test_a_step_over_the_limit_is_still_measured_after_its_warm_up():
     """The first (warm-up) call over the limit is not the figure: one untimed call, then the
     median of up to three timed ones."""

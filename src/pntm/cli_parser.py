@@ -169,7 +169,8 @@ def _add_bench(sub, handlers: dict[str, Handler]) -> None:
     p.set_defaults(func=handlers["bench"])
     p.add_argument("--models", metavar="M1,M2", help="comma list of models (default "
                    "pntm,ntm,lstm,transformer,transformer-rand,mamba,deltanet,slstm; with "
-                   "--decode pntm,transformer,mamba,deltanet,slstm); a suffix sets how the "
+                   "--decode pntm,transformer,mamba,deltanet,slstm; pntm is NTM-sized, "
+                   "pntm-shipped the shipped config's model); a suffix sets how the "
                    "training step runs: NAME+compile, NAME+reduce-overhead (torch.compile) or "
                    "NAME+cudagraph (the whole step as one CUDA graph)")
     p.add_argument("--lengths", default="64,256,1024", metavar="T1,T2",

@@ -23,7 +23,8 @@ from pntm.errors import PntmError
 from pntm.runs import atomic_write_text
 
 MODEL_ORDER = ("pntm", "pntm-relaxed", "pntm-write", "pntm-write-relaxed", "pntm-worktape",
-               "ntm", "lstm", "transformer", "transformer-rand", "mamba", "deltanet", "slstm")
+               "pntm-shipped", "ntm", "lstm", "transformer", "transformer-rand", "mamba",
+               "deltanet", "slstm")
 REFERENCE_LENGTH = 256  # time per token is compared with the first length >= this one
 
 
