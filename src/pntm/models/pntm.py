@@ -159,7 +159,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   manipulation 37.0% against 0.5%, associative recall 99.7% against 97.2%,
   binary_multiplication_dm 9.2% against 3.9%, modular_arithmetic_simple 74.6% against 82.3%,
   the other four failing tasks within 2 points (the mean over the eleven 38.6% against
-  21.2%). Cost: a training step 1.4-1.9×, an evaluation pass 1.6× (CPU). A prior that starts
+  21.2%). Cost: a training step 1.4-1.9×, an evaluation pass 1.6× (CPU, training lengths);
+  its gradient over every cell a landing could reach is quadratic in the length, the largest
+  part of the shipped model's step, which is 2.8× the NTM's at length 64 and 5.0× at 1,024
+  (RESULTS.md, "The shipped config's model against the NTM"). A prior that starts
   every landing at the origin (``landing_origin``) learned reverse sooner but lost binary
   addition (0.0%), so it is an option, off.
 * **Tape writer** (``tape_writer``): the write head moves one cell forward per token, never
