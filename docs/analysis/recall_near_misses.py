@@ -7,10 +7,12 @@ misses*), and whether the wrong digit is the value of one of them, against chanc
 digit drawn uniformly from the nine other digits would be one of those values with probability
 (their distinct values other than the answer) / 9, summed over the wrong answers:
 
-    python benchmarks/diagnostics/recall_near_misses.py \\
+    python docs/analysis/recall_near_misses.py \\
         results/diagnostics/associative_recall-s1/errors-validation.jsonl
 
 prints one line per wrong answer and a JSON summary (`--json PATH` writes it too). Stdlib only.
+`ar_errors.py` beside it asks the same of a run on fresh draws of the task; this one reads the
+examples an evaluation split got wrong.
 """
 
 from __future__ import annotations
