@@ -131,10 +131,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   two (seed 1, exact to 500), associative recall at none of two (99.9% and 99.3% test). On
   six held-out tasks defined after it and used for no choice (RESULTS.md, "Held-out tasks"),
   seed 0 is exact to 500 on count_mod_3, binary_increment and majority (seed 1 too),
-  repeat_copy misses at one training length, and interleave and bitwise_xor are not learned. What the config before them
-  learns is in RESULTS.md ("The shipped config with content landings": seed 0 of the 20
-  distinct tasks, seeds 1-2 of some;
-  "before content landings": five seeds of the nine tasks that version solves, at least three
+  repeat_copy misses at one training length, and interleave and bitwise_xor are not learned.
+  What the config before them learns is in RESULTS.md ("The shipped config with content
+  landings": seed 0 of the 20 distinct tasks, seeds 1-2 of some; "before content landings":
+  five seeds of the nine tasks that version solves, at least three
   succeeding on each). What each bias is worth (RESULTS.md, the ablation of the config before
   content landings, seed 0 on parity, cycle navigation, reverse and odds_first): without state
   heads parity, cycle navigation and reverse are not learned; with one layer odds_first is not
