@@ -127,7 +127,7 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   stack_manipulation and binary_addition (new), and the eleven failing tasks' validation sum
   rose from 424.9 to 471.3 points. Over seeds 0-3 (RESULTS.md, "The shipped config with the
   work tape", counts them): nine of those eleven succeed at every seed run (three or four),
-  stack_manipulation at two of four, binary_addition at two of five,
+  stack_manipulation and binary_addition at two of five,
   modular_arithmetic_simple at one of two (seed 1, exact to 500), associative recall at none
   of two (99.9% and 99.3% test). On
   six held-out tasks defined after it and used for no choice (RESULTS.md, "Held-out tasks"),
