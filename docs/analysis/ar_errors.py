@@ -21,7 +21,7 @@ import torch
 
 from pntm.runs import RunDir, load_model
 from pntm.tasks import get_task
-from answers import accuracy_by, answer_guesses  # beside this script
+from answers import accuracy_by, answer_guesses, recall_pairs  # beside this script
 
 run = RunDir(sys.argv[1]); cfg = run.load_config(); vocab, model = load_model(run, cfg)
 model.eval()
@@ -36,11 +36,7 @@ for n in pair_counts:
         prompt, answer = task._prompt_and_answer(n, rng)
         rows.append([vocab.bos_id, *vocab.encode(prompt), vocab.sep_id])
         answers.append(vocab.encode(answer)[0])
-        keys = [tuple(prompt[4 * i:4 * i + 3]) for i in range(n)]
-        digits = [prompt[4 * i + 3] for i in range(n)]
-        query = tuple(prompt[-3:])
-        q = keys.index(query)
-        close = [i for i, k in enumerate(keys) if i != q and sum(a == b for a, b in zip(k, query)) == 2]
+        keys, digits, q, close = recall_pairs(prompt)
         near.append(len(close))
         where.append(5 * q // n)  # q < n: 0..4
         near_digits.append({digits[i] for i in close})

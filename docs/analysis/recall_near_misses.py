@@ -4,15 +4,15 @@ Reads a `pntm eval --errors` file of an `associative_recall` run (each line a pr
 groups `k1 k2 k3 v`, then `? q1 q2 q3`; its target and the greedy output) and says, for every
 wrong answer, which stored keys differ from the query in exactly one letter (its *near
 misses*), and whether the wrong digit is the value of one of them, against chance: a wrong
-digit drawn uniformly from the nine other digits would be one of those values with probability
-(their distinct values other than the answer) / 9, summed over the wrong answers:
+digit drawn from the digits of the other pairs would be a near key's with probability (the
+share of those digits that are), summed over the wrong answers (``ar_errors.py`` beside it
+asks the same of a run on fresh draws of the task, with the same chance; this one reads the
+examples an evaluation split got wrong):
 
     python docs/analysis/recall_near_misses.py \\
         results/diagnostics/associative_recall-s1/errors-validation.jsonl
 
-prints one line per wrong answer and a JSON summary (`--json PATH` writes it too). Stdlib only.
-`ar_errors.py` beside it asks the same of a run on fresh draws of the task; this one reads the
-examples an evaluation split got wrong.
+prints one line per wrong answer and a JSON summary (`--json PATH` writes it too).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ import argparse
 import json
 from pathlib import Path
 
+from answers import recall_pairs  # beside this script
+
 
 def near_misses(example: dict) -> dict:
-    tokens, answer, output = example["input"], example["target"][0], example["output"][0]
-    pairs = len(tokens) // 4 - 1
-    keys = [tuple(tokens[4 * i: 4 * i + 3]) for i in range(pairs)]
-    values = [tokens[4 * i + 3] for i in range(pairs)]
-    query = tuple(tokens[-3:])
-    near = [i for i, key in enumerate(keys) if sum(a != b for a, b in zip(key, query)) == 1]
-    return {"pairs": pairs, "query": "".join(query), "answer": answer, "output": output,
-            "near_misses": ["".join(keys[i]) + "=" + values[i] for i in near],
-            "output_is_a_near_miss_value": any(values[i] == output for i in near),
-            "chance": len({values[i] for i in near} - {answer}) / 9}
+    prompt, answer, output = example["input"], example["target"][0], example["output"][0]
+    keys, digits, q, near = recall_pairs(prompt)
+    near_digits = {digits[i] for i in near}
+    others = [digits[i] for i in range(len(keys)) if i != q]
+    return {"pairs": len(keys), "query": "".join(keys[q]), "answer": answer, "output": output,
+            "near_misses": ["".join(keys[i]) + "=" + digits[i] for i in near],
+            "output_is_a_near_miss_value": output in near_digits,
+            "chance": sum(d in near_digits for d in others) / len(others)}
 
 
 def main() -> None:
