@@ -13,7 +13,7 @@ milliseconds.
 from __future__ import annotations
 
 import argparse
-import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -45,10 +45,10 @@ def main() -> None:
     table = prof.key_averages(group_by_input_shape=True).table(
         sort_by="cpu_time_total", row_limit=args.rows, max_name_column_width=40,
         max_shapes_column_width=80)
-    info = provenance(" ".join(["python", *sys.argv]))
-    head = (f"# {info['command']}\n# commit {info.get('git_commit', '?')[:10]}"
-            f"{' (dirty)' if info.get('git_dirty') else ''}, {platform.platform()}, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} thread(s), three profiled steps\n")
+    info = provenance(shlex.join(["python", *sys.argv]))
+    head = (f"# {info['command']}\n# commit {info['git_commit'][:10]}"
+            f"{' (dirty)' if info['git_dirty'] else ''}, {info['machine']}, torch "
+            f"{info['torch']}, {info['threads']} thread(s), three profiled steps\n")
     Path(args.out).write_text(head + table + "\n")
     print(head + table)
 

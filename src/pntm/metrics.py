@@ -26,6 +26,7 @@ Metrics per length
 
 from __future__ import annotations
 
+import functools
 import statistics
 from typing import Sequence
 
@@ -100,8 +101,7 @@ def evaluate_groups(model: SequenceModel, vocab: tasks.Vocab, groups, batch_size
     rows = []
     for length, examples in tqdm(groups, desc="eval", unit="length", leave=False, total=total,
                                  disable=not progress):
-        wrong = None if on_error is None else (
-            lambda example, decoded, n=length: on_error(n, example, decoded))
+        wrong = None if on_error is None else functools.partial(on_error, length)
         row = {"length": length,
                **score_examples(model, vocab, examples, batch_size, device, wrong)}
         rows.append(row)
