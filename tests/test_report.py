@@ -208,16 +208,13 @@ def test_validation_ties_go_to_answer_tokens_then_the_lower_seed(runs, tmp_path)
     assert a["selected_seed"] == 2 and a["validation_sequence_accuracy"] == pytest.approx(0.9)
 
 
-def test_the_learning_rate_is_chosen_on_mean_validation_then_the_seed(tmp_path):
-    """lr 1e-3 has the single best validation seed (100%) but the lower mean (60%); lr 3e-4 has
-    the higher mean (80%): 3e-4 is chosen, then its best seed; the cohort is its seeds."""
-    root = tmp_path / "runs"
-    table = {("1e-3", 0): (1.0, 1.0), ("1e-3", 1): (0.2, 0.2), ("3e-4", 0): (0.7, 0.7),
-             ("3e-4", 1): (0.9, 0.9)}
+def write_lr_runs(root, table, perfect=()):
+    """copy-lstm runs named by (lr, seed), each with a validation of the scores in ``table``
+    (one per length) and a test that is exact only for the (lr, seed) in ``perfect``."""
     for (lr, seed), val in table.items():
         name = f"copy-lstm-lr{lr}-s{seed}"
         (root / name).mkdir(parents=True)
-        seq = (1, 1, 1, 1, 1, 1, 1) if (lr, seed) == ("3e-4", 0) else (1, 1, 1, 1, 1, 1, 0.5)
+        seq = (1, 1, 1, 1, 1, 1, 1) if (lr, seed) in perfect else (1, 1, 1, 1, 1, 1, 0.5)
         e = fake_eval("copy", "lstm", seed, seq, (1, 1, 1), 10)
         e["lr"] = float(lr)
         (root / name / "eval.json").write_text(json.dumps(e))
@@ -225,12 +222,35 @@ def test_the_learning_rate_is_chosen_on_mean_validation_then_the_seed(tmp_path):
             {"length": 41 + i, "samples": 4, "sequence_accuracy": x, "token_accuracy": x,
              "answer_token_accuracy": x} for i, x in enumerate(val)]}
         (root / name / "eval-validation.json").write_text(json.dumps(v))
+    return root
+
+
+def test_the_learning_rate_is_chosen_on_mean_validation_then_the_seed(tmp_path):
+    """lr 1e-3 has the single best validation seed (100%) but the lower mean (60%); lr 3e-4 has
+    the higher mean (80%): 3e-4 is chosen, then its best seed; the cohort is its seeds."""
+    table = {("1e-3", 0): (1.0, 1.0), ("1e-3", 1): (0.2, 0.2), ("3e-4", 0): (0.7, 0.7),
+             ("3e-4", 1): (0.9, 0.9)}
+    root = write_lr_runs(tmp_path / "runs", table, perfect=[("3e-4", 0)])
     a = aggregate(report(root, tmp_path), "copy", "lstm")
     assert a["selected_lr"] == pytest.approx(3e-4) and a["selected_seed"] == 1
     assert a["lrs"] == [pytest.approx(3e-4), pytest.approx(1e-3)]
     assert a["seeds"] == [0, 1] and a["succeeding"] == 1 and a["n_seeds"] == 2
     text = (tmp_path / "R.md").read_text()
     assert "| copy | lstm | 1/2 | 1, lr 3e-4 | 90.0 | 83.3 |" in text  # (1 + 1 + 0.5) / 3
+
+
+def test_learning_rates_are_compared_on_the_seeds_they_share(tmp_path):
+    """1e-3 at seeds 0-2 (100%, 100%, 10%: mean 70%) against 3e-4 at seeds 0-1 (90%, 90%):
+    over their common seeds 0-1, 1e-3 has 100% against 90%, so it is chosen, though its mean
+    over all its seeds is lower; its cohort is still all three seeds. Rates that share no
+    seed are compared on their own seeds."""
+    table = {("1e-3", 0): (1.0,), ("1e-3", 1): (1.0,), ("1e-3", 2): (0.1,),
+             ("3e-4", 0): (0.9,), ("3e-4", 1): (0.9,)}
+    a = aggregate(report(write_lr_runs(tmp_path / "paired", table), tmp_path), "copy", "lstm")
+    assert a["selected_lr"] == pytest.approx(1e-3) and a["seeds"] == [0, 1, 2]
+    table = {("1e-3", 0): (0.5,), ("3e-4", 1): (0.6,)}
+    a = aggregate(report(write_lr_runs(tmp_path / "apart", table), tmp_path), "copy", "lstm")
+    assert a["selected_lr"] == pytest.approx(3e-4) and a["selected_seed"] == 1
 
 
 def test_success_needs_every_test_length_at_99_percent():

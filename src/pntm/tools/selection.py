@@ -10,9 +10,11 @@ The protocol (``pntm report`` and the summary of ``pntm sweep``; splits: :mod:`p
   describe other weights). A run without them (every run made before the splits existed) is
   never chosen; ``pntm eval FOLDER --split validation`` measures them from the saved weights.
 - **Learning rate**: the selectable runs of a (task, model) are grouped by ``train.lr``; the
-  learning rate with the highest mean validation score over its seeds is chosen (ties: higher
-  mean validation answer-token accuracy, then the larger learning rate). Averaging over seeds
-  makes it a choice of configuration, not of a lucky seed.
+  learning rate with the highest mean validation score is chosen (ties: higher mean validation
+  answer-token accuracy, then the larger learning rate). The means are taken over the seeds
+  that every rate has run (paired), so that a rate run at more seeds is not judged on seeds
+  the others lack; only when the rates share no seed, over each rate's own seeds. Averaging
+  over seeds makes it a choice of configuration, not of a lucky seed.
 - **Seed**: within that learning rate, the run with the highest validation score (ties: higher
   validation answer-token accuracy, then the lower seed).
 - A (task, model) without any selectable run is **not selectable**: no seed is chosen and no
@@ -118,8 +120,11 @@ def choose(runs: list[dict], select: str = "validation") -> dict:
     for r in ok:
         by_lr.setdefault(r["lr"], []).append(r)
 
+    # the seeds every rate has run: the means compare the rates on the same seeds
+    common = set.intersection(*({r["seed"] for r in group} for group in by_lr.values()))
+
     def lr_rank(lr):
-        group = by_lr[lr]
+        group = [r for r in by_lr[lr] if r["seed"] in common] or by_lr[lr]
         answer = [r["validation"]["answer_token_accuracy"] for r in group]
         return (statistics.fmean(r["validation"]["sequence_accuracy"] for r in group),
                 statistics.fmean(answer) if None not in answer else -1.0, _or(lr, -1.0))
