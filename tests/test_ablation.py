@@ -11,7 +11,7 @@ from helpers import assert_user_error
 from pntm import config as config_lib
 from pntm import tasks
 from pntm.cli import main
-from pntm.tools.ablation import build_ablation, config_changes, write_ablation
+from pntm.tools.ablation import build_ablation, config_changes, render, write_ablation
 
 LENGTHS = (1, 2, 8, 16)  # 1 and 2 are in the training range [1, 2]
 
@@ -165,3 +165,24 @@ def test_a_nested_change_names_its_key(tmp_path):
     old.write_text(yaml.safe_dump(cfg))
     rows = {row["name"]: row for row in build_ablation(str(variants), str(base), "c")["rows"]}
     assert rows["one-layer"]["changes"] == ["layers 2 → 1", "early_stop.start 0.35 → 0.5"]
+
+
+def test_a_difference_only_some_runs_have_is_listed_apart(tmp_path):
+    """The change column holds what every run of a variant changed; a base run made with
+    another setting (here parity seed 1's base trained 4,000 steps) is named below the table
+    with its own difference, not folded into the variant's change."""
+    variants, base = folders(tmp_path)
+    path = base / "parity-pntm-s1" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"]["steps"] = 4000
+    path.write_text(yaml.safe_dump(cfg))
+    ablation = build_ablation(str(variants), str(base), "c")
+    rows = {row["name"]: row for row in ablation["rows"]}
+    shipped = config_lib.build_config("parity", "pntm")["train"]["steps"]
+    assert rows["no-state-heads"]["changes"] == ["state_heads 2 → 0"]
+    assert rows["no-state-heads"]["also_differs"] == {
+        "parity-pntm-s1": [f"steps 4000 → {shipped}"]}
+    assert rows["one-layer"]["also_differs"] == {}
+    text = render(ablation)
+    assert (f"Also different from their base run, beside the variant's change: "
+            f"no-state-heads/parity-pntm-s1 (`steps 4000 → {shipped}`).") in text

@@ -21,7 +21,10 @@ Decisions:
 - **What changed is read, not typed.** A variant's label is the variant folder's name; its
   *change* column is computed from the ``config.yaml`` files: every ``model_config`` or ``train``
   key whose value differs from the base run of the same task and seed (``key base → variant``).
-  A variant whose runs differ from the base in different ways lists every difference.
+  The column holds the differences every run of the variant has (its ``--set``); a difference
+  only some of its runs have (a base run made with another setting, e.g. a run carried over
+  from an earlier schedule) is listed below the table with the runs it concerns, so the column
+  says what the variant changed and the note what else differs where.
   Bookkeeping keys (``BOOKKEEPING``: how often to log, checkpoint or keep snapshots) are not
   changes: they alter no number of a run. Keys
   renamed since a run was made are compared under their current names (the configs are read
@@ -115,7 +118,7 @@ def build_ablation(variants_dir: str, base_dir: str, command: str) -> dict:
     base_by = {(r["task"], r["model"], r["seed"]): r for r in base_runs}
     variants, wanted, unmatched = [], set(), []
     for folder in folders:
-        runs, changes = [], []
+        runs, changes_of = [], {}
         for r in _records(folder):
             twin = base_by.get((r["task"], r["model"], r["seed"]))
             if twin is None:
@@ -123,19 +126,25 @@ def build_ablation(variants_dir: str, base_dir: str, command: str) -> dict:
                 continue
             runs.append(r)
             wanted.add((r["task"], r["model"], r["seed"]))
-            for c in config_changes(_config(bdir, twin["run"]), _config(folder, r["run"])):
-                if c not in changes:
-                    changes.append(c)
+            changes_of[r["run"]] = config_changes(_config(bdir, twin["run"]),
+                                                  _config(folder, r["run"]))
         if not runs:
             continue
+        # the variant's change: what every run has; the rest, run by run
+        changes = [c for c in next(iter(changes_of.values()))
+                   if all(c in other for other in changes_of.values())]
+        also = {run: [c for c in found if c not in changes]
+                for run, found in changes_of.items()}
         variants.append({"name": folder.name, "changes": changes,
+                         "also_differs": {run: c for run, c in also.items() if c},
                          "tasks": _aggregates(runs), "mean_steps": _mean_steps(runs),
                          "unfinished_runs": report_data.unfinished_runs(folder)})
     if not variants:
         raise PntmError(f"no variant run in {variants_dir} has a run of {base_dir} at its task "
                         "and seed to be compared with")
     base = [r for r in base_runs if (r["task"], r["model"], r["seed"]) in wanted]
-    base_row = {"name": BASE_LABEL, "changes": [], "tasks": _aggregates(base),
+    base_row = {"name": BASE_LABEL, "changes": [], "also_differs": {},
+                "tasks": _aggregates(base),
                 "mean_steps": _mean_steps(base), "unfinished_runs": []}
     tasks = sorted({t for v in variants for t in v["tasks"]}, key=report_data.task_key)
     return {"generated_by": provenance(command), "variants_dir": variants_dir,
@@ -175,6 +184,11 @@ def render(ablation: dict) -> str:
         cells = [_cell(row["tasks"].get(t)) for t in tasks]
         lines.append(f"| {row['name']} | {change} | " + " | ".join(cells)
                      + f" | {report_tables.number(row['mean_steps'])} |")
+    also = [f"{row['name']}/{run} (" + "; ".join(f"`{c}`" for c in changes) + ")"
+            for row in ablation["rows"] for run, changes in row["also_differs"].items()]
+    if also:
+        lines += ["", "Also different from their base run, beside the variant's change: "
+                  + ", ".join(also) + "."]
     unfinished = [f"{row['name']}/{run}" for row in ablation["rows"]
                   for run in row["unfinished_runs"]]
     if unfinished:
