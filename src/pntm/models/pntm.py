@@ -132,8 +132,8 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   associative recall at none of two (99.9% and 99.3% test). On
   six held-out tasks defined after it and used for no choice (RESULTS.md, "Held-out tasks"),
   seed 0 is exact to 500 on count_mod_3, binary_increment and majority (seed 1 too),
-  repeat_copy misses at one training length (seed 1 is exact), and interleave (seed 0) and
-  bitwise_xor (seeds 0 and 1) are not learned.
+  repeat_copy misses at one training length (seed 1 is exact), and interleave and
+  bitwise_xor are learned at neither seed.
   What the config before them learns is in RESULTS.md ("The shipped config with content
   landings": seed 0 of the 20 distinct tasks, seeds 1-2 of some; "before content landings":
   five seeds of the nine tasks that version solves, at least three
