@@ -43,8 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     wrong, expected = collections.Counter(), collections.Counter()
-    for line in open(args.errors):
-        example = json.loads(line)
+    with open(args.errors) as f:
+        examples = [json.loads(line) for line in f]
+    for example in examples:
         stack, occupants = replay(example["input"])
         top_down = stack[::-1]
         assert [e["bit"] for e in top_down] == example["target"], "not a stack_manipulation row"
