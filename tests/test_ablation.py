@@ -186,3 +186,24 @@ def test_a_difference_only_some_runs_have_is_listed_apart(tmp_path):
     text = render(ablation)
     assert (f"Also different from their base run, beside the variant's change: "
             f"no-state-heads/parity-pntm-s1 (`steps 4000 → {shipped}`).") in text
+
+
+def test_a_base_run_that_differs_in_several_variants_is_named_once(tmp_path):
+    """A base run made with another setting differs the same way from each variant's run of
+    its task and seed: the note below the table names it once, with those variants."""
+    variants, base = folders(tmp_path)
+    make_run(variants / "no-state-heads", "copy", 0, 1.0, 1.0, state_heads=0)
+    make_run(variants / "one-layer", "parity", 0, 1.0, 1.0, layers=1)
+    path = base / "copy-pntm-s0" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"]["steps"] = 4000
+    path.write_text(yaml.safe_dump(cfg))
+    ablation = build_ablation(str(variants), str(base), "c")
+    names = [row["name"] for row in ablation["rows"]
+             if "copy-pntm-s0" in row["also_differs"]]
+    assert names == ["no-state-heads", "one-layer"]
+    shipped = config_lib.build_config("copy", "pntm")["train"]["steps"]
+    text = render(ablation)
+    assert text.count("copy-pntm-s0") == 1
+    assert (f"copy-pntm-s0 in {', '.join(names[:-1])} and {names[-1]} "
+            f"(`steps 4000 → {shipped}`)") in text

@@ -169,6 +169,22 @@ def _cell(a: dict | None) -> str:
             f"{report_tables.percent(a['ood_sequence_accuracy']['selected'])}% ({longest})")
 
 
+def _also_differs(rows: list[dict]) -> list[str]:
+    """The per-run differences below the table, one entry per run and difference: a base run
+    that differs the same way in several variants (it is one base run) is named once, with
+    the variants it concerns."""
+    variants: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for row in rows:
+        for run, changes in row["also_differs"].items():
+            variants.setdefault((run, tuple(changes)), []).append(row["name"])
+    entries = []
+    for (run, changes), names in variants.items():
+        where = (f"{names[0]}/{run}" if len(names) == 1
+                 else f"{run} in {', '.join(names[:-1])} and {names[-1]}")
+        entries.append(f"{where} (" + "; ".join(f"`{c}`" for c in changes) + ")")
+    return entries
+
+
 def render(ablation: dict) -> str:
     """The marked markdown block."""
     tasks = ablation["tasks"]
@@ -184,8 +200,7 @@ def render(ablation: dict) -> str:
         cells = [_cell(row["tasks"].get(t)) for t in tasks]
         lines.append(f"| {row['name']} | {change} | " + " | ".join(cells)
                      + f" | {report_tables.number(row['mean_steps'])} |")
-    also = [f"{row['name']}/{run} (" + "; ".join(f"`{c}`" for c in changes) + ")"
-            for row in ablation["rows"] for run, changes in row["also_differs"].items()]
+    also = _also_differs(ablation["rows"])
     if also:
         lines += ["", "Also different from their base run, beside the variant's change: "
                   + ", ".join(also) + "."]
