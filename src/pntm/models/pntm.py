@@ -139,14 +139,14 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   five seeds of the nine tasks that version solves, at least three
   succeeding on each). What each bias is worth (RESULTS.md, "What each general bias of the
   shipped config is worth (work tape…)", seed 0 on parity, cycle navigation, reverse and
-  odds_first; four variants of six run): without the work tape (adopted for
-  stack_manipulation and binary_addition) or without the content head all four stay exact;
-  without state heads parity and cycle navigation are not learned, reverse and odds_first
-  stay exact; with one layer reverse and odds_first are not learned, parity and cycle
-  navigation stay exact. In the ablation of the config before content landings, without the
-  window all four stayed exact. The window is kept for modular_arithmetic_simple, where it
-  puts an operator in view beside its operand (seed 0: 82.3% validation with it, 19.5% with
-  none), the content head as associative recall's learned retrieval. **32 states, not 8**, by a
+  odds_first; six variants): without state heads parity and cycle navigation are not
+  learned, reverse and odds_first stay exact; with one layer reverse and odds_first are not
+  learned, parity and cycle navigation stay exact. Without the work tape (adopted for
+  stack_manipulation and binary_addition), the content head, content landings (adopted for
+  binary_addition) or the token window all four stay exact. The window is kept for
+  modular_arithmetic_simple, where it puts an operator in view beside its operand (seed 0:
+  82.3% validation with it, 19.5% with none), the content head as associative recall's
+  learned retrieval. **32 states, not 8**, by a
   rule fixed before the runs (RESULTS.md, "Variants on the failing tasks"): at seed 0 on
   validation no task exact with 8 states was lost, and the mean over the eleven failing tasks
   rose from 12.9% to 21.2%: associative recall 23% to 97%, modular_arithmetic_simple 24% to 82%
