@@ -145,15 +145,15 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   stack_manipulation and binary_addition), the content head, content landings (adopted for
   binary_addition) or the token window all four stay exact. The window is kept for
   modular_arithmetic_simple, where it puts an operator in view beside its operand (seed 0:
-  82.3% validation with it, 19.5% with none), the content head as associative recall's
-  learned retrieval. **32 states, not 8**, by a
-  rule fixed before the runs (RESULTS.md, "Variants on the failing tasks"): at seed 0 on
-  validation no task exact with 8 states was lost, and the mean over the eleven failing tasks
-  rose from 12.9% to 21.2%: associative recall 23% to 97%, modular_arithmetic_simple 24% to 82%
-  (seed 1: 20% to 40%), our modular arithmetic's seed 0 18.8% to 100%, stack_manipulation down
-  (39% to 0.5%), the other eight within 1.5 points (binary multiplication, addition, square root
-  and sorting at 0-5% either way). The model grows from 212,182 to 735,382 parameters (the 32 ×
-  32 map logits per head and token), and copy needs 3,500 steps instead of 750.
+  82.3% validation with it, 19.5% with none), the content head as associative recall's learned
+  retrieval. **32 states, not 8**, by a rule fixed before the runs (RESULTS.md, "Variants on the
+  failing tasks"): at seed 0 on validation no task exact with 8 states was lost, and the mean over
+  the eleven failing tasks rose from 12.9% to 21.2%: associative recall 23% to 97%,
+  modular_arithmetic_simple 24% to 82% (seed 1: 20% to 40%), our modular arithmetic's seed 0 18.8%
+  to 100%, stack_manipulation down (39% to 0.5%), the other eight within 1.5 points (binary
+  multiplication, addition, square root and sorting at 0-5% either way). The model grows from
+  212,182 to 735,382 parameters (the 32 × 32 map logits per head and token), and copy needs 3,500
+  steps instead of 750.
 * **Jumps that land by content** (``jump_to: content``, adopted by a rule fixed before the
   runs; RESULTS.md, "Jumps that land by content"). A jump to the origin lets a head anchor on
   the start of the tape only; a content landing lets it anchor on any cell its query finds (the
