@@ -78,6 +78,51 @@ def test_memory_is_large_enough_that_no_head_wraps():
         assert cells >= 4 * length + 1 and cells % 60 == 0
 
 
+def test_the_memory_size_is_the_smallest_fast_fft_size_that_is_large_enough():
+    from pntm.models.memory_size import fast_fft_size, memory_cells
+    # by hand: 2·100 + 1 = 201 = 3·67 -> 216 = 2³·3³; 2·500 + 1 = 1001 -> 60·17 has a 17 -> 60·18
+    assert memory_cells(100, 2, [], 1) == 216
+    assert memory_cells(500, 2, [2, 3, 4, 5], 1) == 1080
+    assert memory_cells(40, 2, [], 1) == 81 and memory_cells(7, 2, [], 12) == 15
+    assert [fast_fft_size(n) for n in (1, 30, 64, 81, 7, 201, 1001)] == [True] * 4 + [False] * 3
+    for periods in ([], [2, 3, 4, 5], [7]):
+        quantum = 7 if periods == [7] else (60 if periods else 1)
+        for length in range(1, 130):
+            cells = memory_cells(length, 2, periods, 1)
+            assert cells >= 2 * length + 1 and cells % quantum == 0
+            assert fast_fft_size(cells // quantum)
+            assert not any(fast_fft_size(m) for m in range(-(-(2 * length + 1) // quantum),
+                                                          cells // quantum))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"hard": False},                                           # soft heads, learned writer
+    {"hard": False, "tape_writer": True, "periods": []},      # soft heads on the tape
+    {"tape_writer": True, "periods": [], "relax": [0.5, 0.9]},  # relax phase (training)
+    {},                                                        # hard heads
+])
+def test_outputs_and_gradients_do_not_depend_on_the_memory_size(overrides):
+    # The memory size is only rounded up for the FFT's speed (memory_size.memory_cells): more
+    # cells than K·T + 1, all holding m_0 past the tape, change no read.
+    tokens = random_tokens(2, 20)
+    outputs = []
+    for extra in (0, 120):  # a multiple of every quantum used here
+        model = make_model(**overrides)
+        if "relax" in overrides:
+            model.train().set_training_progress(0.6)
+        for layer in model.layers:
+            layer.num_cells = lambda T, size=layer.num_cells: size(T) + extra
+        logits = model(tokens)
+        logits.square().sum().backward()
+        outputs.append((logits, [p.grad for p in model.parameters()]))
+    (small, small_grads), (large, large_grads) = outputs
+    assert torch.allclose(small, large, atol=1e-5)
+    for a, b in zip(small_grads, large_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
 def head_weights(layer, shift, jump, cells):
     """Run the location scan of ``layer`` on given shift distributions and jump gates."""
     ctl = {"shift": shift, "jump": jump}
