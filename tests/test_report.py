@@ -248,9 +248,19 @@ def test_learning_rates_are_compared_on_the_seeds_they_share(tmp_path):
              ("3e-4", 0): (0.9,), ("3e-4", 1): (0.9,)}
     a = aggregate(report(write_lr_runs(tmp_path / "paired", table), tmp_path), "copy", "lstm")
     assert a["selected_lr"] == pytest.approx(1e-3) and a["seeds"] == [0, 1, 2]
+    slow, fast = a["rates"]
+    assert (slow["seeds"], slow["compared_seeds"], slow["chosen"]) == ([0, 1], [0, 1], False)
+    assert (fast["seeds"], fast["compared_seeds"], fast["chosen"]) == ([0, 1, 2], [0, 1], True)
+    assert slow["validation_sequence_accuracy"] == pytest.approx(0.9)
+    assert fast["validation_sequence_accuracy"] == pytest.approx(1.0)
+    text = (tmp_path / "R.md").read_text()
+    assert "**Learning-rate choice**" in text
+    assert "| copy | lstm | 3e-4 | 0-1 | 0-1 | 90.00 | 0/2 |  |" in text
+    assert "| copy | lstm | 1e-3 | 0-2 | 0-1 | 100.00 | 0/3 | yes |" in text
     table = {("1e-3", 0): (0.5,), ("3e-4", 1): (0.6,)}
     a = aggregate(report(write_lr_runs(tmp_path / "apart", table), tmp_path), "copy", "lstm")
     assert a["selected_lr"] == pytest.approx(3e-4) and a["selected_seed"] == 1
+    assert [r["compared_seeds"] for r in a["rates"]] == [[1], [0]]
 
 
 def test_success_needs_every_test_length_at_99_percent():

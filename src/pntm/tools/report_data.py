@@ -220,6 +220,7 @@ def aggregate(runs: list[dict], select: str = "validation") -> dict:
             "seeds": [r["seed"] for r in cohort], "n_seeds": n, "succeeding": k,
             "lrs": sorted({r["lr"] for r in runs if r["lr"] is not None}),
             "selected_lr": pick["lr"], "mixed_lrs": pick["mixed_lrs"],
+            "rates": pick.get("rates", []),
             "selected_seed": None if chosen is None else chosen["seed"],
             "selected_run": None if chosen is None else chosen["run"],
             "validation_missing": status.count("missing"), "validation_stale": status.count("stale"),

@@ -117,6 +117,35 @@ def summary_table(aggs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _seed_list(seeds: list[int]) -> str:
+    """``[0, 1, 2, 4]`` -> ``0-2, 4``."""
+    parts, start = [], None
+    for i, s in enumerate(seeds):
+        if start is None:
+            start = s
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            parts.append(str(start) if start == s else f"{start}-{s}")
+            start = None
+    return ", ".join(parts)
+
+
+def rates_table(aggs: list[dict]) -> str | None:
+    """The learning-rate choice of every (task, model) that ran more than one rate: what
+    each rate's mean validation was over the seeds compared. None when no pair did."""
+    rows = [(a, rate) for a in aggs if len(a.get("rates", [])) > 1 for rate in a["rates"]]
+    if not rows:
+        return None
+    lines = ["| task | model | lr | seeds run | seeds compared | val seq acc (mean over them) "
+             "| seeds succeeding | chosen |", "|---" * 8 + "|"]
+    for a, rate in rows:
+        lines.append(
+            f"| {a['task']} | {a['model']} | {selection.format_lr(rate['lr'])} "
+            f"| {_seed_list(rate['seeds'])} | {_seed_list(rate['compared_seeds'])} "
+            f"| {100 * rate['validation_sequence_accuracy']:.2f} "
+            f"| {rate['succeeding']}/{rate['n_seeds']} | {'yes' if rate['chosen'] else ''} |")
+    return "\n".join(lines)
+
+
 def failures_paragraph(aggs: list[dict]) -> str:
     """Per model, the tasks it fails out of distribution, in words generated from the data."""
     task_list, model_list, by_pair = _ordered(aggs)
@@ -300,6 +329,17 @@ def render(bench: dict, out: Path, json_path: Path, plot_paths: dict[str, Path],
         "time in s, evaluation excluded: means per seed; exact definitions under `definitions` "
         "in the JSON)",
         summary_table(aggs),
+    ]
+    rates = rates_table(aggs)
+    if rates is not None:
+        parts += [
+            "**Learning-rate choice** (for each task and model run at more than one rate: "
+            "each rate's mean validation sequence accuracy over the seeds every rate has run "
+            "(its own when they share none), the number the choice compares (ties: answer-token "
+            "accuracy, then the larger rate); the seeds succeeding count every run at that "
+            "rate)",
+            rates]
+    parts += [
         f"**Which models fail out of distribution** (generated from the table above: the seed "
         f"{on} is below 99% at some test length)",
         failures_paragraph(aggs),

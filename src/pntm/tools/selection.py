@@ -131,7 +131,25 @@ def choose(runs: list[dict], select: str = "validation") -> dict:
 
     lr = max(by_lr, key=lr_rank)
     return {"selected": max(by_lr[lr], key=_val_rank), "lr": lr,
-            "cohort": [r for r in runs if r["lr"] == lr], "mixed_lrs": False}
+            "cohort": [r for r in runs if r["lr"] == lr], "mixed_lrs": False,
+            "rates": _rates(runs, by_lr, common, lr_rank, lr)}
+
+
+def _rates(runs: list[dict], by_lr: dict, common: set, lr_rank, chosen) -> list[dict]:
+    """What the learning-rate choice compared, one entry per rate with validation results:
+    its seeds, the seeds the comparison used (those every rate has run; its own when the rates
+    share none), its mean validation sequence accuracy over them, its seeds succeeding (every
+    run at that rate), and whether it was chosen."""
+    rates = []
+    for lr in sorted(by_lr, key=lambda x: _or(x, -1.0)):
+        everyone = [r for r in runs if r["lr"] == lr]
+        compared = sorted(r["seed"] for r in by_lr[lr] if r["seed"] in common) or sorted(
+            r["seed"] for r in by_lr[lr])
+        k, n = success_count(everyone)
+        rates.append({"lr": lr, "seeds": sorted(r["seed"] for r in everyone),
+                      "compared_seeds": compared, "validation_sequence_accuracy": lr_rank(lr)[0],
+                      "succeeding": k, "n_seeds": n, "chosen": lr == chosen})
+    return rates
 
 
 def success_count(cohort: list[dict]) -> tuple[int, int]:
