@@ -466,10 +466,10 @@ def test_long_examples_are_fast_and_need_no_recursion():
     for name in ("modular_arithmetic_brackets", "solve_equation", "stack_manipulation",
                  "binary_multiplication_dm", "compute_sqrt"):
         task = get_task(name)
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: other jobs on the machine do not count
         examples = eval_examples(task, 500, 128)
         encode_batch(examples, task.vocab)
-        assert time.perf_counter() - start < 2.0, name
+        assert time.process_time() - start < 2.0, name
     task = get_task("modular_arithmetic_brackets")
     ex = task.generate(20000, np.random.default_rng(0))  # deeper than Python's recursion limit
     assert len(ex.prompt) == 20000 and task.solve(ex.prompt) == ex.answer

@@ -271,17 +271,17 @@ def test_a_100k_example_file_loads_quickly_and_compactly(tmp_path):
     tokens = 2 * int(lengths.sum())
 
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other jobs on the machine do not count
     try:
         data = load_jsonl(tmp_path / "big.jsonl")
-        seconds = time.perf_counter() - started
+        seconds = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert len(data) == 100_000 and data.lengths == list(range(1, 41))
-    assert seconds < 30, seconds  # about 2 s under tracemalloc on one shared core
+    assert seconds < 30, seconds  # about 2 s of CPU under tracemalloc
     assert data.nbytes < 3 * tokens + 40 * len(data)  # int16 ids, a few arrays per example
     assert peak < 25 * tokens, peak  # no Python object per token at any point
-    started = time.perf_counter()
+    started = time.process_time()
     batch = data.sample(data.draw_length(1, 40, rng), 32, rng)
-    assert time.perf_counter() - started < 0.1 and len(batch) == 32
+    assert time.process_time() - started < 0.1 and len(batch) == 32

@@ -215,10 +215,10 @@ def test_bad_lengths(length):
 def test_generation_is_fast():
     rng = np.random.default_rng(0)
     for name in ("duplicate", "binary_multiplication", "associative_recall"):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: other jobs on the machine do not count
         examples = sample_examples(get_task(name), 500, 128, rng)
         encode_batch(examples, get_task(name).vocab)
-        assert time.perf_counter() - start < 1.0, name
+        assert time.process_time() - start < 1.0, name
 
 
 # --------------------------------------------------------------------------- vocabulary
