@@ -123,31 +123,34 @@ def choose(runs: list[dict], select: str = "validation") -> dict:
     # the seeds every rate has run: the means compare the rates on the same seeds
     common = set.intersection(*({r["seed"] for r in group} for group in by_lr.values()))
 
+    # each rate's runs on those seeds (its own when the rates share none): what is compared
+    compared = {lr: [r for r in group if r["seed"] in common] or group
+                for lr, group in by_lr.items()}
+
     def lr_rank(lr):
-        group = [r for r in by_lr[lr] if r["seed"] in common] or by_lr[lr]
-        answer = [r["validation"]["answer_token_accuracy"] for r in group]
-        return (statistics.fmean(r["validation"]["sequence_accuracy"] for r in group),
+        answer = [r["validation"]["answer_token_accuracy"] for r in compared[lr]]
+        return (statistics.fmean(r["validation"]["sequence_accuracy"] for r in compared[lr]),
                 statistics.fmean(answer) if None not in answer else -1.0, _or(lr, -1.0))
 
-    lr = max(by_lr, key=lr_rank)
+    ranks = {lr: lr_rank(lr) for lr in by_lr}
+    lr = max(ranks, key=ranks.get)
     return {"selected": max(by_lr[lr], key=_val_rank), "lr": lr,
             "cohort": [r for r in runs if r["lr"] == lr], "mixed_lrs": False,
-            "rates": _rates(runs, by_lr, common, lr_rank, lr)}
+            "rates": _rates(runs, compared, ranks, lr)}
 
 
-def _rates(runs: list[dict], by_lr: dict, common: set, lr_rank, chosen) -> list[dict]:
+def _rates(runs: list[dict], compared: dict, ranks: dict, chosen) -> list[dict]:
     """What the learning-rate choice compared, one entry per rate with validation results:
-    its seeds, the seeds the comparison used (those every rate has run; its own when the rates
-    share none), its mean validation sequence accuracy over them, its seeds succeeding (every
-    run at that rate), and whether it was chosen."""
+    its seeds, the seeds the comparison used (``compared``: those every rate has run, or its
+    own), its mean validation sequence accuracy over them (``ranks``' first term), its seeds
+    succeeding (every run at that rate), and whether it was chosen."""
     rates = []
-    for lr in sorted(by_lr, key=lambda x: _or(x, -1.0)):
+    for lr in sorted(compared, key=lambda x: _or(x, -1.0)):
         everyone = [r for r in runs if r["lr"] == lr]
-        compared = sorted(r["seed"] for r in by_lr[lr] if r["seed"] in common) or sorted(
-            r["seed"] for r in by_lr[lr])
         k, n = success_count(everyone)
         rates.append({"lr": lr, "seeds": sorted(r["seed"] for r in everyone),
-                      "compared_seeds": compared, "validation_sequence_accuracy": lr_rank(lr)[0],
+                      "compared_seeds": sorted(r["seed"] for r in compared[lr]),
+                      "validation_sequence_accuracy": ranks[lr][0],
                       "succeeding": k, "n_seeds": n, "chosen": lr == chosen})
     return rates
 
