@@ -1,6 +1,7 @@
 """Helpers shared by the tests."""
 
 import torch
+import torch.nn.functional as F
 
 from pntm.cli import main
 from pntm.models.pntm_layer import PNTMLayer
@@ -89,3 +90,23 @@ def assert_user_error(capsys, argv, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def one_hot_moves(moves, K):
+    """Straight-through-style hard shifts (leaf tensors) from integer moves (B, T, heads)."""
+    return F.one_hot(moves + K, 2 * K + 1).float().requires_grad_()
+
+
+def random_case(B, T, H, K, W, seed, jump_rate):
+    """Inputs of ``event_read``: hard moves of a write head and ``H`` read heads in ``-K..K``
+    (stays and left moves too), jumps at ``jump_rate``, erase with exact 0s and 1s."""
+    g = torch.Generator().manual_seed(seed)
+    moves = torch.randint(-K, K + 1, (B, T, 1 + H), generator=g)  # stays and left moves too
+    jump = (torch.rand(B, T, 1 + H, generator=g) < jump_rate).float().requires_grad_()
+    erase = torch.rand(B, T, W, generator=g)
+    erase[:, ::5] = 0.0  # erase exactly 0 and exactly 1 (full overwrite)
+    erase[:, 1::7] = 1.0
+    add = torch.randn(B, T, W, generator=g)
+    table = torch.randn(6, 3, generator=g)
+    return [one_hot_moves(moves, K), jump, erase.requires_grad_(), add.requires_grad_(),
+            table.requires_grad_()]

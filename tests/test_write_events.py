@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import brute_force_jump_gradient, run_recurrent, sample_tokens
+from helpers import (brute_force_jump_gradient, one_hot_moves, random_case, run_recurrent,
+                     sample_tokens)
 from pntm.errors import ConfigError
 from pntm.models.pntm import PNTM
 from pntm.ops.content_addressing import content_weights
@@ -19,11 +20,6 @@ from pntm.ops.write_events import (event_read, live_writes, sequential_content_r
 
 SEP = 2
 VOCAB = 9
-
-
-def one_hot_moves(moves, K):
-    """Straight-through-style hard shifts (leaf tensors) from integer moves (B, T, heads)."""
-    return F.one_hot(moves + K, 2 * K + 1).float().requires_grad_()
 
 
 def test_a_small_case_by_hand():
@@ -42,19 +38,6 @@ def test_a_small_case_by_hand():
     assert add.grad.flatten().tolist() == pytest.approx([0.25, 0.5, 0.0, 1.0])
     # ∂/∂e_t = -(product of later keeps) * (the cell before write t)
     assert erase.grad.flatten().tolist() == pytest.approx([-0.025, -0.525, 0.0, -2.525])
-
-
-def random_case(B, T, H, K, W, seed, jump_rate):
-    g = torch.Generator().manual_seed(seed)
-    moves = torch.randint(-K, K + 1, (B, T, 1 + H), generator=g)  # stays and left moves too
-    jump = (torch.rand(B, T, 1 + H, generator=g) < jump_rate).float().requires_grad_()
-    erase = torch.rand(B, T, W, generator=g)
-    erase[:, ::5] = 0.0  # erase exactly 0 and exactly 1 (full overwrite)
-    erase[:, 1::7] = 1.0
-    add = torch.randn(B, T, W, generator=g)
-    table = torch.randn(6, 3, generator=g)
-    return [one_hot_moves(moves, K), jump, erase.requires_grad_(), add.requires_grad_(),
-            table.requires_grad_()]
 
 
 def assert_same_reads_and_gradients(inputs, cells, initial=0.1, horizon=None, before=None):

@@ -27,6 +27,14 @@ horizon's counterfactual queries are over half of the op; within the write head'
 (``searchsorted``, 25%), the batched dot (``bmm``, 25%), the row gather (15%) and the index
 gathers (13%) share it about equally, and no one of them is the bottleneck an eager rewrite
 could remove (a fused kernel could: each query is one search and one 2W-dot).
+
+So on the CPU the queries run in such kernels (:mod:`pntm.ops.event_kernels`, C++): ``at``
+answers the local queries, and ``counterfactual`` sums the other choice's future over every
+offset up to ``end`` in one pass, with no (B, T, H, offsets) tensor. The eager code below stays
+the definition (``eager_at``, ``_counterfactual``), the path on other devices and the fallback.
+Measured on ``event_read``'s inputs captured from ``pntm bench``'s ``pntm-write`` model (CPU, one
+thread, trainings paused; forward and backward, medians of 11 and 5, 2026-12-07): 24.8 ms eager
+against 14.4 ms with the kernels at T = 256, 114 against 68 ms at T = 1024.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import math
 import torch
 from torch import Tensor
 
+from pntm.ops import event_kernels
 from pntm.ops.hard_heads import (_segment_ends, _segment_sums, _shift_gradient, capturing,
                                  other_start)
 from pntm.ops.write_event_list import _Events, _times
@@ -59,8 +68,26 @@ class _ReadHeadGradient:
         self.tag_scores = grad_tags @ table.T  # (B, T, H, L)
         self.width = grad_contents.shape[-1]   # numbers fetched per query
 
+    def _kernel_args(self) -> tuple:
+        e = self.events
+        return (e.keys, e.cell, e.after, self.grad_contents.contiguous(),
+                self.tag_scores.contiguous(), (3 - 2 * e.before.long()).contiguous())
+
     def at(self, y: Tensor) -> Tensor:
         """``y``: cells (B, T, H, *extra), row ``t`` at time ``t``; returns the same shape."""
+        kernels = event_kernels.for_tensor(y)
+        if kernels is None:
+            return self.eager_at(y)
+        return kernels.read_queries(*self._kernel_args(), y.contiguous(), self.events.span)
+
+    def counterfactual(self, other: Tensor, cell: Tensor, end: Tensor, cells: int) -> Tensor:
+        """``_counterfactual`` over every offset up to ``end``, by the fused kernel."""
+        return event_kernels.kernels().read_counterfactual(
+            *self._kernel_args(), other.contiguous(), cell.contiguous(), end.contiguous(),
+            self.events.span, cells)
+
+    def eager_at(self, y: Tensor) -> Tensor:
+        """``at`` in eager PyTorch: the definition, and the path off the CPU."""
         k1 = self.events.read_position(_times(y), y)
         content = _dot(self.events.memory(k1, y), self.grad_contents)
         L = self.tag_scores.shape[-1]
@@ -77,8 +104,25 @@ class _WriteHeadGradient:
         self.change = torch.cat([add, -erase], -1)  # (B, T, 2W) against [μ, μ ⊙ M_{t-1}]
         self.width = self.change.shape[-1]
 
+    def _kernel_args(self) -> tuple:
+        e = self.events
+        return e.keys, e.cell, e.adjoint_rows, self.change
+
     def at(self, y: Tensor) -> Tensor:
         """``y``: cells (B, T, 1, *extra), row ``t`` at time ``t``; returns the same shape."""
+        kernels = event_kernels.for_tensor(y)
+        if kernels is None:
+            return self.eager_at(y)
+        return kernels.write_queries(*self._kernel_args(), y.contiguous(), self.events.span)
+
+    def counterfactual(self, other: Tensor, cell: Tensor, end: Tensor, cells: int) -> Tensor:
+        """``_counterfactual`` over every offset up to ``end``, by the fused kernel."""
+        return event_kernels.kernels().write_counterfactual(
+            *self._kernel_args(), other.contiguous(), cell.contiguous(), end.contiguous(),
+            self.events.span, cells)
+
+    def eager_at(self, y: Tensor) -> Tensor:
+        """``at`` in eager PyTorch: the definition, and the path off the CPU."""
         rows = self.events.write_rows(*self.events.locate(_times(y), y), y)
         return _dot(rows, self.change[:, :, None].expand(*y.shape[:3], self.width))
 
@@ -110,6 +154,9 @@ def _jump_gradient(head_grad, own_now: Tensor, cell: Tensor, choice: Tensor, jum
     steps = torch.arange(T, device=cell.device).view(1, T, 1)
     end = torch.minimum(stop, steps + horizon)  # each t sums over t <= τ < end_t
     own = _segment_sums(own_now, end)
+    sign = torch.where(jumped, -1.0, 1.0).to(own)
+    if event_kernels.for_tensor(cell) is not None:  # every offset in one fused pass
+        return sign * (head_grad.counterfactual(other, cell, end, cells) - own)
     # the longest sum; under CUDA graph capture its static bound (the extra offsets add zeros)
     longest = min(horizon, T) if capturing(end) else int((end - steps).max())
     block = max(1, QUERY_BUDGET // (B * T * H * head_grad.width))
@@ -117,7 +164,6 @@ def _jump_gradient(head_grad, own_now: Tensor, cell: Tensor, choice: Tensor, jum
     for first in range(0, longest, block):
         offsets = torch.arange(first, min(first + block, longest), device=cell.device)
         counterfactual += _counterfactual(head_grad, other, cell, end, offsets, cells)
-    sign = torch.where(jumped, -1.0, 1.0).to(own)
     return sign * (counterfactual - own)
 
 

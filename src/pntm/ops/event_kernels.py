@@ -1,0 +1,61 @@
+"""Fused CPU kernels for the write-event path's gradient queries (``event_queries.cpp``).
+
+The backward pass of :mod:`pntm.ops.write_events` answers, per head and token, ``4K + 1`` local
+queries and up to ``horizon`` counterfactual ones (:mod:`pntm.ops.write_event_grads`); each is
+one binary search in the sequence's sorted event keys and one dot product of a row. In eager
+PyTorch every query costs a dozen passes over (B, T, H, E) index tensors (search, gathers,
+compares, a row gather, a batched dot), and at the bench's shapes those passes are most of the
+op's backward. The kernels do each query in one loop iteration. They compute what the eager
+code computes (``_ReadHeadGradient.at``, ``_WriteHeadGradient.at`` and ``_counterfactual``
+remain the definition, and ``tests/test_event_kernels.py`` holds the kernels to them, equal up to
+the order of float additions); the eager code stays the path on every other device and
+wherever the kernels cannot be built.
+
+The C++ source is compiled on first use by ``torch.utils.cpp_extension.load`` (a C++ compiler
+and ninja; about half a minute once, then cached in ``TORCH_EXTENSIONS_DIR``, by default under
+``~/.cache/torch_extensions``). ``PNTM_KERNELS=0`` in the environment turns them off; a build
+that fails warns once and falls back to the eager code.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("event_queries.cpp")
+
+_loaded: ModuleType | None = None
+_failed = False
+
+
+def enabled() -> bool:
+    """Whether the kernels are wanted (``PNTM_KERNELS`` is not ``0``)."""
+    return os.environ.get("PNTM_KERNELS", "1") != "0"
+
+
+def kernels() -> ModuleType | None:
+    """The compiled kernels, built on first call; None when turned off or not buildable."""
+    global _loaded, _failed
+    if _loaded is not None or _failed or not enabled():
+        return _loaded if enabled() else None
+    try:
+        from torch.utils.cpp_extension import load
+
+        _loaded = load(name="pntm_event_queries", sources=[str(SOURCE)],
+                       extra_cflags=["-O3"], verbose=False)
+    except Exception as error:  # no compiler, no ninja, a failed build: eager code instead
+        _failed = True
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        warnings.warn(f"pntm: the write-event CPU kernels could not be built "
+                      f"({type(error).__name__}: {first_line}); using the eager code "
+                      f"(PNTM_KERNELS=0 skips the build)", RuntimeWarning, stacklevel=2)
+    return _loaded
+
+
+def for_tensor(x: Tensor) -> ModuleType | None:
+    """The kernels when ``x`` lives on the CPU and they are available, else None."""
+    return kernels() if x.device.type == "cpu" else None
