@@ -145,6 +145,7 @@ def test_a_failed_build_warns_once_and_falls_back_to_the_eager_code(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # only once
         assert event_kernels.kernels() is None
+    assert event_kernels.state() == "failed"
     monkeypatch.setenv("PNTM_KERNELS", "0")
     eager = read_with_gradients(inputs, 37, 16, None)
     for a, b in zip(fallback, eager):

@@ -24,3 +24,9 @@ def test_provenance_records_what_a_bitwise_rerun_must_match():
     pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "ATEN_CPU_CAPABILITY": "default"}, check=True)
     assert pinned.stdout.strip() == "DEFAULT"
+
+
+def test_provenance_says_whether_the_write_event_kernels_are_used(monkeypatch):
+    assert provenance.determinism()["write_event_kernels"] == "on"
+    monkeypatch.setenv("PNTM_KERNELS", "0")
+    assert provenance.determinism()["write_event_kernels"] == "off"

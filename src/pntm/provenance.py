@@ -91,9 +91,14 @@ def determinism() -> dict:
     (``AVX512``, ``AVX2``, ...: vectors of another width add in another order too; settable
     with the ``ATEN_CPU_CAPABILITY`` environment variable) and the deterministic-algorithm
     switches. Recorded since two runs of one config and seed on two machines parted in the
-    7th digit of the loss at step 50 (RESULTS.md, "Rolling back a collapse")."""
+    7th digit of the loss at step 50 (RESULTS.md, "Rolling back a collapse"). And whether the
+    write-event path's CPU kernels are used (``event_kernels.state``): they add a dot product's
+    terms in another order than the eager code."""
+    from pntm.ops import event_kernels
+
     return {
         "threads": torch.get_num_threads(),
+        "write_event_kernels": event_kernels.state(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,

@@ -56,6 +56,14 @@ def kernels() -> ModuleType | None:
     return _loaded
 
 
+def state() -> str:
+    """``"off"`` (``PNTM_KERNELS=0``), ``"failed"`` (a build failed in this process), else
+    ``"on"``: used on the CPU (built on first use if not yet built)."""
+    if not enabled():
+        return "off"
+    return "failed" if _failed else "on"
+
+
 def for_tensor(x: Tensor) -> ModuleType | None:
     """The kernels when ``x`` lives on the CPU and they are available, else None."""
     return kernels() if x.device.type == "cpu" else None
