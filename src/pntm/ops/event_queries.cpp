@@ -74,10 +74,17 @@ struct ReadHead {
   }
 };
 
-// out[b, t, h, e] = G_t[y[b, t, h, e]] for head h.
+void check(const torch::Tensor& x, const char* name) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), name, " must be a contiguous CPU tensor");
+}
+
+// out[b, t, h, e] = G_t[y[b, t, h, e]] for head h: y (B, T, H, *extra) long.
 template <typename Head, typename MakeHead>
-void queries(const MakeHead& make, const int64_t* y, typename Head::value_type* out,
-             int64_t B, int64_t T, int64_t H, int64_t E) {
+void queries(const MakeHead& make, const torch::Tensor& y, torch::Tensor& out) {
+  check(y, "y");
+  const int64_t B = y.size(0), T = y.size(1), H = y.size(2), E = y.numel() / (B * T * H);
+  const int64_t* cells = y.data_ptr<int64_t>();
+  auto* values = out.data_ptr<typename Head::value_type>();
   at::parallel_for(0, B * T, 64, [&](int64_t begin, int64_t end) {
     for (int64_t bt = begin; bt < end; ++bt) {
       const Head head = make(bt / T);
@@ -85,42 +92,47 @@ void queries(const MakeHead& make, const int64_t* y, typename Head::value_type* 
       for (int64_t h = 0; h < H; ++h)
         for (int64_t e = 0; e < E; ++e) {
           const int64_t i = (bt * H + h) * E + e;
-          out[i] = head(t, h, y[i]);
+          values[i] = head(t, h, cells[i]);
         }
     }
   });
 }
 
 // out[b, t, h] = sum over t <= s < stop[b, t, h] (and s < T) of
-// G_s[(other[b, t, h] + cell[b, s, h] - cell[b, t, h]) mod cells] for head h: the other
-// choice's future of the jump gradient, following the head's own moves (_counterfactual).
+// G_s[(other[b, t, h] + position[b, s, h] - position[b, t, h]) mod cells] for head h: the
+// other choice's future of the jump gradient, following the head's own moves
+// (_counterfactual). other, position, stop: (B, T, H) long.
 template <typename Head, typename MakeHead>
-void counterfactual(const MakeHead& make, const int64_t* other, const int64_t* position,
-                    const int64_t* stop, typename Head::value_type* out, int64_t B, int64_t T,
-                    int64_t H, int64_t cells) {
-  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t bt = begin; bt < end; ++bt) {
+void counterfactual(const MakeHead& make, const torch::Tensor& other,
+                    const torch::Tensor& position, const torch::Tensor& stop, int64_t cells,
+                    torch::Tensor& out) {
+  check(other, "other");
+  check(position, "position");
+  check(stop, "stop");
+  const int64_t B = other.size(0), T = other.size(1), H = other.size(2);
+  const int64_t* start = other.data_ptr<int64_t>();
+  const int64_t* end = stop.data_ptr<int64_t>();
+  auto* sums = out.data_ptr<typename Head::value_type>();
+  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t finish) {
+    for (int64_t bt = begin; bt < finish; ++bt) {
       const int64_t b = bt / T, t = bt % T;
       const Head head = make(b);
-      const int64_t* moves = position + b * T * H;
+      const int64_t* moves = position.data_ptr<int64_t>() + b * T * H;
       for (int64_t h = 0; h < H; ++h) {
         const int64_t i = bt * H + h;
-        const int64_t last = std::min<int64_t>(stop[i], T);
+        const int64_t last = std::min<int64_t>(end[i], T);
         typename Head::value_type sum = 0;
         for (int64_t s = t; s < last; ++s) {
-          int64_t y = (other[i] + moves[s * H + h] - moves[t * H + h]) % cells;
+          int64_t y = (start[i] + moves[s * H + h] - moves[t * H + h]) % cells;
           if (y < 0) y += cells;
           sum += head(s, h, y);
         }
-        out[i] = sum;
+        sums[i] = sum;
       }
     }
   });
 }
 
-void check(const torch::Tensor& x, const char* name) {
-  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), name, " must be a contiguous CPU tensor");
-}
 
 // The heads of batch row b, from the tensors of _Events and the head's gradient vectors.
 struct Events {
@@ -188,12 +200,9 @@ auto read_heads(const Events& ev, const torch::Tensor& after, const torch::Tenso
 torch::Tensor write_queries(torch::Tensor keys, torch::Tensor cell, torch::Tensor rows,
                             torch::Tensor change, torch::Tensor y, int64_t span) {
   const Events ev(keys, cell, span);
-  check(y, "y");
   auto out = torch::empty(y.sizes(), change.options());
-  const int64_t B = y.size(0), T = y.size(1), H = y.size(2), E = y.numel() / (B * T * H);
   AT_DISPATCH_FLOATING_TYPES(change.scalar_type(), "write_queries", [&] {
-    queries<WriteHead<scalar_t>>(write_heads<scalar_t>(ev, rows, change),
-                                   y.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), B, T, H, E);
+    queries<WriteHead<scalar_t>>(write_heads<scalar_t>(ev, rows, change), y, out);
   });
   return out;
 }
@@ -202,12 +211,10 @@ torch::Tensor read_queries(torch::Tensor keys, torch::Tensor cell, torch::Tensor
                            torch::Tensor grad, torch::Tensor tag_scores, torch::Tensor offset,
                            torch::Tensor y, int64_t span) {
   const Events ev(keys, cell, span);
-  check(y, "y");
   auto out = torch::empty(y.sizes(), grad.options());
-  const int64_t B = y.size(0), T = y.size(1), H = y.size(2), E = y.numel() / (B * T * H);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "read_queries", [&] {
-    queries<ReadHead<scalar_t>>(read_heads<scalar_t>(ev, after, grad, tag_scores, offset),
-                                  y.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), B, T, H, E);
+    queries<ReadHead<scalar_t>>(read_heads<scalar_t>(ev, after, grad, tag_scores, offset), y,
+                                out);
   });
   return out;
 }
@@ -217,16 +224,10 @@ torch::Tensor write_counterfactual(torch::Tensor keys, torch::Tensor cell, torch
                                    torch::Tensor position, torch::Tensor stop, int64_t span,
                                    int64_t cells) {
   const Events ev(keys, cell, span);
-  check(other, "other");
-  check(position, "position");
-  check(stop, "stop");
   auto out = torch::empty(other.sizes(), change.options());
-  const int64_t B = other.size(0), T = other.size(1), H = other.size(2);
   AT_DISPATCH_FLOATING_TYPES(change.scalar_type(), "write_counterfactual", [&] {
-    counterfactual<WriteHead<scalar_t>>(
-        write_heads<scalar_t>(ev, rows, change), other.data_ptr<int64_t>(),
-        position.data_ptr<int64_t>(), stop.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), B, T,
-        H, cells);
+    counterfactual<WriteHead<scalar_t>>(write_heads<scalar_t>(ev, rows, change), other,
+                                        position, stop, cells, out);
   });
   return out;
 }
@@ -237,16 +238,10 @@ torch::Tensor read_counterfactual(torch::Tensor keys, torch::Tensor cell, torch:
                                   torch::Tensor position, torch::Tensor stop, int64_t span,
                                   int64_t cells) {
   const Events ev(keys, cell, span);
-  check(other, "other");
-  check(position, "position");
-  check(stop, "stop");
   auto out = torch::empty(other.sizes(), grad.options());
-  const int64_t B = other.size(0), T = other.size(1), H = other.size(2);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "read_counterfactual", [&] {
-    counterfactual<ReadHead<scalar_t>>(
-        read_heads<scalar_t>(ev, after, grad, tag_scores, offset), other.data_ptr<int64_t>(),
-        position.data_ptr<int64_t>(), stop.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), B, T,
-        H, cells);
+    counterfactual<ReadHead<scalar_t>>(read_heads<scalar_t>(ev, after, grad, tag_scores, offset),
+                                       other, position, stop, cells, out);
   });
   return out;
 }

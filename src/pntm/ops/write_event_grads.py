@@ -59,8 +59,39 @@ def _dot(rows: Tensor, vectors: Tensor) -> Tensor:
     return out.view(rows.shape[:-1])
 
 
-class _ReadHeadGradient:
+class _HeadGradient:
+    """``G_t[y]``, the gradient of the loss with respect to a head's weight on cell ``y`` at
+    time ``t``, for any (t, y): ``at`` (local queries) and ``counterfactual`` (the other
+    choice's future of the jump gradient) run in the CPU kernels of ``kind`` (``read`` or
+    ``write``) where they are available, else ``eager_at``, the definition."""
+
+    kind: str
+
+    def _kernel_args(self) -> tuple:
+        raise NotImplementedError
+
+    def eager_at(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def at(self, y: Tensor) -> Tensor:
+        """``y``: cells (B, T, H, *extra), row ``t`` at time ``t``; returns the same shape."""
+        kernels = event_kernels.for_tensor(y)
+        if kernels is None:
+            return self.eager_at(y)
+        queries = getattr(kernels, f"{self.kind}_queries")
+        return queries(*self._kernel_args(), y.contiguous(), self.events.span)
+
+    def counterfactual(self, other: Tensor, cell: Tensor, end: Tensor, cells: int) -> Tensor:
+        """``_counterfactual`` over every offset up to ``end``, by the CPU kernel."""
+        sums = getattr(event_kernels.kernels(), f"{self.kind}_counterfactual")
+        return sums(*self._kernel_args(), other.contiguous(), cell.contiguous(),
+                    end.contiguous(), self.events.span, cells)
+
+
+class _ReadHeadGradient(_HeadGradient):
     """``G^r_t[y] = ⟨∂L/∂r_t, [M_t[y], A[y]]⟩`` for the read heads."""
+
+    kind = "read"
 
     def __init__(self, events: _Events, grad_contents: Tensor, grad_tags: Tensor,
                  table: Tensor):
@@ -73,21 +104,7 @@ class _ReadHeadGradient:
         return (e.keys, e.cell, e.after, self.grad_contents.contiguous(),
                 self.tag_scores.contiguous(), (3 - 2 * e.before.long()).contiguous())
 
-    def at(self, y: Tensor) -> Tensor:
-        """``y``: cells (B, T, H, *extra), row ``t`` at time ``t``; returns the same shape."""
-        kernels = event_kernels.for_tensor(y)
-        if kernels is None:
-            return self.eager_at(y)
-        return kernels.read_queries(*self._kernel_args(), y.contiguous(), self.events.span)
-
-    def counterfactual(self, other: Tensor, cell: Tensor, end: Tensor, cells: int) -> Tensor:
-        """``_counterfactual`` over every offset up to ``end``, by the fused kernel."""
-        return event_kernels.kernels().read_counterfactual(
-            *self._kernel_args(), other.contiguous(), cell.contiguous(), end.contiguous(),
-            self.events.span, cells)
-
     def eager_at(self, y: Tensor) -> Tensor:
-        """``at`` in eager PyTorch: the definition, and the path off the CPU."""
         k1 = self.events.read_position(_times(y), y)
         content = _dot(self.events.memory(k1, y), self.grad_contents)
         L = self.tag_scores.shape[-1]
@@ -96,8 +113,10 @@ class _ReadHeadGradient:
         return content + tags
 
 
-class _WriteHeadGradient:
-    """``G^w_t[y] = ⟨μ_t[y], a_t - e_t ⊙ M_{t-1}[y]⟩`` for the write head."""
+class _WriteHeadGradient(_HeadGradient):
+    """``G^w_t[y] = ⟨μ_t[y], a_t - e_t ⊙ M_{t-1}[y]⟩`` for the write head (H = 1)."""
+
+    kind = "write"
 
     def __init__(self, events: _Events, erase: Tensor, add: Tensor):
         self.events = events
@@ -108,21 +127,7 @@ class _WriteHeadGradient:
         e = self.events
         return e.keys, e.cell, e.adjoint_rows, self.change
 
-    def at(self, y: Tensor) -> Tensor:
-        """``y``: cells (B, T, 1, *extra), row ``t`` at time ``t``; returns the same shape."""
-        kernels = event_kernels.for_tensor(y)
-        if kernels is None:
-            return self.eager_at(y)
-        return kernels.write_queries(*self._kernel_args(), y.contiguous(), self.events.span)
-
-    def counterfactual(self, other: Tensor, cell: Tensor, end: Tensor, cells: int) -> Tensor:
-        """``_counterfactual`` over every offset up to ``end``, by the fused kernel."""
-        return event_kernels.kernels().write_counterfactual(
-            *self._kernel_args(), other.contiguous(), cell.contiguous(), end.contiguous(),
-            self.events.span, cells)
-
     def eager_at(self, y: Tensor) -> Tensor:
-        """``at`` in eager PyTorch: the definition, and the path off the CPU."""
         rows = self.events.write_rows(*self.events.locate(_times(y), y), y)
         return _dot(rows, self.change[:, :, None].expand(*y.shape[:3], self.width))
 
