@@ -202,7 +202,9 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   a_t)`` and ``pntm.ops.write_events`` computes the reads from the events alone: a sort by cell,
   one segmented scan, a search per read; O(T log T) work and O(T·W) memory per sequence, no
   ``B·T·N·W`` tensor, exact erase/add gradients and the Fourier path's straight-through head
-  gradients (tested against the dense recurrence and ``memory_path: scan``). Soft (relaxed)
+  gradients (tested against the dense recurrence and ``memory_path: scan``); on the CPU its
+  gradient queries run in C++ kernels (``pntm.ops.event_kernels``), which bring its training
+  step to 1.06-1.25x the tape writer's at lengths 64-4096 (RESULTS.md). Soft (relaxed)
   learned write heads need every cell at every step: the memory scan then runs in chunks of
   ``memory_chunk`` tokens, each recomputed in the backward pass (``pntm.ops.memory_chunks``), so
   peak memory is that of one chunk instead of the whole history. ``memory_path: scan`` keeps

@@ -33,11 +33,12 @@ the ``ν`` of the first event of ``y`` after it (0 when there is none). Exactly:
 The shift and jump gradients of the heads are derived in :mod:`pntm.ops.write_event_grads`;
 the sorted event list, its scans and searches are :mod:`pntm.ops.write_event_list`.
 
-Measured (``pntm bench --models pntm,pntm-write``, CPU, one thread (``OMP_NUM_THREADS=1``) on a
-machine shared with other jobs, batch 32, one read head): a training step took 1.46x, 1.42x,
-1.39x and 1.49x the tape writer's at lengths 64, 256, 1024 and 4096 (17.5, 56.7, 232 and
-1634 ms). The op alone costs about 3x ``tape_read`` (it also finds the write head's gradients,
-with a search per query); walking the horizon one offset per pass, it cost 4-5x.
+Measured (``pntm bench --models pntm,pntm-write,ntm``, CPU, one thread, batch 32, one read head,
+no other job running; ``results/speed-writer-kernels-cpu.json`` and ``-eager-cpu.json``, RESULTS.md
+"The learned hard writer with fused CPU kernels"): with the gradient queries in the CPU kernels
+of :mod:`pntm.ops.event_kernels`, a training step took 1.19x, 1.06x, 1.22x and 1.25x the tape
+writer's at lengths 64, 256, 1024 and 4096 (10.6, 36.2, 179 and 1066 ms); in eager code, the
+same session, 1.59x, 1.51x, 1.38x and 1.57x.
 
 ``sequential_reference`` computes the same outputs step by step with dense weightings
 (``torch.roll`` for the shifts) and a dense memory, differentiable by autograd: the test oracle.
