@@ -150,3 +150,22 @@ def test_a_failed_build_warns_once_and_falls_back_to_the_eager_code(monkeypatch)
     eager = read_with_gradients(inputs, 37, 16, None)
     for a, b in zip(fallback, eager):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_a_lock_left_by_a_killed_build_is_removed(tmp_path):
+    """torch waits forever on the lock file of a build that was killed; one older than
+    STALE_LOCK_SECONDS is removed, a fresh one (a build under way) is kept."""
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    assert not event_kernels.clear_stale_lock(tmp_path)
+    assert lock.exists()
+    later = lock.stat().st_mtime + event_kernels.STALE_LOCK_SECONDS + 1
+    assert event_kernels.clear_stale_lock(tmp_path, now=later)
+    assert not lock.exists()
+    assert not event_kernels.clear_stale_lock(tmp_path)  # none: nothing to do
+
+
+def test_the_build_folder_names_python_and_torch(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    folder = event_kernels.build_directory()
+    assert folder.parent == tmp_path and torch.__version__ in folder.name

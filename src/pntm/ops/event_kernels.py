@@ -13,20 +13,27 @@ wherever the kernels cannot be built.
 
 The C++ source is compiled on first use by ``torch.utils.cpp_extension.load`` (a C++ compiler
 and ninja; about half a minute once, then cached in ``TORCH_EXTENSIONS_DIR``, by default under
-``~/.cache/torch_extensions``). ``PNTM_KERNELS=0`` in the environment turns them off; a build
-that fails warns once and falls back to the eager code.
+``~/.cache/torch_extensions``, one folder per Python and torch version). ``PNTM_KERNELS=0`` in the
+environment turns them off; a build that fails warns once and falls back to the eager code. A
+build killed midway (Ctrl-C during a first run) leaves torch's lock file behind, and torch would
+wait on it forever; a lock older than ``STALE_LOCK_SECONDS`` is removed before loading.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
 
+import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("event_queries.cpp")
+NAME = "pntm_event_queries"
+STALE_LOCK_SECONDS = 600  # a build takes under a minute here
 
 _loaded: ModuleType | None = None
 _failed = False
@@ -45,7 +52,10 @@ def kernels() -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
-        _loaded = load(name="pntm_event_queries", sources=[str(SOURCE)],
+        build = build_directory()
+        build.mkdir(parents=True, exist_ok=True)
+        clear_stale_lock(build)
+        _loaded = load(name=NAME, sources=[str(SOURCE)], build_directory=str(build),
                        extra_cflags=["-O3"], verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: eager code instead
         _failed = True
@@ -54,6 +64,30 @@ def kernels() -> ModuleType | None:
                       f"({type(error).__name__}: {first_line}); using the eager code "
                       f"(PNTM_KERNELS=0 skips the build)", RuntimeWarning, stacklevel=2)
     return _loaded
+
+
+def build_directory() -> Path:
+    """Where the kernels are built and cached: ``TORCH_EXTENSIONS_DIR`` (or torch's default
+    root), a folder per Python and torch version."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return Path(root) / f"{NAME}-{python}-torch{torch.__version__}"
+
+
+def clear_stale_lock(build: Path, now: float | None = None) -> bool:
+    """Remove torch's build lock in ``build`` if it is older than ``STALE_LOCK_SECONDS`` (left
+    by a killed build); True when one was removed."""
+    lock = build / "lock"
+    try:
+        age = (time.time() if now is None else now) - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age <= STALE_LOCK_SECONDS:
+        return False
+    lock.unlink(missing_ok=True)
+    return True
 
 
 def state() -> str:
