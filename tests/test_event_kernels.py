@@ -169,3 +169,19 @@ def test_the_build_folder_names_python_and_torch(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     folder = event_kernels.build_directory()
     assert folder.parent == tmp_path and torch.__version__ in folder.name
+
+
+def test_threads_split_the_queries_without_changing_a_bit():
+    """The kernels split (b, t) over torch's threads; each output is summed by one thread in
+    one order, so two threads give the same bits as one."""
+    inputs = random_case(4, 300, 2, 1, 3, seed=11, jump_rate=0.05)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = read_with_gradients(inputs, 307, 16, None)
+        torch.set_num_threads(2)
+        two = read_with_gradients(inputs, 307, 16, None)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
