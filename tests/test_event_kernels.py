@@ -185,3 +185,12 @@ def test_threads_split_the_queries_without_changing_a_bit():
         torch.set_num_threads(threads)
     for a, b in zip(one, two):
         assert torch.equal(a, b)
+
+
+def test_no_query_asks_nothing():
+    """An empty query tensor (no cells asked) returns an empty answer, not a division by zero."""
+    reads, writes, cell, _, _ = heads_of(random_case(1, 5, 1, 1, 3, seed=0, jump_rate=0.0), 12,
+                                         1, torch.tensor([False]), torch.float32)
+    for head, own in [(writes, cell[..., :1]), (reads, cell[..., 1:])]:
+        for empty in [own[..., None][..., :0], own[:, :, :0]]:  # no cell asked; no head
+            assert head.at(empty).shape == empty.shape

@@ -82,6 +82,7 @@ void check(const torch::Tensor& x, const char* name) {
 template <typename Head, typename MakeHead>
 void queries(const MakeHead& make, const torch::Tensor& y, torch::Tensor& out) {
   check(y, "y");
+  if (y.numel() == 0) return;  // nothing asked (and no E to divide out)
   const int64_t B = y.size(0), T = y.size(1), H = y.size(2), E = y.numel() / (B * T * H);
   const int64_t* cells = y.data_ptr<int64_t>();
   auto* values = out.data_ptr<typename Head::value_type>();
