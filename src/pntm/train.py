@@ -394,9 +394,9 @@ class Trainer:
 
     def _fit(self, stop_at: int | None) -> dict | None:
         total = self.tcfg["steps"]
-        model_config = self.cfg["model_config"]
-        writes = not model_config.get("tape_writer", False) or model_config.get("work_tape", False)
-        if self.cfg["model"] == "pntm" and writes and torch.device(self.device).type == "cpu":
+        settings = getattr(self.model, "settings", None)  # a P-NTM's resolved PNTMConfig
+        writes = settings is not None and settings.learned_writing
+        if writes and torch.device(self.device).type == "cpu":
             # a learned writer's CPU kernels: built on a machine's first run (about half a
             # minute), loaded from the cache after; not counted as training time
             event_kernels.kernels()

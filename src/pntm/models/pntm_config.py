@@ -184,6 +184,12 @@ class PNTMConfig:
                               "context is the window of inputs before each token)")
 
     # ---- derived values ----------------------------------------------------------------------
+    @property
+    def learned_writing(self) -> bool:
+        """Whether some memory is written by a learned head (``tape_writer: false``, or a work
+        tape): its hard steps run ``pntm.ops.write_events``, whose CPU kernels serve it."""
+        return not self.tape_writer or self.work_tape
+
     def num_cells(self, length: int) -> int:
         """Memory cells for ``length`` tokens (``memory_cells``)."""
         return memory_cells(length, self.shift_range, self.periods, self.min_cells)

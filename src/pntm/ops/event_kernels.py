@@ -47,8 +47,10 @@ def enabled() -> bool:
 def kernels() -> ModuleType | None:
     """The compiled kernels, built on first call; None when turned off or not buildable."""
     global _loaded, _failed
-    if _loaded is not None or _failed or not enabled():
-        return _loaded if enabled() else None
+    if not enabled():
+        return None
+    if _loaded is not None or _failed:
+        return _loaded
     try:
         from torch.utils.cpp_extension import load
 
