@@ -31,16 +31,21 @@ scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t size) {
   return sum;
 }
 
+// One batch row's event list: its sorted keys, the cell of each event, and their sizes.
+struct EventRow {
+  const int64_t* keys;
+  const int64_t* cell;
+  int64_t n, span;
+};
+
 // G^w_t[y] = <mu_t[y], a_t> - <mu_t[y] * M_{t-1}[y], e_t>: V at a write at (t, y), else U at
 // the next event of y, else zeros (_Events.write_rows).
 template <typename scalar_t>
-struct WriteHead {
+struct WriteHead : EventRow {
   using value_type = scalar_t;
-  const int64_t* keys;
-  const int64_t* cell;
   const scalar_t* rows;
   const scalar_t* change;  // (T, 2W): [a_t, -e_t]
-  int64_t n, span, width;
+  int64_t width;
 
   scalar_t operator()(int64_t t, int64_t /*head*/, int64_t y) const {
     const int64_t key = y * span + 2 * t + 2;
@@ -55,15 +60,13 @@ struct WriteHead {
 // G^r_t[y] = <dL/dr_t, M_t[y]> + <dL/dA_t, A[y]>: the value after the last event of y before
 // the read (m_0 when there is none), and the tag score of y's residue (_ReadHeadGradient.at).
 template <typename scalar_t>
-struct ReadHead {
+struct ReadHead : EventRow {
   using value_type = scalar_t;
-  const int64_t* keys;
-  const int64_t* cell;
   const scalar_t* after;
   const scalar_t* grad;        // (T, H, W)
   const scalar_t* tag_scores;  // (T, H, L)
   const int64_t* offset;       // (H): 1 for a read before the write, 3 after it
-  int64_t n, span, width, heads, residues;
+  int64_t width, heads, residues;
 
   scalar_t operator()(int64_t t, int64_t h, int64_t y) const {
     const int64_t k1 = first_at_or_after(keys, n, y * span + 2 * t + offset[h]);
@@ -144,8 +147,9 @@ struct Events {
     check(keys, "keys");
     check(cell, "cell");
   }
-  const int64_t* keys_of(int64_t b) const { return keys.data_ptr<int64_t>() + b * n; }
-  const int64_t* cell_of(int64_t b) const { return cell.data_ptr<int64_t>() + b * (n + 2); }
+  EventRow row(int64_t b) const {
+    return {keys.data_ptr<int64_t>() + b * n, cell.data_ptr<int64_t>() + b * (n + 2), n, span};
+  }
 };
 
 template <typename scalar_t>
@@ -157,12 +161,9 @@ auto write_heads(const Events& ev, const torch::Tensor& rows, const torch::Tenso
   const scalar_t* c = change.data_ptr<scalar_t>();
   return [&ev, r, c, T, width](int64_t b) {
     WriteHead<scalar_t> head;
-    head.keys = ev.keys_of(b);
-    head.cell = ev.cell_of(b);
+    static_cast<EventRow&>(head) = ev.row(b);
     head.rows = r + b * (2 * ev.n + 1) * width;
     head.change = c + b * T * width;
-    head.n = ev.n;
-    head.span = ev.span;
     head.width = width;
     return head;
   };
@@ -183,14 +184,11 @@ auto read_heads(const Events& ev, const torch::Tensor& after, const torch::Tenso
   const int64_t* o = offset.data_ptr<int64_t>();
   return [&ev, a, g, s, o, T, H, W, L](int64_t b) {
     ReadHead<scalar_t> head;
-    head.keys = ev.keys_of(b);
-    head.cell = ev.cell_of(b);
+    static_cast<EventRow&>(head) = ev.row(b);
     head.after = a + b * (ev.n + 1) * W;
     head.grad = g + b * T * H * W;
     head.tag_scores = s + b * T * H * L;
     head.offset = o;
-    head.n = ev.n;
-    head.span = ev.span;
     head.width = W;
     head.heads = H;
     head.residues = L;
