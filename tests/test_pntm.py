@@ -266,6 +266,40 @@ def test_hold_temperature_keeps_the_annealed_gradient_after_the_relax_phase(hold
     assert torch.equal(layer.head_choices(h)[0], shift.detach())
 
 
+def test_relax_hard_every_runs_every_kth_anneal_step_hard():
+    """relax_hard_every = k: inside the anneal (relax[0] to relax[1]) the steps k divides run
+    the relaxed heads hard, so the training forward pass is the evaluation one, with the
+    straight-through gradient of softmax(z / τ) at the current temperature τ; the other steps,
+    the steps before the anneal and calls without a step stay soft."""
+    model = make_model(relax=[0.2, 0.6], relaxed_heads=1, min_temperature=0.1,
+                       relax_hard_every=3).train()
+    layer = model.layers[0]
+    for fraction, step, soft in [(0.1, 3, True), (0.4, 7, True), (0.4, None, True),
+                                 (0.4, 6, False), (0.8, 9, False)]:
+        model.set_training_progress(fraction, step)
+        assert layer.relaxing() == soft, (fraction, step)
+    model.set_training_progress(0.4, 6)
+    tau = 0.1 ** 0.5  # halfway through the anneal
+    assert layer.temperature == pytest.approx(tau)
+    tokens = random_tokens(2, 25)
+    trained = model(tokens)
+    torch.testing.assert_close(trained, model.eval()(tokens))  # the hard step is evaluation's
+    model.train()
+    torch.manual_seed(1)
+    h = torch.randn(2, 7, layer.to_shift.in_features, requires_grad=True)
+    shift, jump = layer.head_choices(h)
+    assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
+    taus = torch.tensor([tau if relaxed else 1.0 for relaxed in layer.relaxed_mask.tolist()])
+    soft_shift = (layer.to_shift(h).view(*shift.shape) / taus[:, None]).softmax(-1)
+    soft_jump = torch.sigmoid(layer.to_jump(h) / taus)
+    weights = torch.randn_like(shift), torch.randn_like(jump)
+    got = torch.autograd.grad((shift * weights[0]).sum() + (jump * weights[1]).sum(), h)[0]
+    want = torch.autograd.grad((soft_shift * weights[0]).sum() + (soft_jump * weights[1]).sum(), h)[0]
+    torch.testing.assert_close(got, want)
+    model.set_training_progress(0.4, 7)  # the next step is soft again
+    assert ((layer.head_choices(h)[0] > 0.01) & (layer.head_choices(h)[0] < 0.99)).any()
+
+
 def test_tape_writer_writes_one_cell_per_token():
     model = make_model(tape_writer=True)
     layer = model.layers[0]

@@ -59,6 +59,8 @@ class PNTMConfig:
     hold_temperature: bool = False  # after the relax phase, keep min_temperature in the
     #                                 straight-through gradient of the relaxed heads
     relaxed_heads: int | None = None  # read heads (per layer) the relax phase softens; None: all
+    relax_hard_every: int = 0    # k > 0: while the temperature falls (relax[0] to relax[1]),
+    #                              every k-th step runs the relaxed heads hard (0: off)
     window: int = 0              # how many previous inputs the controller sees (0: none)
     window_dropout: float = 0.0  # the share of training sequences whose window is hidden
     #                              (zeros); never at evaluation or in recurrent mode

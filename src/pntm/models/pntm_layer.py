@@ -220,15 +220,23 @@ class PNTMLayer(LayerReads, RecurrentMode, nn.Module):
         ``min_temperature`` after ``b``: the forward pass is hard either way (an argmax and a
         threshold at 1/2 do not depend on it), but their straight-through gradient stays the
         one of the sharp solution just annealed instead of jumping back to temperature 1.
+        With ``relax_hard_every = k`` every ``k``-th step of the annealing part (``a`` to
+        ``b``) already runs the relaxed heads hard, with the straight-through gradient at the
+        current temperature: the weights meet the hard forward pass before the switch at ``b``
+        instead of all at once there (RESULTS.md, "A collapse when the relaxed heads harden").
         Call it before each training step with ``step / steps``; evaluation (``eval()``) is
-        hard whatever the phase. ``step`` reaches the state heads (``state_hard_every``)."""
+        hard whatever the phase. ``step`` reaches the state heads (``state_hard_every``) and
+        ``relax_hard_every``; without it no step is a hard one."""
         cfg = self.config
         start, end = cfg.relax
         relaxed = fraction < end
         ramp = min(1.0, max(0.0, (fraction - start) / max(end - start, 1e-9)))
         held = cfg.min_temperature if cfg.hold_temperature and end > 0 else 1.0
-        self.relaxed = relaxed
         self.temperature = cfg.min_temperature ** ramp if relaxed else held
+        k = cfg.relax_hard_every
+        if relaxed and k and step is not None and fraction >= start and step % k == 0:
+            relaxed = False  # a hard step inside the anneal, at the current temperature
+        self.relaxed = relaxed
         if self.machine is not None:
             self.machine.set_training_progress(fraction, step)
 

@@ -126,6 +126,7 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
              "periods": periods, "address_width": integer(0), "initial_memory": FINITE,
              "min_cells": POSITIVE, "hard": boolean, "relax": fraction_pair,
              "min_temperature": number(0, 1, low_open=True), "hold_temperature": boolean,
+             "relax_hard_every": integer(0),
              "relaxed_heads": integer(0, nullable=True), "window": integer(0),
              "window_dropout": number(0, 1, high_open=True),
              "window_scope": choice("all", "memory"),
