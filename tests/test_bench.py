@@ -8,6 +8,7 @@ import torch
 
 from pntm.cli import main
 from pntm.tools import bench
+from pntm.tools.bench_report import train_table
 
 torch.set_num_threads(1)  # tiny models; the machine is shared
 
@@ -38,6 +39,24 @@ def test_training_step_tiny(tmp_path, capsys):
         assert r["parameters"] > 0 and r["peak_memory_bytes"] >= 0
     table = capsys.readouterr().out
     assert "pntm" in table and "lstm" in table
+
+
+def test_tokens_hold_the_tokens_per_step(tmp_path, capsys):
+    """``--tokens N``: batch N / length at each length; the table says so, and P-NTM's time per
+    token compares lengths by tokens, not by steps."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "pntm", "--lengths", "4,8,256", "--tokens", "512",
+                 "--device", "cpu", "--repeats", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    results = load(out)["results"]
+    assert [(r["length"], r["batch"]) for r in results] == [(4, 128), (8, 64), (256, 2)]
+    for r in results:
+        assert r["tokens_per_second"] * r["step_seconds"] == pytest.approx(512)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[:2] == ["length", "batch"] and printed[3].split()[:2] == ["256", "2"]
+    table = train_table(results)  # RESULTS.md's block
+    assert "512 tokens per step (batch = 512 / length)" in table
+    assert table.split("| 256 | ")[1].split("|")[1].strip() == "1.00"
 
 
 def test_set_overrides_the_pntm_models_only(tmp_path):
@@ -127,6 +146,11 @@ def test_decode_tiny(tmp_path):
     (["--time-limit", "0"], "--time-limit"),
     (["--time-limit", "soon"], "--time-limit"),
     (["--scan", "--decode"], "--decode"),
+    (["--batch", "2", "--tokens", "8"], "--tokens"),
+    (["--tokens", "0"], "--tokens"),
+    (["--tokens", "100", "--lengths", "8,16"], "multiple of length 8"),
+    (["--scan", "--tokens", "64", "--lengths", "8"], "--tokens"),
+    (["--decode", "--tokens", "64"], "--tokens"),
     (["--contexts", "8"], "--contexts"),
     (["--decode", "--contexts", "8,-1"], "--contexts"),
     (["--scan", "--models", "pntm"], "--models"),

@@ -175,7 +175,12 @@ def _add_bench(sub, handlers: dict[str, Handler]) -> None:
                    "NAME+cudagraph (the whole step as one CUDA graph)")
     p.add_argument("--lengths", default="64,256,1024", metavar="T1,T2",
                    help="sequence lengths (default 64,256,1024)")
-    p.add_argument("--batch", type=positive_int, default=32, help="batch size (default 32)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--batch", type=positive_int, default=32, help="batch size (default 32)")
+    size.add_argument("--tokens", type=positive_int, metavar="N",
+                      help="training step only: N tokens per step at every length (batch N / "
+                           "length; each length must divide N), so that lengths compare at "
+                           "one working-set size")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (default 5)")
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs (default 2)")

@@ -302,7 +302,10 @@ def bench_model(name: str, pntm_sets: dict | None = None) -> torch.nn.Module:
 
 def bench_training(models: list[str], lengths: list[int], batch: int, device: torch.device,
                    repeats: int, warmup: int, time_limit: float, log=print,
-                   pntm_sets: dict | None = None) -> list[dict]:
+                   pntm_sets: dict | None = None, tokens: int | None = None) -> list[dict]:
+    """Each model's training step at each length, at ``batch`` or, given ``tokens``, at batch
+    ``tokens / length`` (one working-set size at every length: the time per token then
+    depends on the length alone, not on how far the step's tensors outgrow the caches)."""
     results = []
     generator = torch.Generator().manual_seed(0)
     for name in models:
@@ -318,15 +321,16 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
                                     mode="reduce-overhead" if mode == "reduce-overhead" else None)
         skip_reason = None
         for length in lengths:
-            row = {"model": name, "length": length, "batch": batch}
+            size = tokens // length if tokens else batch
+            row = {"model": name, "length": length, "batch": size}
             not_timed = {**row, "step_seconds": None, "tokens_per_second": None,
                          "peak_memory_bytes": None, "parameters": params, "skipped": True}
             if skip_reason is not None:
                 results.append({**not_timed, "skip_reason": skip_reason})
                 log(f"bench: {name} T={length}: skipped ({skip_reason})")
                 continue
-            tokens = random_tokens(batch, length + 1, generator).to(device)
-            inputs, targets = tokens[:, :-1], tokens[:, 1:]
+            sample = random_tokens(size, length + 1, generator).to(device)
+            inputs, targets = sample[:, :-1], sample[:, 1:]
 
             step = training_step(forward, optimizer, inputs, targets)
             with PeakMemory(device) as peak:
@@ -343,7 +347,7 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
             if over_limit:
                 skip_reason = f"an earlier step exceeded {time_limit:g} s"
             results.append({**row, "step_seconds": seconds,
-                            "tokens_per_second": batch * length / seconds,
+                            "tokens_per_second": size * length / seconds,
                             "peak_memory_bytes": peak.bytes, "parameters": params,
                             "timed_steps": timed,
                             **({"prepare_seconds": prepare_seconds} if mode != "eager" else {})})

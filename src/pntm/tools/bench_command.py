@@ -37,15 +37,16 @@ def parse_int_list(text: str, flag: str) -> list[int]:
 # --------------------------------------------------------------------------- tables
 
 def training_table(results: list[dict]) -> str:
-    lines = [f"{'length':>7} {'model':<18} {'params':>8} {'step ms':>10} {'tokens/s':>11} "
-             f"{'peak MiB':>9}"]
+    lines = [f"{'length':>7} {'batch':>6} {'model':<18} {'params':>8} {'step ms':>10} "
+             f"{'tokens/s':>11} {'peak MiB':>9}"]
     for length in sorted({r["length"] for r in results}):
         rows = [r for r in results if r["length"] == length]
         for r in rows:
             if r.get("skipped"):
-                lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} {'skipped':>10}")
+                lines.append(f"{length:>7} {r['batch']:>6} {r['model']:<18} "
+                             f"{r['parameters']:>8} {'skipped':>10}")
                 continue
-            lines.append(f"{length:>7} {r['model']:<18} {r['parameters']:>8} "
+            lines.append(f"{length:>7} {r['batch']:>6} {r['model']:<18} {r['parameters']:>8} "
                          f"{r['step_seconds'] * 1e3:>10.1f} {r['tokens_per_second']:>11.0f} "
                          f"{r['peak_memory_bytes'] / 2**20:>9.1f}")
         timed = {r["model"]: r["step_seconds"] for r in rows if not r.get("skipped")}
@@ -130,8 +131,9 @@ def write_plot(path: str, series: dict[str, tuple[list[int], list[float]]], xlab
 def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: list[int],
               batch: int, device: torch.device, repeats: int, warmup: int, time_limit: float,
               json_path: str | None, plot_path: str | None, command: str,
-              pntm_sets: dict | None = None) -> dict:
-    """Run one benchmark (``mode``: train, scan or decode), print its table, write the files."""
+              pntm_sets: dict | None = None, tokens: int | None = None) -> dict:
+    """Run one benchmark (``mode``: train, scan or decode), print its table, write the files;
+    ``tokens`` (training step only) replaces ``batch`` by ``tokens / length`` per length."""
     if plot_path is not None:
         check_plot_available()
     log = (lambda message: print(message, file=sys.stderr))
@@ -158,14 +160,15 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                      f"greedy decoding, batch {batch}")
     else:
         results = bench_training(models, lengths, batch, device, repeats, warmup, time_limit,
-                                 log=log, pntm_sets=pntm_sets)
+                                 log=log, pntm_sets=pntm_sets, tokens=tokens)
         table = training_table(results)
         series = {name: ([], []) for name in models}
         for r in results:
             if not r.get("skipped"):
                 series[r["model"]][0].append(r["length"])
                 series[r["model"]][1].append(r["step_seconds"])
-        plot_args = ("sequence length", "training step seconds", f"training step, batch {batch}")
+        plot_args = ("sequence length", "training step seconds",
+                     f"training step, {tokens} tokens" if tokens else f"training step, batch {batch}")
 
     prov = provenance(command)
     prov.update({"benchmark": mode, "repeats": repeats, "warmup": warmup,
@@ -188,7 +191,8 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
 def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
                        context_spec: str | None, batch: int, device: str | None, repeats: int,
                        warmup: int, time_limit: float, json_path: str | None,
-                       plot_path: str | None, command: str, sets: list[str] = ()) -> dict:
+                       plot_path: str | None, command: str, sets: list[str] = (),
+                       tokens: int | None = None) -> dict:
     """``pntm bench``, from its options as given (the ``*_spec`` are the command line's comma
     lists; ``mode``: train, scan or decode; ``sets`` the ``--set model_config.KEY=VALUE``
     overrides of the P-NTM models): check every one (one-line errors), then run the
@@ -214,6 +218,14 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
         models = default_models(DEFAULT_DECODE_MODELS if mode == "decode" else DEFAULT_MODELS,
                                 log=lambda message: print(message, file=sys.stderr))
     lengths = parse_int_list(length_spec, "--lengths")
+    if tokens is not None:
+        if mode != "train":
+            raise PntmError("--tokens is for the training step: use --batch with "
+                            f"--{mode}")
+        uneven = [t for t in lengths if tokens % t]
+        if uneven:
+            raise PntmError(f"--tokens {tokens} is not a multiple of length {uneven[0]}: "
+                            "every length must divide it (batch = tokens / length)")
     contexts = parse_int_list(context_spec or DEFAULT_CONTEXTS, "--contexts")
     pntm_sets = parse_pntm_sets(sets, models)
     if plot_path is not None:
@@ -221,7 +233,7 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
     return run_bench(mode, models=models, lengths=lengths, contexts=contexts,
                      batch=batch, device=target, repeats=repeats, warmup=warmup,
                      time_limit=time_limit, json_path=json_path, plot_path=plot_path,
-                     command=command, pntm_sets=pntm_sets)
+                     command=command, pntm_sets=pntm_sets, tokens=tokens)
 
 
 def parse_pntm_sets(sets: list[str], models: list[str]) -> dict:

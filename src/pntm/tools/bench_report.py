@@ -68,6 +68,7 @@ UNRELIABLE_PEAK = "cpu: growth of the process RSS high-water mark"
 def train_table(results: list[dict], peak_kind: str | None = None) -> str:
     models = _models(results)
     step = {(r["model"], r["length"]): r.get("step_seconds") for r in results}
+    batch = {(r["model"], r["length"]): r["batch"] for r in results}
     failed = {(r["model"], r["length"]) for r in results if r.get("error")}
     lengths = sorted({r["length"] for r in results})
     has_ratio = {"pntm", "ntm"} <= set(models)
@@ -86,13 +87,21 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
         if has_ratio:
             row.append(f"{ntm / pntm:.1f}×" if pntm and ntm else "–")
         if reference is not None:
-            row.append(f"{pntm / t / (step[('pntm', reference)] / reference):.2f}"
-                       if pntm and t >= reference else "–")
+            per_token = pntm / (t * batch[("pntm", t)]) if pntm else None
+            first = step[("pntm", reference)] / (reference * batch[("pntm", reference)])
+            row.append(f"{per_token / first:.2f}" if pntm and t >= reference else "–")
         lines.append("| " + " | ".join(row) + " |")
     params = {r["model"]: r["parameters"] for r in results}
     lines.append("")
-    lines.append("Milliseconds per training step (forward, backward, AdamW) at batch "
-                 f"{results[0]['batch']}, median of the timed steps. Parameters: "
+    sizes = {(r["batch"], r["length"]) for r in results}
+    if len({b for b, _ in sizes}) > 1:  # pntm bench --tokens: batch = tokens / length
+        tokens = sorted({b * t for b, t in sizes})
+        size = (f"{tokens[0]:,} tokens per step (batch = {tokens[0]:,} / length)"
+                if len(tokens) == 1 else "the batch of each row's length")
+    else:
+        size = f"batch {results[0]['batch']}"
+    lines.append("Milliseconds per training step (forward, backward, AdamW) at "
+                 f"{size}, median of the timed steps. Parameters: "
                  + ", ".join(f"{m} {params[m]:,}" for m in models) + ".")
     errors = {r["model"]: r["error"] for r in results if r.get("error")}
     for m, error in errors.items():
