@@ -59,6 +59,21 @@ def test_tokens_hold_the_tokens_per_step(tmp_path, capsys):
     assert table.split("| 256 | ")[1].split("|")[1].strip() == "1.00"
 
 
+def test_time_per_token_columns_for_the_tape_and_the_learned_writer():
+    """RESULTS' block: each P-NTM writer's time per token at each length against its own at
+    256, from the step time, the length and the row's batch (hand-computed here)."""
+    rows = [{"model": m, "length": t, "batch": b, "step_seconds": s, "parameters": 1}
+            for m, t, b, s in [("pntm", 64, 32, 0.01), ("pntm", 256, 32, 0.04),
+                               ("pntm", 4096, 2, 0.06), ("pntm-write", 64, 32, 0.02),
+                               ("pntm-write", 256, 32, 0.05), ("pntm-write", 4096, 2, 0.05)]]
+    lines = train_table(rows).splitlines()
+    assert lines[0] == ("| length | pntm | pntm-write | P-NTM time per token vs 256 | "
+                        "learned writer time per token vs 256 |")
+    assert lines[2].endswith("| – | – |")                     # 64: before the reference
+    assert lines[3].endswith("| 1.00 | 1.00 |")
+    assert lines[4].endswith("| 1.50 | 1.00 |")  # 0.06/(4096*2) over 0.04/(256*32); 0.05 of 0.05
+
+
 def test_set_overrides_the_pntm_models_only(tmp_path):
     """``--set model_config.KEY=VALUE`` reaches P-NTM and its variants (the built model and the
     JSON's model_configs say so), not the other models."""

@@ -72,13 +72,22 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
     failed = {(r["model"], r["length"]) for r in results if r.get("error")}
     lengths = sorted({r["length"] for r in results})
     has_ratio = {"pntm", "ntm"} <= set(models)
-    reference = next((t for t in lengths if t >= REFERENCE_LENGTH and step.get(("pntm", t))),
-                     None)
+
+    def per_token(m: str, t: int) -> float | None:
+        return step[(m, t)] / (t * batch[(m, t)]) if step.get((m, t)) else None
+
+    # time per token against the first length >= REFERENCE_LENGTH, for P-NTM (the tape
+    # writer) and, where it was measured, the learned writer
+    growth = {}
+    for m, label in (("pntm", "P-NTM"), ("pntm-write", "learned writer")):
+        reference = next((t for t in lengths if t >= REFERENCE_LENGTH and step.get((m, t))),
+                         None)
+        if m in models and reference is not None:
+            growth[m] = (f"{label} time per token vs {reference}", reference)
     header = ["length", *models]
     if has_ratio:
         header.append("NTM / P-NTM")
-    if reference is not None:
-        header.append(f"P-NTM time per token vs {reference}")
+    header += [title for title, _ in growth.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for t in lengths:
         row = [str(t), *("failed" if (m, t) in failed else _ms(step.get((m, t)))
@@ -86,10 +95,9 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
         pntm, ntm = step.get(("pntm", t)), step.get(("ntm", t))
         if has_ratio:
             row.append(f"{ntm / pntm:.1f}×" if pntm and ntm else "–")
-        if reference is not None:
-            per_token = pntm / (t * batch[("pntm", t)]) if pntm else None
-            first = step[("pntm", reference)] / (reference * batch[("pntm", reference)])
-            row.append(f"{per_token / first:.2f}" if pntm and t >= reference else "–")
+        for m, (_, reference) in growth.items():
+            now = per_token(m, t)
+            row.append(f"{now / per_token(m, reference):.2f}" if now and t >= reference else "–")
         lines.append("| " + " | ".join(row) + " |")
     params = {r["model"]: r["parameters"] for r in results}
     lines.append("")
