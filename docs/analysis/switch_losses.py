@@ -26,7 +26,7 @@ def read_run(run: Path, switch: int, before: int, after: int) -> dict:
             if "loss" in row and "step" in row]
     validation = run / "eval-validation.json"
     summary = json.loads(validation.read_text()) if validation.exists() else None
-    return {"run": run.name,
+    return {"run": f"{run.parent.name}/{run.name}",
             "loss_before": mean_loss(rows, switch - before, switch),
             "loss_after": mean_loss(rows, switch, switch + after),
             "validation": summary["summary"]["ood_sequence_accuracy"] if summary else None,
@@ -46,9 +46,9 @@ def main() -> None:
 
     def cell(value, digits=3):
         return "-" if value is None else f"{value:.{digits}f}"
-    print(f"{'run':<48} {'before':>7} {'after':>7} {'val':>7} {'steps':>6}")
+    print(f"{'run':<60} {'before':>7} {'after':>7} {'val':>7} {'steps':>6}")
     for r in rows:
-        print(f"{r['run']:<48} {cell(r['loss_before']):>7} {cell(r['loss_after']):>7} "
+        print(f"{r["run"]:<60} {cell(r['loss_before']):>7} {cell(r['loss_after']):>7} "
               f"{cell(r['validation'], 4):>7} {r['steps']:>6}")
     if args.json:
         args.json.write_text(json.dumps({"switch": args.switch, "before": args.before,
