@@ -48,7 +48,7 @@ def main() -> None:
         return "-" if value is None else f"{value:.{digits}f}"
     print(f"{'run':<60} {'before':>7} {'after':>7} {'val':>7} {'steps':>6}")
     for r in rows:
-        print(f"{r["run"]:<60} {cell(r['loss_before']):>7} {cell(r['loss_after']):>7} "
+        print(f"{r['run']:<60} {cell(r['loss_before']):>7} {cell(r['loss_after']):>7} "
               f"{cell(r['validation'], 4):>7} {r['steps']:>6}")
     if args.json:
         args.json.write_text(json.dumps({"switch": args.switch, "before": args.before,
