@@ -238,6 +238,25 @@ def test_relaxed_training_is_soft_and_evaluation_is_hard():
     assert not layer.relaxed and layer.temperature == 1.0
 
 
+def assert_hard_with_annealed_gradient(layer, relaxed_tau):
+    """The layer's heads, on random controller outputs, are hard (one-hot shifts, 0/1 jumps)
+    with the straight-through gradient of softmax(z / τ): τ = ``relaxed_tau`` for the relaxed
+    heads, 1 for the others. Returns the outputs and the shifts."""
+    torch.manual_seed(1)
+    h = torch.randn(2, 7, layer.to_shift.in_features, requires_grad=True)
+    shift, jump = layer.head_choices(h)
+    assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
+    assert set(jump.detach().unique().tolist()) <= {0.0, 1.0}
+    tau = torch.tensor([relaxed_tau if relaxed else 1.0 for relaxed in layer.relaxed_mask.tolist()])
+    soft_shift = (layer.to_shift(h).view(*shift.shape) / tau[:, None]).softmax(-1)
+    soft_jump = torch.sigmoid(layer.to_jump(h) / tau)
+    weights = torch.randn_like(shift), torch.randn_like(jump)
+    got = torch.autograd.grad((shift * weights[0]).sum() + (jump * weights[1]).sum(), h)[0]
+    want = torch.autograd.grad((soft_shift * weights[0]).sum() + (soft_jump * weights[1]).sum(), h)[0]
+    torch.testing.assert_close(got, want)
+    return h, shift
+
+
 @pytest.mark.parametrize("hold", [False, True])
 def test_hold_temperature_keeps_the_annealed_gradient_after_the_relax_phase(hold):
     """After the relax phase the heads are hard either way; with hold_temperature the relaxed
@@ -249,19 +268,7 @@ def test_hold_temperature_keeps_the_annealed_gradient_after_the_relax_phase(hold
     layer = model.layers[0]
     assert not layer.relaxing()
     assert layer.temperature == (0.1 if hold else 1.0)
-    torch.manual_seed(1)
-    h = torch.randn(2, 7, layer.to_shift.in_features, requires_grad=True)
-    shift, jump = layer.head_choices(h)
-    assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
-    assert set(jump.detach().unique().tolist()) <= {0.0, 1.0}
-    tau = torch.tensor([0.1 if hold and relaxed else 1.0 for relaxed in layer.relaxed_mask.tolist()])
-    logits = layer.to_shift(h).view(*shift.shape)
-    soft_shift = (logits / tau[:, None]).softmax(-1)
-    soft_jump = torch.sigmoid(layer.to_jump(h) / tau)
-    weights = torch.randn_like(shift), torch.randn_like(jump)
-    got = torch.autograd.grad((shift * weights[0]).sum() + (jump * weights[1]).sum(), h)[0]
-    want = torch.autograd.grad((soft_shift * weights[0]).sum() + (soft_jump * weights[1]).sum(), h)[0]
-    torch.testing.assert_close(got, want)
+    h, shift = assert_hard_with_annealed_gradient(layer, 0.1 if hold else 1.0)
     model.eval()
     assert torch.equal(layer.head_choices(h)[0], shift.detach())
 
@@ -285,19 +292,10 @@ def test_relax_hard_every_runs_every_kth_anneal_step_hard():
     trained = model(tokens)
     torch.testing.assert_close(trained, model.eval()(tokens))  # the hard step is evaluation's
     model.train()
-    torch.manual_seed(1)
-    h = torch.randn(2, 7, layer.to_shift.in_features, requires_grad=True)
-    shift, jump = layer.head_choices(h)
-    assert set(shift.detach().unique().tolist()) <= {0.0, 1.0}
-    taus = torch.tensor([tau if relaxed else 1.0 for relaxed in layer.relaxed_mask.tolist()])
-    soft_shift = (layer.to_shift(h).view(*shift.shape) / taus[:, None]).softmax(-1)
-    soft_jump = torch.sigmoid(layer.to_jump(h) / taus)
-    weights = torch.randn_like(shift), torch.randn_like(jump)
-    got = torch.autograd.grad((shift * weights[0]).sum() + (jump * weights[1]).sum(), h)[0]
-    want = torch.autograd.grad((soft_shift * weights[0]).sum() + (soft_jump * weights[1]).sum(), h)[0]
-    torch.testing.assert_close(got, want)
+    h, _ = assert_hard_with_annealed_gradient(layer, tau)
     model.set_training_progress(0.4, 7)  # the next step is soft again
-    assert ((layer.head_choices(h)[0] > 0.01) & (layer.head_choices(h)[0] < 0.99)).any()
+    shift = layer.head_choices(h)[0]
+    assert ((shift > 0.01) & (shift < 0.99)).any()
 
 
 def test_tape_writer_writes_one_cell_per_token():
