@@ -101,9 +101,8 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
         lines.append("| " + " | ".join(row) + " |")
     params = {r["model"]: r["parameters"] for r in results}
     lines.append("")
-    sizes = {(r["batch"], r["length"]) for r in results}
-    if len({b for b, _ in sizes}) > 1:  # pntm bench --tokens: batch = tokens / length
-        tokens = sorted({b * t for b, t in sizes})
+    if len(set(batch.values())) > 1:  # pntm bench --tokens: batch = tokens / length
+        tokens = sorted({b * t for (_, t), b in batch.items()})
         size = (f"{tokens[0]:,} tokens per step (batch = {tokens[0]:,} / length)"
                 if len(tokens) == 1 else "the batch of each row's length")
     else:
