@@ -1,0 +1,99 @@
+"""A variant of the shipped P-NTM config against the two-stage rule of RESULTS.md.
+
+Usage: python docs/analysis/variant_rule.py VARIANT_DIR [--shipped results/one-config-work-tape]
+[--json OUT.json]
+
+The rule (written in RESULTS.md for ``harden-temp`` on 2026-12-07, before its runs, and reused
+unchanged for ``hard-every-4`` and ``no-early-stop``) reads validation only:
+
+1. Stage 1: seed 0 of the eleven tasks the shipped config learns exactly at seed 0 (``STAGE1``).
+   Any of them below 100% validation sequence accuracy rejects the variant.
+2. Stage 2: seeds 0-4 of the five tasks where the shipped config loses seeds (``STAGE2``). The
+   variant is adopted iff its mean validation sequence accuracy over those 25 runs is above the
+   shipped config's over the same 25 runs.
+
+Run folders are named as ``pntm sweep`` names them (``TASK-pntm-sS``, ``TASK-pntm-lrLR-sS`` for
+a learning rate other than the default). The script prints each run's validation accuracy and
+steps trained (the variant's cost beside its result) and the verdict so far: ``incomplete``
+while a run the verdict needs is missing, with the missing runs named. An analysis aid, not
+part of the package."""
+import argparse
+import json
+from pathlib import Path
+
+# (task, folder stem): the stem carries the learning rate where the rule fixes one.
+STAGE1 = [(t, f"{t}-pntm") for t in (
+    "parity", "even_pairs", "cycle_navigation", "missing_duplicate_string", "modular_arithmetic",
+    "copy", "reverse", "odds_first", "duplicate", "stack_manipulation")] + [
+    ("binary_addition", "binary_addition-pntm-lr3e-4")]
+STAGE2 = [("binary_addition", "binary_addition-pntm-lr3e-4")] + [(t, f"{t}-pntm") for t in (
+    "stack_manipulation", "modular_arithmetic_simple", "associative_recall", "bucket_sort")]
+SEEDS = range(5)
+
+
+def read_run(folder: Path) -> dict | None:
+    """Validation sequence accuracy and steps of a finished run; None if it is not there."""
+    path = folder / "eval-validation.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return {"validation": record["summary"]["ood_sequence_accuracy"], "steps": record["steps"]}
+
+
+def verdict(variant: Path, shipped: Path) -> dict:
+    stage1 = {f"{stem}-s0": read_run(variant / f"{stem}-s0") for _, stem in STAGE1}
+    missing1 = [name for name, run in stage1.items() if run is None]
+    failed1 = [name for name, run in stage1.items() if run is not None and run["validation"] < 1.0]
+    names2 = [f"{stem}-s{seed}" for _, stem in STAGE2 for seed in SEEDS]
+    stage2 = {name: {"variant": read_run(variant / name), "shipped": read_run(shipped / name)}
+              for name in names2}
+    both = [r for r in stage2.values() if r["variant"] and r["shipped"]]
+    means = {side: (sum(r[side]["validation"] for r in both) / len(both) if both else None)
+             for side in ("variant", "shipped")}
+    missing2 = [f"{side}: {name}" for name, r in stage2.items()
+                for side in ("variant", "shipped") if r[side] is None]
+    if failed1:
+        state = "rejected at stage 1"
+    elif missing1:
+        state = "incomplete (stage 1)"
+    elif missing2:
+        state = "incomplete (stage 2)"
+    else:
+        state = "adopted" if means["variant"] > means["shipped"] else "rejected at stage 2"
+    return {"variant": variant.name, "verdict": state, "stage1": stage1,
+            "stage1_failed": failed1, "stage1_missing": missing1, "stage2": stage2,
+            "stage2_runs_compared": len(both), "stage2_means": means, "stage2_missing": missing2}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("variant", type=Path, help="the variant's run folders, e.g. "
+                   "results/explore/no-early-stop")
+    p.add_argument("--shipped", type=Path, default=Path("results/one-config-work-tape"),
+                   help="the shipped config's run folders")
+    p.add_argument("--json", type=Path, help="also write the verdict as JSON")
+    args = p.parse_args()
+    result = verdict(args.variant, args.shipped)
+
+    def cell(run):
+        return "-" if run is None else f"{100 * run['validation']:6.2f}% {run['steps']:>5}"
+    print(f"stage 1 ({args.variant.name}: validation, steps)")
+    for name, run in result["stage1"].items():
+        print(f"  {name:<45} {cell(run)}")
+    print("stage 2 (variant | shipped: validation, steps)")
+    for name, r in result["stage2"].items():
+        print(f"  {name:<45} {cell(r['variant']):>14} | {cell(r['shipped'])}")
+    means = result["stage2_means"]
+    if result["stage2_runs_compared"]:
+        print(f"stage 2 means over the {result['stage2_runs_compared']} of 25 runs both have: "
+              f"variant {100 * means['variant']:.2f}%, shipped {100 * means['shipped']:.2f}%")
+    missing = len(result["stage1_missing"]) + len(result["stage2_missing"])
+    if missing:
+        print(f"runs missing (-): {missing}")
+    print(f"verdict: {result['verdict']}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
