@@ -109,7 +109,10 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   for every task the rule fixed before its runs rejected it: stack_manipulation's seed 0, exact
   as shipped, fell to 99.87% validation (RESULTS.md, "A collapse when the relaxed heads
   harden"). ``relax_hard_every = k`` (off) runs every k-th annealing step hard instead, so the
-  weights meet the hard forward pass before the switch; its diagnostic is in the same section.
+  weights meet the hard forward pass before the switch. With k = 4 it rescued binary_addition's
+  seed 2 too, but its rule rejected it: binary_addition's seed 0, exact as shipped, did not
+  learn at all (0.0% validation; loss 0.88 before the switch against 0.001), the hard steps
+  keeping the soft phase from finding the solution (same section).
 * **Address tags instead of a learned initial memory** (library default; the shipped run
   config has none). Each cell can carry a read-only tag, a sum of learned patterns with the
   small periods ``periods`` (library default 2, 3, 4, 5); every residue is visited in
