@@ -15,18 +15,18 @@ unchanged for ``hard-every-4`` and ``no-early-stop``) reads validation only:
 Run folders are named as ``pntm sweep`` names them (``TASK-pntm-sS``, ``TASK-pntm-lrLR-sS`` for
 a learning rate other than the default). The script prints each run's validation accuracy and
 steps trained (the variant's cost beside its result) and the verdict so far: ``incomplete``
-while a run the verdict needs is missing, with the missing runs named. An analysis aid, not
+while a run the verdict needs is missing (shown as ``-`` and counted). An analysis aid, not
 part of the package."""
 import argparse
 import json
 from pathlib import Path
 
-# (task, folder stem): the stem carries the learning rate where the rule fixes one.
-STAGE1 = [(t, f"{t}-pntm") for t in (
+# Run folder stems; a stem carries the learning rate where the rule fixes one.
+STAGE1 = [f"{t}-pntm" for t in (
     "parity", "even_pairs", "cycle_navigation", "missing_duplicate_string", "modular_arithmetic",
     "copy", "reverse", "odds_first", "duplicate", "stack_manipulation")] + [
-    ("binary_addition", "binary_addition-pntm-lr3e-4")]
-STAGE2 = [("binary_addition", "binary_addition-pntm-lr3e-4")] + [(t, f"{t}-pntm") for t in (
+    "binary_addition-pntm-lr3e-4"]
+STAGE2 = ["binary_addition-pntm-lr3e-4"] + [f"{t}-pntm" for t in (
     "stack_manipulation", "modular_arithmetic_simple", "associative_recall", "bucket_sort")]
 SEEDS = range(5)
 
@@ -41,12 +41,11 @@ def read_run(folder: Path) -> dict | None:
 
 
 def verdict(variant: Path, shipped: Path) -> dict:
-    stage1 = {f"{stem}-s0": read_run(variant / f"{stem}-s0") for _, stem in STAGE1}
+    stage1 = {f"{stem}-s0": read_run(variant / f"{stem}-s0") for stem in STAGE1}
     missing1 = [name for name, run in stage1.items() if run is None]
     failed1 = [name for name, run in stage1.items() if run is not None and run["validation"] < 1.0]
-    names2 = [f"{stem}-s{seed}" for _, stem in STAGE2 for seed in SEEDS]
     stage2 = {name: {"variant": read_run(variant / name), "shipped": read_run(shipped / name)}
-              for name in names2}
+              for name in (f"{stem}-s{seed}" for stem in STAGE2 for seed in SEEDS)}
     both = [r for r in stage2.values() if r["variant"] and r["shipped"]]
     means = {side: (sum(r[side]["validation"] for r in both) / len(both) if both else None)
              for side in ("variant", "shipped")}
@@ -85,7 +84,8 @@ def main() -> None:
         print(f"  {name:<45} {cell(r['variant']):>14} | {cell(r['shipped'])}")
     means = result["stage2_means"]
     if result["stage2_runs_compared"]:
-        print(f"stage 2 means over the {result['stage2_runs_compared']} of 25 runs both have: "
+        print(f"stage 2 means over the {result['stage2_runs_compared']} of "
+              f"{len(result['stage2'])} runs both have: "
               f"variant {100 * means['variant']:.2f}%, shipped {100 * means['shipped']:.2f}%")
     missing = len(result["stage1_missing"]) + len(result["stage2_missing"])
     if missing:
