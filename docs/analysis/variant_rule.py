@@ -1,7 +1,7 @@
 """A variant of the shipped P-NTM config against the two-stage rule of RESULTS.md.
 
 Usage: python docs/analysis/variant_rule.py VARIANT_DIR [--shipped results/one-config-work-tape]
-[--json OUT.json]
+[--full-shipped-runs] [--json OUT.json]
 
 The rule (written in RESULTS.md for ``harden-temp`` on 2026-12-07, before its runs, and reused
 unchanged for ``hard-every-4`` and ``no-early-stop``) reads validation only:
@@ -15,11 +15,23 @@ unchanged for ``hard-every-4`` and ``no-early-stop``) reads validation only:
 Run folders are named as ``pntm sweep`` names them (``TASK-pntm-sS``, ``TASK-pntm-lrLR-sS`` for
 a learning rate other than the default). The script prints each run's validation accuracy and
 steps trained (the variant's cost beside its result) and the verdict so far: ``incomplete``
-while a run the verdict needs is missing (shown as ``-`` and counted). An analysis aid, not
-part of the package."""
+while a run the verdict needs is missing (shown as ``-`` and counted).
+
+Beside each variant run that has a shipped run of the same task and seed it prints the last
+logged step up to which the two runs' training losses are equal (``same to N``): a variant
+that only acts late (``no-early-stop`` acts after the shipped run's stop) should equal the
+shipped run up to there, on a machine whose float rounding matches.
+
+``--full-shipped-runs`` is for ``no-early-stop`` only (its stage-2 plan in RESULTS.md, written
+before its runs): with ``restore_best`` off, ``patience`` changes a run only by stopping it, so a
+shipped run that trained all of its config's steps is the variant's run of that seed; such a
+run fills a missing variant run and is marked ``(shipped)``. An analysis aid, not part of the
+package."""
 import argparse
 import json
 from pathlib import Path
+
+import yaml
 
 # Run folder stems; a stem carries the learning rate where the rule fixes one.
 STAGE1 = [f"{t}-pntm" for t in (
@@ -37,14 +49,50 @@ def read_run(folder: Path) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    return {"validation": record["summary"]["ood_sequence_accuracy"], "steps": record["steps"]}
+    planned = yaml.safe_load((folder / "config.yaml").read_text())["train"]["steps"]
+    return {"validation": record["summary"]["ood_sequence_accuracy"], "steps": record["steps"],
+            "trained_all_steps": record["steps"] >= planned}
 
 
-def verdict(variant: Path, shipped: Path) -> dict:
-    stage1 = {f"{stem}-s0": read_run(variant / f"{stem}-s0") for stem in STAGE1}
+def logged_losses(folder: Path) -> dict:
+    """Training loss by logged step, from the run's ``metrics.jsonl``."""
+    rows = (json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines())
+    return {row["step"]: row["loss"] for row in rows if "loss" in row and "step" in row}
+
+
+def same_losses_to(a: Path, b: Path) -> int:
+    """The last logged step up to which runs ``a`` and ``b`` logged equal losses (0: none)."""
+    la, lb = logged_losses(a), logged_losses(b)
+    last = 0
+    for step in sorted(set(la) & set(lb)):
+        if la[step] != lb[step]:
+            break
+        last = step
+    return last
+
+
+def variant_run(variant: Path, shipped: Path, name: str, full_shipped_runs: bool) -> dict | None:
+    """The variant's run ``name``: its own (with how far it equals the shipped run), or with
+    ``full_shipped_runs`` a shipped run that trained all its steps."""
+    run = read_run(variant / name)
+    if run is not None and (shipped / name / "metrics.jsonl").exists():
+        run["same_to"] = same_losses_to(variant / name, shipped / name)
+    if run is None and full_shipped_runs:
+        run = read_run(shipped / name)
+        if run is not None and run["trained_all_steps"]:
+            run["source"] = "shipped"
+        else:
+            run = None
+    return run
+
+
+def verdict(variant: Path, shipped: Path, full_shipped_runs: bool = False) -> dict:
+    stage1 = {f"{stem}-s0": variant_run(variant, shipped, f"{stem}-s0", full_shipped_runs)
+              for stem in STAGE1}
     missing1 = [name for name, run in stage1.items() if run is None]
     failed1 = [name for name, run in stage1.items() if run is not None and run["validation"] < 1.0]
-    stage2 = {name: {"variant": read_run(variant / name), "shipped": read_run(shipped / name)}
+    stage2 = {name: {"variant": variant_run(variant, shipped, name, full_shipped_runs),
+                     "shipped": read_run(shipped / name)}
               for name in (f"{stem}-s{seed}" for stem in STAGE2 for seed in SEEDS)}
     both = [r for r in stage2.values() if r["variant"] and r["shipped"]]
     means = {side: (sum(r[side]["validation"] for r in both) / len(both) if both else None)
@@ -70,18 +118,25 @@ def main() -> None:
                    "results/explore/no-early-stop")
     p.add_argument("--shipped", type=Path, default=Path("results/one-config-work-tape"),
                    help="the shipped config's run folders")
+    p.add_argument("--full-shipped-runs", action="store_true",
+                   help="no-early-stop only: a shipped run that trained all its steps counts as "
+                   "the variant's run of its seed")
     p.add_argument("--json", type=Path, help="also write the verdict as JSON")
     args = p.parse_args()
-    result = verdict(args.variant, args.shipped)
+    result = verdict(args.variant, args.shipped, args.full_shipped_runs)
 
     def cell(run):
-        return "-" if run is None else f"{100 * run['validation']:6.2f}% {run['steps']:>5}"
+        if run is None:
+            return "-"
+        note = (" (shipped)" if run.get("source") == "shipped"
+                else f" same to {run['same_to']}" if "same_to" in run else "")
+        return f"{100 * run['validation']:6.2f}% {run['steps']:>5}{note}"
     print(f"stage 1 ({args.variant.name}: validation, steps)")
     for name, run in result["stage1"].items():
-        print(f"  {name:<45} {cell(run)}")
+        print(f"  {name:<38} {cell(run)}")
     print("stage 2 (variant | shipped: validation, steps)")
     for name, r in result["stage2"].items():
-        print(f"  {name:<45} {cell(r['variant']):>14} | {cell(r['shipped'])}")
+        print(f"  {name:<38} {cell(r['variant']):>27} | {cell(r['shipped'])}")
     means = result["stage2_means"]
     if result["stage2_runs_compared"]:
         print(f"stage 2 means over the {result['stage2_runs_compared']} of "
