@@ -141,9 +141,9 @@ Design decisions (our reconstruction; the paper's abstract is silent on them):
   binary_addition at three of five at lr 3e-4, the rate validation chooses for it (two of
   five at 1e-3), stack_manipulation at two of five (four of five at lr 3e-4, which validation
   does not choose: 79.99% against 80.28%), bucket_sort at two of five (seeds 1 and 2, exact to
-  500; the others 9.1-16.1% validation), modular_arithmetic_simple at one of five (seed 1, exact to 500; at lr 3e-4 none of five,
-  and validation keeps 1e-3), associative recall at one of five (seed 2; the others 99.3-99.9%
-  test). On
+  500; the others 9.1-16.1% validation), modular_arithmetic_simple at one of five (seed 1,
+  exact to 500; at lr 3e-4 none of five, and validation keeps 1e-3), associative recall at one
+  of five (seed 2; the others 99.3-99.9% test). On
   six held-out tasks defined after it and used for no choice (RESULTS.md, "Held-out tasks"),
   seed 0 is exact to 500 on count_mod_3, binary_increment and majority (seed 1 too),
   repeat_copy misses at one training length (seed 1 is exact), and interleave and
