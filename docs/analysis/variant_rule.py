@@ -31,7 +31,7 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
+from pntm.runs import RunDir
 
 # Run folder stems; a stem carries the learning rate where the rule fixes one.
 STAGE1 = [f"{t}-pntm" for t in (
@@ -49,20 +49,15 @@ def read_run(folder: Path) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    planned = yaml.safe_load((folder / "config.yaml").read_text())["train"]["steps"]
+    planned = RunDir(folder).load_config()["train"]["steps"]
     return {"validation": record["summary"]["ood_sequence_accuracy"], "steps": record["steps"],
             "trained_all_steps": record["steps"] >= planned}
 
 
-def logged_losses(folder: Path) -> dict:
-    """Training loss by logged step, from the run's ``metrics.jsonl``."""
-    rows = (json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines())
-    return {row["step"]: row["loss"] for row in rows if "loss" in row and "step" in row}
-
-
 def same_losses_to(a: Path, b: Path) -> int:
     """The last logged step up to which runs ``a`` and ``b`` logged equal losses (0: none)."""
-    la, lb = logged_losses(a), logged_losses(b)
+    la, lb = ({row["step"]: row["loss"] for row in RunDir(run).read_metrics() if "loss" in row}
+              for run in (a, b))
     last = 0
     for step in sorted(set(la) & set(lb)):
         if la[step] != lb[step]:
@@ -71,28 +66,24 @@ def same_losses_to(a: Path, b: Path) -> int:
     return last
 
 
-def variant_run(variant: Path, shipped: Path, name: str, full_shipped_runs: bool) -> dict | None:
-    """The variant's run ``name``: its own (with how far it equals the shipped run), or with
-    ``full_shipped_runs`` a shipped run that trained all its steps."""
-    run = read_run(variant / name)
-    if run is not None and (shipped / name / "metrics.jsonl").exists():
-        run["same_to"] = same_losses_to(variant / name, shipped / name)
-    if run is None and full_shipped_runs:
-        run = read_run(shipped / name)
-        if run is not None and run["trained_all_steps"]:
-            run["source"] = "shipped"
-        else:
-            run = None
-    return run
+def run_pair(variant: Path, shipped: Path, name: str, full_shipped_runs: bool) -> dict:
+    """The variant's and the shipped config's run ``name``. The variant's own run carries how
+    far it equals the shipped one; with ``full_shipped_runs`` a missing one is the shipped run
+    when that trained all its steps."""
+    own, base = read_run(variant / name), read_run(shipped / name)
+    if own is not None and base is not None:
+        own["same_to"] = same_losses_to(variant / name, shipped / name)
+    elif own is None and full_shipped_runs and base is not None and base["trained_all_steps"]:
+        own = {**base, "source": "shipped"}
+    return {"variant": own, "shipped": base}
 
 
 def verdict(variant: Path, shipped: Path, full_shipped_runs: bool = False) -> dict:
-    stage1 = {f"{stem}-s0": variant_run(variant, shipped, f"{stem}-s0", full_shipped_runs)
+    stage1 = {f"{stem}-s0": run_pair(variant, shipped, f"{stem}-s0", full_shipped_runs)["variant"]
               for stem in STAGE1}
     missing1 = [name for name, run in stage1.items() if run is None]
     failed1 = [name for name, run in stage1.items() if run is not None and run["validation"] < 1.0]
-    stage2 = {name: {"variant": variant_run(variant, shipped, name, full_shipped_runs),
-                     "shipped": read_run(shipped / name)}
+    stage2 = {name: run_pair(variant, shipped, name, full_shipped_runs)
               for name in (f"{stem}-s{seed}" for stem in STAGE2 for seed in SEEDS)}
     both = [r for r in stage2.values() if r["variant"] and r["shipped"]]
     means = {side: (sum(r[side]["validation"] for r in both) / len(both) if both else None)
