@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pntm.runs import RunDir
+
 
 def mean_loss(rows: list[dict], lo: int, hi: int) -> float | None:
     losses = [r["loss"] for r in rows if lo <= r["step"] < hi]
@@ -22,8 +24,7 @@ def mean_loss(rows: list[dict], lo: int, hi: int) -> float | None:
 
 
 def read_run(run: Path, switch: int, before: int, after: int) -> dict:
-    rows = [row for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-            if "loss" in row and "step" in row]
+    rows = [row for row in RunDir(run).read_metrics() if "loss" in row]
     validation = run / "eval-validation.json"
     summary = json.loads(validation.read_text()) if validation.exists() else None
     return {"run": f"{run.parent.name}/{run.name}",
