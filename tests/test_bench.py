@@ -59,6 +59,31 @@ def test_tokens_hold_the_tokens_per_step(tmp_path, capsys):
     assert table.split("| 256 | ")[1].split("|")[1].strip() == "1.00"
 
 
+def test_micro_batch_slices_the_step_and_says_so(tmp_path, capsys):
+    """``--micro-batch N``: the rows and the table name the slices; the step is
+    ``train.accumulate_gradients``'s, so the bench's AdamW step equals the whole batch's."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--models", "pntm", "--lengths", "8", "--batch", "5",
+                 "--micro-batch", "2", "--device", "cpu", "--repeats", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    results = load(out)["results"]
+    assert [(r["batch"], r["micro_batch"]) for r in results] == [(5, 2)]
+    assert "batch 5, forward and backward in micro-batches of 2 sequences" in train_table(results)
+    after = {}
+    for micro in (0, 2):
+        torch.manual_seed(0)
+        model = bench.bench_model("pntm")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        tokens = bench.random_tokens(5, 9, torch.Generator().manual_seed(1))
+        bench.training_step(model, optimizer, tokens[:, :-1], tokens[:, 1:], micro)()
+        after[micro] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after[0], after[2]))
+    capsys.readouterr()
+    assert main(["bench", "--decode", "--models", "pntm", "--micro-batch", "2"]) == 2
+    assert capsys.readouterr().err.strip() == ("pntm: error: --micro-batch is for the training "
+                                               "step, not --decode")
+
+
 def test_time_per_token_columns_for_the_tape_and_the_learned_writer():
     """RESULTS' block: each P-NTM writer's time per token at each length against its own at
     256, from the step time, the length and the row's batch (hand-computed here)."""

@@ -5,13 +5,16 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import assert_user_error, sets
 from safetensors.torch import load_file
 
 from pntm import config as config_lib
+from pntm import tasks as tasks_lib
 from pntm import train as train_lib
 from pntm.cli import main
 from pntm.evaluate import summarize
+from pntm.models import build_model
 from pntm.runs import RunDir, atomic_write, atomic_write_text
 from pntm.train import start_run, train, train_run
 
@@ -464,3 +467,67 @@ def test_snapshots_keep_every_nth_steps_weights_and_change_nothing(tmp_path):
     train(tiny_config(20, *fixed), tmp_path / "c", quiet=True)
     snapshot = load_file(tmp_path / "a" / "snapshots" / "step-000020.safetensors")
     assert all(torch.equal(snapshot[k], v) for k, v in weights(tmp_path / "c").items())
+
+
+def _padded_batch(model_vocab=12, batch=7, length=9, seed=0):
+    """Inputs and targets of unequal target counts per sequence (IGNORE_INDEX in front)."""
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(4, model_vocab, (batch, length), generator=g)
+    targets = torch.randint(4, model_vocab, (batch, length), generator=g)
+    for row in range(batch):
+        targets[row, : 1 + row] = tasks_lib.IGNORE_INDEX  # row r has length - 1 - r targets
+    return inputs, targets
+
+
+@pytest.mark.parametrize("model_name", ["lstm", "pntm"])
+def test_micro_batches_sum_to_the_whole_batchs_gradient(model_name):
+    """Slices of 1, 3 (uneven: 3 + 3 + 1) and 7 sequences: the same loss, the same count of
+    right tokens and the same gradients as the whole batch in one pass."""
+    torch.manual_seed(0)
+    model = build_model(model_name, 12, 2, {})
+    inputs, targets = _padded_batch()
+
+    def run(micro):
+        model.zero_grad(set_to_none=True)
+        loss, right = train_lib.accumulate_gradients(model, inputs, targets, micro)
+        return loss, right, {n: p.grad.clone() for n, p in model.named_parameters()
+                             if p.grad is not None}
+
+    whole_loss, whole_right, whole = run(0)
+    mask = targets != tasks_lib.IGNORE_INDEX
+    by_hand = F.cross_entropy(model(inputs)[mask], targets[mask])
+    assert torch.allclose(whole_loss, by_hand, atol=1e-6)
+    for micro in (1, 3, 7, 100):
+        loss, right, grads = run(micro)
+        assert torch.allclose(loss, whole_loss, rtol=1e-5, atol=1e-6), micro
+        assert right == whole_right
+        assert grads.keys() == whole.keys()
+        for name in grads:
+            assert torch.allclose(grads[name], whole[name], rtol=1e-4, atol=1e-6), (micro, name)
+
+
+def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path):
+    """Ten steps at batch 8 in slices of 3: the weights and logged losses of the run at batch 8
+    in one pass, up to float rounding; the slice changes the memory estimate, not the step."""
+    fixed = ["train.lr_schedule=constant", "train.eval_at_end=false"]
+    train(tiny_config(10, *fixed), tmp_path / "a", quiet=True)
+    train(tiny_config(10, *fixed, "train.micro_batch=3"), tmp_path / "b", quiet=True)
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=1e-5), key
+    ra, rb = metrics_without_time(tmp_path / "a"), metrics_without_time(tmp_path / "b")
+    assert [r["token_accuracy"] for r in ra] == [r["token_accuracy"] for r in rb]
+    assert [r["loss"] for r in ra] == pytest.approx([r["loss"] for r in rb], rel=1e-5)
+    cfg = tiny_config(10, "train.batch_size=64")
+    sliced = config_lib.merge(cfg, {"train": {"micro_batch": 4}})
+    assert config_lib.sequences_per_pass(cfg["train"]) == 64
+    assert config_lib.sequences_per_pass(sliced["train"]) == 4
+    assert (config_lib.estimate_training_bytes(sliced, 12)
+            < config_lib.estimate_training_bytes(cfg, 12))
+
+
+def test_negative_micro_batch_is_one_line(tmp_path, capsys):
+    assert_user_error(capsys, ["train", "--task", "parity", "--model", "lstm", "--out",
+                               str(tmp_path / "run"), *sets(["train.micro_batch=-1"])],
+                      "train.micro_batch", ">= 0")
+    assert not (tmp_path / "run").exists()

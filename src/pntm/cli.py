@@ -238,7 +238,7 @@ def cmd_bench(args, argv: list[str]) -> int:
     mode = "scan" if args.scan else "decode" if args.decode else "train"
     bench_from_options(mode=mode, model_spec=args.models, length_spec=args.lengths,
                        context_spec=args.contexts, batch=args.batch, tokens=args.tokens,
-                       device=args.device,
+                       micro_batch=args.micro_batch, device=args.device,
                        repeats=args.repeats, warmup=args.warmup, time_limit=args.time_limit,
                        json_path=args.json, plot_path=args.plot, command=command_line(argv),
                        sets=args.sets)

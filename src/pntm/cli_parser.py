@@ -181,6 +181,10 @@ def _add_bench(sub, handlers: dict[str, Handler]) -> None:
                       help="training step only: N tokens per step at every length (batch N / "
                            "length; each length must divide N), so that lengths compare at "
                            "one working-set size")
+    p.add_argument("--micro-batch", type=non_negative_int, default=0, metavar="N",
+                   help="training step only: forward and backward in slices of N sequences, "
+                        "gradients summed, one optimizer step (train.micro_batch; default 0: "
+                        "the whole batch at once)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (default 5)")
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs (default 2)")

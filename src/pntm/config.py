@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
         "steps": 10000,
         "schedule_steps": 0,          # steps the fractional schedules span; 0 = steps (below)
         "batch_size": 32,
+        "micro_batch": 0,             # sequences per forward/backward, gradients summed over
+        #                               the batch (same step, less memory); 0 = the whole batch
         "lr": 1e-3,
         "lr_schedule": "cosine",      # or "constant"; both after the linear warm-up
         "min_lr_ratio": 0.1,          # cosine decays to lr * min_lr_ratio
@@ -238,7 +240,8 @@ def training_sequence_length(cfg: dict) -> int:
 
 def estimate_training_bytes(cfg: dict, vocab_size: int) -> int:
     """A rough lower estimate of one training step's memory: the weights with their gradients
-    and AdamW moments, plus the activations of ``batch_size`` longest sequences (see
+    and AdamW moments, plus the activations of ``batch_size`` (or ``micro_batch``, when set
+    and smaller) longest sequences (see
     ``pntm.models.rules.activation_floats``). Parameters are counted on torch's meta device,
     so nothing is allocated."""
     import torch
@@ -251,7 +254,14 @@ def estimate_training_bytes(cfg: dict, vocab_size: int) -> int:
     params = sum(p.numel() for p in model.parameters())
     per_sequence = activation_floats(cfg["model"], model.config, training_sequence_length(cfg),
                                      vocab_size)
-    return 4 * (4 * params + cfg["train"]["batch_size"] * per_sequence)
+    return 4 * (4 * params + sequences_per_pass(cfg["train"]) * per_sequence)
+
+
+def sequences_per_pass(train_cfg: dict) -> int:
+    """How many sequences one forward and backward holds: ``micro_batch`` when it is set and
+    smaller than the batch, else ``batch_size``."""
+    micro, batch = train_cfg["micro_batch"], train_cfg["batch_size"]
+    return micro if 0 < micro < batch else batch
 
 
 def memory_available(device=None) -> int | None:
@@ -274,11 +284,12 @@ def check_fits(cfg: dict, vocab_size: int, device=None) -> None:
     if have is not None and need > have:
         raise ConfigError(
             f"a training step of this config needs about {need / 2**30:,.0f} GiB "
-            f"(train.batch_size {cfg['train']['batch_size']} x sequences of up to "
+            f"({sequences_per_pass(cfg['train'])} sequences a pass (train.batch_size, or "
+            f"train.micro_batch when smaller) of up to "
             f"{training_sequence_length(cfg):,} tokens for {cfg['model']}), more than the "
             f"{have / 2**30:,.0f} GiB of this machine's {_device_name(device)}; lower "
-            "train.batch_size, the training lengths (or the data's longest example) or the "
-            "model's sizes")
+            "train.micro_batch (or train.batch_size), the training lengths (or the data's "
+            "longest example) or the model's sizes")
 
 
 def _device_name(device) -> str:

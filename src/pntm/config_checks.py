@@ -100,6 +100,9 @@ def _check_values(cfg: dict) -> None:
     _check_seed(cfg["seed"], "seed")
     for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
         _require(train[key] >= 1, f"train.{key}", "must be a positive integer")
+    _require(train["micro_batch"] >= 0, "train.micro_batch",
+             f"must be >= 0 (sequences per pass; 0: the whole batch), got "
+             f"{train['micro_batch']!r}")
     _require(0 < train["lr"] <= MAX_LR, "train.lr",
              f"must be in (0, {MAX_LR:g}] (AdamW's step size), got {train['lr']!r}")
     _require(0 <= train["min_lr_ratio"] <= 1, "train.min_lr_ratio", "must be in [0, 1]")

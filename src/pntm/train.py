@@ -65,6 +65,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -151,6 +152,40 @@ def make_optimizer(model: SequenceModel, train_cfg: dict) -> torch.optim.AdamW:
 
 
 # --------------------------------------------------------------------------- RNG state
+
+def accumulate_gradients(model: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+                         targets: torch.Tensor, micro_batch: int = 0, score: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Forward and backward of one batch through ``model`` (a module or a compiled one);
+    returns its loss (the mean cross-entropy over the target tokens that are not
+    ``IGNORE_INDEX``) and, with ``score``, the number of those tokens predicted right (greedy;
+    else None), both as tensors. The gradients are added to the parameters' ``.grad``.
+
+    With ``micro_batch`` > 0 (``train.micro_batch``) the batch goes through in slices of that
+    many sequences, each backward of its slice's mean loss weighted by its share of the batch's
+    target tokens, so the gradients sum to the whole batch's (up to float rounding; one slice
+    is the whole-batch computation itself). Decision: a step's memory (and, on a CPU, its
+    working set against the caches) then scales with the slice, not the batch, and the
+    optimizer sees the same batch; off (0) by default and in every committed run."""
+    size = micro_batch if 0 < micro_batch < inputs.shape[0] else inputs.shape[0]
+    tokens = (targets != tasks.IGNORE_INDEX).sum()
+    loss, right = 0, (0 if score else None)
+    for start in range(0, inputs.shape[0], size):
+        part = targets[start:start + size]
+        if size < inputs.shape[0] and not (part != tasks.IGNORE_INDEX).any():
+            continue  # a slice without targets adds nothing (its mean loss would be 0 / 0)
+        logits = model(inputs[start:start + size])
+        part_loss = F.cross_entropy(logits.flatten(0, 1), part.flatten(),
+                                    ignore_index=tasks.IGNORE_INDEX)
+        if size < inputs.shape[0]:  # weighted by the slice's share of the target tokens
+            part_loss = part_loss * ((part != tasks.IGNORE_INDEX).sum() / tokens.clamp(min=1))
+        part_loss.backward()
+        loss = loss + part_loss.detach()
+        if score:
+            with torch.no_grad():
+                right = right + ((logits.argmax(-1) == part) & (part != tasks.IGNORE_INDEX)).sum()
+    return loss, right
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -456,22 +491,18 @@ class Trainer:
             group["lr"] = lr
 
         self.model.set_training_progress(training_progress(self.step, self.tcfg), self.step)
-        logits = self.model(batch.inputs)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(),
-                               ignore_index=tasks.IGNORE_INDEX)
+        logging = not self.step % self.tcfg["log_every"] or self.step == self.tcfg["steps"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, right = accumulate_gradients(self.model, batch.inputs, batch.targets,
+                                           self.tcfg["micro_batch"], score=logging)
         clip = self.tcfg["grad_clip"]
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
         self._check_finite(loss, grad_norm)
         self.optimizer.step()
 
-        if self.step % self.tcfg["log_every"] and self.step != self.tcfg["steps"]:
+        if not logging:
             return None
-        with torch.no_grad():
-            mask = batch.targets != tasks.IGNORE_INDEX
-            right = (logits.argmax(-1) == batch.targets) & mask
-            accuracy = right.sum().item() / max(mask.sum().item(), 1)
+        accuracy = right.item() / max((batch.targets != tasks.IGNORE_INDEX).sum().item(), 1)
         return {"step": self.step, "loss": loss.item(), "token_accuracy": accuracy,
                 "length": length, "lr": lr, "grad_norm": grad_norm.item()}
 

@@ -37,13 +37,13 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from pntm.config_files import package_config
 from pntm.errors import PntmError
 from pntm.models.base import MISSING_EXTRAS, available_models, build_model, get_model_class
 from pntm.ops.scan import METHODS, linear_scan
 from pntm.tasks import Vocab
+from pntm.train import accumulate_gradients
 
 VOCAB_SIZE = 16  # 4 special tokens and 12 symbols
 SEP_ID = Vocab.sep_id
@@ -302,10 +302,13 @@ def bench_model(name: str, pntm_sets: dict | None = None) -> torch.nn.Module:
 
 def bench_training(models: list[str], lengths: list[int], batch: int, device: torch.device,
                    repeats: int, warmup: int, time_limit: float, log=print,
-                   pntm_sets: dict | None = None, tokens: int | None = None) -> list[dict]:
+                   pntm_sets: dict | None = None, tokens: int | None = None,
+                   micro_batch: int = 0) -> list[dict]:
     """Each model's training step at each length, at ``batch`` or, given ``tokens``, at batch
     ``tokens / length`` (one working-set size at every length: the time per token then
-    depends on the length alone, not on how far the step's tensors outgrow the caches)."""
+    depends on the length alone, not on how far the step's tensors outgrow the caches).
+    ``micro_batch`` > 0 runs each step's forward and backward in slices of that many sequences
+    (``train.micro_batch``: the same step, its gradients summed; one optimizer step)."""
     results = []
     generator = torch.Generator().manual_seed(0)
     for name in models:
@@ -322,7 +325,8 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
         skip_reason = None
         for length in lengths:
             size = tokens // length if tokens else batch
-            row = {"model": name, "length": length, "batch": size}
+            row = {"model": name, "length": length, "batch": size,
+                   **({"micro_batch": micro_batch} if micro_batch else {})}
             not_timed = {**row, "step_seconds": None, "tokens_per_second": None,
                          "peak_memory_bytes": None, "parameters": params, "skipped": True}
             if skip_reason is not None:
@@ -332,7 +336,7 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
             sample = random_tokens(size, length + 1, generator).to(device)
             inputs, targets = sample[:, :-1], sample[:, 1:]
 
-            step = training_step(forward, optimizer, inputs, targets)
+            step = training_step(forward, optimizer, inputs, targets, micro_batch)
             with PeakMemory(device) as peak:
                 try:
                     run, prepare_seconds = prepare_step(step, mode, device)
@@ -360,14 +364,13 @@ def bench_training(models: list[str], lengths: list[int], batch: int, device: to
 
 def training_step(forward: Callable[[torch.Tensor], torch.Tensor],
                   optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-                  targets: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """One step on fixed tokens: forward, cross-entropy on every position, backward, optimizer
-    step; it returns the loss as a tensor (nothing is read back to the host)."""
+                  targets: torch.Tensor, micro_batch: int = 0) -> Callable[[], torch.Tensor]:
+    """One step on fixed tokens: forward, cross-entropy on every position, backward (in
+    slices of ``micro_batch`` sequences when > 0), optimizer step, as ``pntm.train`` makes
+    it; it returns the loss as a tensor (nothing is read back to the host)."""
     def step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        logits = forward(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        loss.backward()
+        loss, _ = accumulate_gradients(forward, inputs, targets, micro_batch, score=False)
         optimizer.step()
         return loss
     return step

@@ -131,9 +131,11 @@ def write_plot(path: str, series: dict[str, tuple[list[int], list[float]]], xlab
 def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: list[int],
               batch: int, device: torch.device, repeats: int, warmup: int, time_limit: float,
               json_path: str | None, plot_path: str | None, command: str,
-              pntm_sets: dict | None = None, tokens: int | None = None) -> dict:
+              pntm_sets: dict | None = None, tokens: int | None = None,
+              micro_batch: int = 0) -> dict:
     """Run one benchmark (``mode``: train, scan or decode), print its table, write the files;
-    ``tokens`` (training step only) replaces ``batch`` by ``tokens / length`` per length."""
+    ``tokens`` (training step only) replaces ``batch`` by ``tokens / length`` per length, and
+    ``micro_batch`` (training step only) runs each step in slices of that many sequences."""
     if plot_path is not None:
         check_plot_available()
     log = (lambda message: print(message, file=sys.stderr))
@@ -160,7 +162,8 @@ def run_bench(mode: str, *, models: list[str], lengths: list[int], contexts: lis
                      f"greedy decoding, batch {batch}")
     else:
         results = bench_training(models, lengths, batch, device, repeats, warmup, time_limit,
-                                 log=log, pntm_sets=pntm_sets, tokens=tokens)
+                                 log=log, pntm_sets=pntm_sets, tokens=tokens,
+                                 micro_batch=micro_batch)
         table = training_table(results)
         series = {name: ([], []) for name in models}
         for r in results:
@@ -192,7 +195,7 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
                        context_spec: str | None, batch: int, device: str | None, repeats: int,
                        warmup: int, time_limit: float, json_path: str | None,
                        plot_path: str | None, command: str, sets: list[str] = (),
-                       tokens: int | None = None) -> dict:
+                       tokens: int | None = None, micro_batch: int = 0) -> dict:
     """``pntm bench``, from its options as given (the ``*_spec`` are the command line's comma
     lists; ``mode``: train, scan or decode; ``sets`` the ``--set model_config.KEY=VALUE``
     overrides of the P-NTM models): check every one (one-line errors), then run the
@@ -226,6 +229,8 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
         if uneven:
             raise PntmError(f"--tokens {tokens} is not a multiple of length {uneven[0]}: "
                             "every length must divide it (batch = tokens / length)")
+    if micro_batch and mode != "train":
+        raise PntmError(f"--micro-batch is for the training step, not --{mode}")
     contexts = parse_int_list(context_spec or DEFAULT_CONTEXTS, "--contexts")
     pntm_sets = parse_pntm_sets(sets, models)
     if plot_path is not None:
@@ -233,7 +238,8 @@ def bench_from_options(*, mode: str, model_spec: str | None, length_spec: str,
     return run_bench(mode, models=models, lengths=lengths, contexts=contexts,
                      batch=batch, device=target, repeats=repeats, warmup=warmup,
                      time_limit=time_limit, json_path=json_path, plot_path=plot_path,
-                     command=command, pntm_sets=pntm_sets, tokens=tokens)
+                     command=command, pntm_sets=pntm_sets, tokens=tokens,
+                     micro_batch=micro_batch)
 
 
 def parse_pntm_sets(sets: list[str], models: list[str]) -> dict:

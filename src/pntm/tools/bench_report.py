@@ -107,6 +107,9 @@ def train_table(results: list[dict], peak_kind: str | None = None) -> str:
                 if len(tokens) == 1 else "the batch of each row's length")
     else:
         size = f"batch {results[0]['batch']}"
+    micro = sorted({r["micro_batch"] for r in results if r.get("micro_batch")})
+    if micro:  # pntm bench --micro-batch N: the step in slices of N sequences
+        size += f", forward and backward in micro-batches of {micro[0]} sequences"
     lines.append("Milliseconds per training step (forward, backward, AdamW) at "
                  f"{size}, median of the timed steps. Parameters: "
                  + ", ".join(f"{m} {params[m]:,}" for m in models) + ".")
