@@ -524,6 +524,10 @@ def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path):
     assert config_lib.sequences_per_pass(sliced["train"]) == 4
     assert (config_lib.estimate_training_bytes(sliced, 12)
             < config_lib.estimate_training_bytes(cfg, 12))
+    huge = config_lib.merge(cfg, {"train": {"batch_size": 10**9}})
+    with pytest.raises(config_lib.ConfigError, match="train.micro_batch: the same step"):
+        config_lib.check_fits(huge, 12)
+    config_lib.check_fits(config_lib.merge(huge, {"train": {"micro_batch": 64}}), 12)
 
 
 def test_negative_micro_batch_is_one_line(tmp_path, capsys):

@@ -287,9 +287,10 @@ def check_fits(cfg: dict, vocab_size: int, device=None) -> None:
             f"({sequences_per_pass(cfg['train'])} sequences a pass (train.batch_size, or "
             f"train.micro_batch when smaller) of up to "
             f"{training_sequence_length(cfg):,} tokens for {cfg['model']}), more than the "
-            f"{have / 2**30:,.0f} GiB of this machine's {_device_name(device)}; lower "
-            "train.micro_batch (or train.batch_size), the training lengths (or the data's "
-            "longest example) or the model's sizes")
+            f"{have / 2**30:,.0f} GiB of this machine's {_device_name(device)}; pass fewer "
+            "sequences at a time (train.micro_batch: the same step in slices), or lower "
+            "train.batch_size, the training lengths (or the data's longest example) or the "
+            "model's sizes")
 
 
 def _device_name(device) -> str:
