@@ -506,7 +506,7 @@ def test_micro_batches_sum_to_the_whole_batchs_gradient(model_name):
             assert torch.allclose(grads[name], whole[name], rtol=1e-4, atol=1e-6), (micro, name)
 
 
-def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path):
+def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path, monkeypatch):
     """Ten steps at batch 8 in slices of 3: the weights and logged losses of the run at batch 8
     in one pass, up to float rounding; the slice changes the memory estimate, not the step."""
     fixed = ["train.lr_schedule=constant", "train.eval_at_end=false"]
@@ -524,10 +524,19 @@ def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path):
     assert config_lib.sequences_per_pass(sliced["train"]) == 4
     assert (config_lib.estimate_training_bytes(sliced, 12)
             < config_lib.estimate_training_bytes(cfg, 12))
-    huge = config_lib.merge(cfg, {"train": {"batch_size": 10**9}})
+    # a batch whose activations do not fit in 8 GiB but whose token ids do: refused whole,
+    # accepted in slices; a batch whose token ids alone do not fit: refused either way
+    big = config_lib.merge(cfg, {"train": {"batch_size": 10**6}})
+    sliced_big = config_lib.merge(big, {"train": {"micro_batch": 64}})
+    assert 16 * 10**6 * config_lib.training_sequence_length(big) < 8 * 2**30 < (
+        config_lib.estimate_training_bytes(big, 12))
+    monkeypatch.setattr(config_lib, "memory_available", lambda device=None: 8 * 2**30)
     with pytest.raises(config_lib.ConfigError, match="train.micro_batch: the same step"):
+        config_lib.check_fits(big, 12)
+    config_lib.check_fits(sliced_big, 12)
+    huge = config_lib.merge(sliced_big, {"train": {"batch_size": 10**9}})
+    with pytest.raises(config_lib.ConfigError, match="GiB"):
         config_lib.check_fits(huge, 12)
-    config_lib.check_fits(config_lib.merge(huge, {"train": {"micro_batch": 64}}), 12)
 
 
 def test_negative_micro_batch_is_one_line(tmp_path, capsys):

@@ -240,10 +240,10 @@ def training_sequence_length(cfg: dict) -> int:
 
 def estimate_training_bytes(cfg: dict, vocab_size: int) -> int:
     """A rough lower estimate of one training step's memory: the weights with their gradients
-    and AdamW moments, plus the activations of ``batch_size`` (or ``micro_batch``, when set
-    and smaller) longest sequences (see
-    ``pntm.models.rules.activation_floats``). Parameters are counted on torch's meta device,
-    so nothing is allocated."""
+    and AdamW moments, the batch's token ids (inputs and targets, int64), and the
+    activations of ``batch_size`` (or ``micro_batch``, when set and smaller) longest sequences
+    (see ``pntm.models.rules.activation_floats``). Parameters are counted on torch's meta
+    device, so nothing is allocated."""
     import torch
 
     from pntm.models import build_model
@@ -252,9 +252,9 @@ def estimate_training_bytes(cfg: dict, vocab_size: int) -> int:
     with torch.device("meta"):
         model = build_model(cfg["model"], vocab_size, 2, cfg["model_config"])
     params = sum(p.numel() for p in model.parameters())
-    per_sequence = activation_floats(cfg["model"], model.config, training_sequence_length(cfg),
-                                     vocab_size)
-    return 4 * (4 * params + sequences_per_pass(cfg["train"]) * per_sequence)
+    length, batch = training_sequence_length(cfg), cfg["train"]["batch_size"]
+    per_sequence = activation_floats(cfg["model"], model.config, length, vocab_size)
+    return 4 * (4 * params + sequences_per_pass(cfg["train"]) * per_sequence) + 16 * batch * length
 
 
 def sequences_per_pass(train_cfg: dict) -> int:
