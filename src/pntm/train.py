@@ -162,23 +162,24 @@ def accumulate_gradients(model: Callable[[torch.Tensor], torch.Tensor], inputs: 
     else None), both as tensors. The gradients are added to the parameters' ``.grad``.
 
     With ``micro_batch`` > 0 (``train.micro_batch``) the batch goes through in slices of that
-    many sequences, each backward of its slice's mean loss weighted by its share of the batch's
-    target tokens, so the gradients sum to the whole batch's (up to float rounding; one slice
-    is the whole-batch computation itself). Decision: a step's memory (and, on a CPU, its
-    working set against the caches) then scales with the slice, not the batch, and the
-    optimizer sees the same batch; off (0) by default and in every committed run."""
-    size = micro_batch if 0 < micro_batch < inputs.shape[0] else inputs.shape[0]
-    tokens = (targets != tasks.IGNORE_INDEX).sum()
+    many sequences, each backward of its slice's summed cross-entropy over the whole batch's
+    count of target tokens, so the gradients add up to the whole batch's (up to float rounding;
+    one slice is the whole-batch computation itself, and nothing is read back to the host).
+    Decision: a step's memory (and, on a CPU, its working set against the caches) then scales
+    with the slice, not the batch, and the optimizer sees the same batch; off (0) by default
+    and in every committed run."""
+    whole = not 0 < micro_batch < inputs.shape[0]
+    size = inputs.shape[0] if whole else micro_batch
+    tokens = (targets != tasks.IGNORE_INDEX).sum().clamp(min=1)
     loss, right = 0, (0 if score else None)
     for start in range(0, inputs.shape[0], size):
         part = targets[start:start + size]
-        if size < inputs.shape[0] and not (part != tasks.IGNORE_INDEX).any():
-            continue  # a slice without targets adds nothing (its mean loss would be 0 / 0)
         logits = model(inputs[start:start + size])
         part_loss = F.cross_entropy(logits.flatten(0, 1), part.flatten(),
-                                    ignore_index=tasks.IGNORE_INDEX)
-        if size < inputs.shape[0]:  # weighted by the slice's share of the target tokens
-            part_loss = part_loss * ((part != tasks.IGNORE_INDEX).sum() / tokens.clamp(min=1))
+                                    ignore_index=tasks.IGNORE_INDEX,
+                                    reduction="mean" if whole else "sum")
+        if not whole:  # the slice's share of the batch's mean
+            part_loss = part_loss / tokens
         part_loss.backward()
         loss = loss + part_loss.detach()
         if score:
