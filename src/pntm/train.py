@@ -164,7 +164,9 @@ def accumulate_gradients(model: Callable[[torch.Tensor], torch.Tensor], inputs: 
     With ``micro_batch`` > 0 (``train.micro_batch``) the batch goes through in slices of that
     many sequences, each backward of its slice's summed cross-entropy over the whole batch's
     count of target tokens, so the gradients add up to the whole batch's (up to float rounding;
-    one slice is the whole-batch computation itself, and nothing is read back to the host).
+    one slice is the whole-batch computation itself, and nothing is read back to the host;
+    a model that draws random numbers in its forward, P-NTM's ``window_dropout``, draws them
+    slice by slice: the same distribution, not necessarily the same numbers).
     Decision: a step's memory (and, on a CPU, its working set against the caches) then scales
     with the slice, not the batch, and the optimizer sees the same batch; off (0) by default
     and in every committed run."""
