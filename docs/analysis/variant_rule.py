@@ -20,7 +20,10 @@ while a run the verdict needs is missing (shown as ``-`` and counted).
 Beside each variant run that has a shipped run of the same task and seed it prints the last
 logged step up to which the two runs' training losses are equal (``same to N``): a variant
 that only acts late (``no-early-stop`` acts after the shipped run's stop) should equal the
-shipped run up to there, on a machine whose float rounding matches.
+shipped run up to there, on a machine whose float rounding matches. Under the stage-2 means
+it prints how many validation answers each side got wrong over the runs compared (every run's
+validation set has the same size, so the means compare as these counts do): the verdict's
+margin in answers.
 
 ``--full-shipped-runs`` is for ``no-early-stop`` only (its stage-2 plan in RESULTS.md, written
 before its runs): with ``restore_best`` off, ``patience`` changes a run only by stopping it, so a
@@ -50,8 +53,11 @@ def read_run(folder: Path) -> dict | None:
         return None
     record = json.loads(path.read_text())
     planned = RunDir(folder).load_config()["train"]["steps"]
+    wrong = sum(round(row["samples"] * (1 - row["sequence_accuracy"]))
+                for row in record["lengths"])
     return {"validation": record["summary"]["ood_sequence_accuracy"], "steps": record["steps"],
-            "trained_all_steps": record["steps"] >= planned}
+            "trained_all_steps": record["steps"] >= planned, "wrong": wrong,
+            "examples": sum(row["samples"] for row in record["lengths"])}
 
 
 def same_losses_to(a: Path, b: Path) -> int:
@@ -88,6 +94,7 @@ def verdict(variant: Path, shipped: Path, full_shipped_runs: bool = False) -> di
     both = [r for r in stage2.values() if r["variant"] and r["shipped"]]
     means = {side: (sum(r[side]["validation"] for r in both) / len(both) if both else None)
              for side in ("variant", "shipped")}
+    wrong = {side: sum(r[side]["wrong"] for r in both) for side in ("variant", "shipped")}
     missing2 = [f"{side}: {name}" for name, r in stage2.items()
                 for side in ("variant", "shipped") if r[side] is None]
     if failed1:
@@ -100,7 +107,9 @@ def verdict(variant: Path, shipped: Path, full_shipped_runs: bool = False) -> di
         state = "adopted" if means["variant"] > means["shipped"] else "rejected at stage 2"
     return {"variant": variant.name, "verdict": state, "stage1": stage1,
             "stage1_failed": failed1, "stage1_missing": missing1, "stage2": stage2,
-            "stage2_runs_compared": len(both), "stage2_means": means, "stage2_missing": missing2}
+            "stage2_runs_compared": len(both), "stage2_means": means, "stage2_wrong": wrong,
+            "stage2_examples": sum(r["shipped"]["examples"] for r in both),
+            "stage2_missing": missing2}
 
 
 def main() -> None:
@@ -133,6 +142,9 @@ def main() -> None:
         print(f"stage 2 means over the {result['stage2_runs_compared']} of "
               f"{len(result['stage2'])} runs both have: "
               f"variant {100 * means['variant']:.2f}%, shipped {100 * means['shipped']:.2f}%")
+        wrong = result["stage2_wrong"]
+        print(f"  wrong validation answers over them (of {result['stage2_examples']:,} a side): "
+              f"variant {wrong['variant']:,}, shipped {wrong['shipped']:,}")
     missing = len(result["stage1_missing"]) + len(result["stage2_missing"])
     if missing:
         print(f"runs missing (-): {missing}")
