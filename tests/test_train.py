@@ -506,9 +506,9 @@ def test_micro_batches_sum_to_the_whole_batchs_gradient(model_name):
             assert torch.allclose(grads[name], whole[name], rtol=1e-4, atol=1e-6), (micro, name)
 
 
-def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path, monkeypatch):
+def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path):
     """Ten steps at batch 8 in slices of 3: the weights and logged losses of the run at batch 8
-    in one pass, up to float rounding; the slice changes the memory estimate, not the step."""
+    in one pass, up to float rounding."""
     fixed = ["train.lr_schedule=constant", "train.eval_at_end=false"]
     train(tiny_config(10, *fixed), tmp_path / "a", quiet=True)
     train(tiny_config(10, *fixed, "train.micro_batch=3"), tmp_path / "b", quiet=True)
@@ -518,6 +518,9 @@ def test_a_micro_batched_run_trains_as_the_whole_batch(tmp_path, monkeypatch):
     ra, rb = metrics_without_time(tmp_path / "a"), metrics_without_time(tmp_path / "b")
     assert [r["token_accuracy"] for r in ra] == [r["token_accuracy"] for r in rb]
     assert [r["loss"] for r in ra] == pytest.approx([r["loss"] for r in rb], rel=1e-5)
+
+
+def test_the_memory_estimate_counts_the_slice_and_the_whole_batchs_tokens(monkeypatch):
     cfg = tiny_config(10, "train.batch_size=64")
     sliced = config_lib.merge(cfg, {"train": {"micro_batch": 4}})
     assert config_lib.sequences_per_pass(cfg["train"]) == 64

@@ -151,7 +151,7 @@ def make_optimizer(model: SequenceModel, train_cfg: dict) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=train_cfg["lr"], betas=(0.9, train_cfg["adam_beta2"]))
 
 
-# --------------------------------------------------------------------------- RNG state
+# --------------------------------------------------------------------------- one step's gradients
 
 def accumulate_gradients(model: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
                          targets: torch.Tensor, micro_batch: int = 0, score: bool = True
@@ -172,7 +172,7 @@ def accumulate_gradients(model: Callable[[torch.Tensor], torch.Tensor], inputs: 
     and in every committed run."""
     whole = not 0 < micro_batch < inputs.shape[0]
     size = inputs.shape[0] if whole else micro_batch
-    tokens = (targets != tasks.IGNORE_INDEX).sum().clamp(min=1)
+    tokens = None if whole else (targets != tasks.IGNORE_INDEX).sum().clamp(min=1)
     loss, right = 0, (0 if score else None)
     for start in range(0, inputs.shape[0], size):
         part = targets[start:start + size]
@@ -189,6 +189,8 @@ def accumulate_gradients(model: Callable[[torch.Tensor], torch.Tensor], inputs: 
                 right = right + ((logits.argmax(-1) == part) & (part != tasks.IGNORE_INDEX)).sum()
     return loss, right
 
+
+# --------------------------------------------------------------------------- RNG state
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
